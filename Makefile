@@ -1,0 +1,28 @@
+# The two set-up commands of the README: `make run` and `make test`. Each installs what it needs.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install run test test-slow lint bench
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+
+run: install
+	$(BIN)/python -m experiments.tcm_screen
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
+
+lint: install
+	$(BIN)/ruff check jaxdos experiments tests && $(BIN)/ruff format --check jaxdos experiments tests
+
+bench: install
+	$(BIN)/python -m experiments.bench_kernels --quick

@@ -1,0 +1,1 @@
+"""Command-line experiments; thin entry points over jaxdos.pipeline."""

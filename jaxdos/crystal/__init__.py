@@ -1,0 +1,5 @@
+"""CDOSGen: MatterGen-style crystal diffusion (GemNet-T) with DOS adapters."""
+
+from jaxdos.crystal.batch import MASK_Z, MAX_Z, NUM_TYPE_CLASSES, CrystalBatch
+
+__all__ = ["CrystalBatch", "MASK_Z", "MAX_Z", "NUM_TYPE_CLASSES"]
