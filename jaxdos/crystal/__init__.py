@@ -1,5 +1,12 @@
 """CDOSGen: MatterGen-style crystal diffusion (GemNet-T) with DOS adapters."""
 
-from jaxdos.crystal.batch import MASK_Z, MAX_Z, NUM_TYPE_CLASSES, CrystalBatch
+from jaxdos.crystal.batch import (
+    MASK_Z,
+    MAX_Z,
+    NUM_TYPE_CLASSES,
+    CrystalBatch,
+    DosCondition,
+    ScoreOutput,
+)
 
-__all__ = ["CrystalBatch", "MASK_Z", "MAX_Z", "NUM_TYPE_CLASSES"]
+__all__ = ["CrystalBatch", "DosCondition", "ScoreOutput", "MASK_Z", "MAX_Z", "NUM_TYPE_CLASSES"]

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from jaxdos.typing import Array
 
-__all__ = ["CrystalBatch", "MAX_Z", "MASK_Z", "NUM_TYPE_CLASSES"]
+__all__ = ["CrystalBatch", "DosCondition", "ScoreOutput", "MAX_Z", "MASK_Z", "NUM_TYPE_CLASSES"]
 
 MAX_Z = 100
 MASK_Z = MAX_Z + 1
@@ -55,3 +55,29 @@ class CrystalBatch(NamedTuple):
     def cartesian(self) -> Array:
         """Cartesian positions `[N, 3]` = frac @ lattice[batch]."""
         return jnp.einsum("ni,nij->nj", self.frac_coords, self.lattice[self.batch])
+
+
+class DosCondition(NamedTuple):
+    """Per-crystal DOS conditioning for CDOSGen.
+
+    Fields:
+        dos: `[G, 256]` per-atom DOS on the paper's grid (states / eV / atom, >= 0).
+        use_cond: `[G]` bool, the classifier-free-guidance mask m of eq. 4 (False = unconditional).
+    """
+
+    dos: Array
+    use_cond: Array
+
+
+class ScoreOutput(NamedTuple):
+    """What the score network predicts (MatterGen's "score x std" convention, spec section 4).
+
+    Fields:
+        frac: `[N, 3]` fractional-coordinate score.
+        lattice: `[G, 3, 3]` symmetric lattice score.
+        type_logits: `[N, NUM_TYPE_CLASSES]` atom-type logits (class k <-> Z = k + 1, 100 = mask).
+    """
+
+    frac: Array
+    lattice: Array
+    type_logits: Array
