@@ -1,5 +1,31 @@
 """Data: crystal prototypes, the offline world, MP-style loaders, grain pipelines."""
 
+from jaxdos.data.budgets import CrystalBudgets, budgets_from_records, neighbour_counts
+from jaxdos.data.mp import MP_ORACLE_VERSION, LoadReport, load_mp_dir, parse_mp_file
+from jaxdos.data.pipelines import (
+    CRYSTAL_BATCH_FIELDS,
+    CrystalGraphBatch,
+    DosBatch,
+    crystal_batches,
+    dos_batches,
+)
 from jaxdos.data.records import MAX_ATOMS, Records, load_records, save_records
 
-__all__ = ["MAX_ATOMS", "Records", "load_records", "save_records"]
+__all__ = [
+    "MAX_ATOMS",
+    "Records",
+    "load_records",
+    "save_records",
+    "MP_ORACLE_VERSION",
+    "LoadReport",
+    "load_mp_dir",
+    "parse_mp_file",
+    "CrystalBudgets",
+    "budgets_from_records",
+    "neighbour_counts",
+    "CRYSTAL_BATCH_FIELDS",
+    "CrystalGraphBatch",
+    "DosBatch",
+    "crystal_batches",
+    "dos_batches",
+]

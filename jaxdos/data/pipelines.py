@@ -1,0 +1,309 @@
+"""grain pipelines for both stages, built from `Records` (host-side numpy, static shapes).
+
+- `dos_batches`: DOSSampler batches (`DosBatch`) of B spectra as tokens, K and properties. An epoch
+  is a seeded permutation cut into ceil(M / B) batches; the tail batch is padded with masked rows
+  (`valid` False) so every batch has the same shape and the train step never recompiles.
+- `crystal_batches`: CDOSGen batches (`CrystalGraphBatch`) packed greedily in a seeded order under
+  `CrystalBudgets` (atoms N, graph slots G, optionally edges E), so no batch ever overflows.
+
+Both are `grain.IterDataset`s. Iterators are deterministic in (records, seed, epoch) only and
+expose grain's `get_state()` / `set_state()`; the state is a small JSON-able dict, so it goes into a
+checkpoint and a restored iterator yields exactly the batches the uninterrupted one would have.
+The epoch's order comes from `np.random.default_rng([seed, epoch])`, so resuming needs no
+replay of earlier epochs.
+"""
+
+import functools
+from typing import NamedTuple
+
+import grain
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdos.data.budgets import CrystalBudgets, neighbour_counts
+from jaxdos.data.records import Records
+from jaxdos.kernels.grid import N_BINS
+from jaxdos.kernels.properties import PROPERTY_NAMES
+from jaxdos.kernels.tokenizer import encode
+
+__all__ = [
+    "DosBatch",
+    "CrystalGraphBatch",
+    "CRYSTAL_BATCH_FIELDS",
+    "epoch_order",
+    "dos_batches",
+    "pack_greedy",
+    "crystal_batches",
+]
+
+# The field names, order and dtypes of `jaxdos.crystal.batch.CrystalBatch`, reproduced here because
+# data may not import the sibling crystal package; tests/data/test_pipelines.py checks they match.
+CRYSTAL_BATCH_FIELDS = (
+    "atomic_numbers",
+    "frac_coords",
+    "lattice",
+    "num_atoms",
+    "batch",
+    "node_mask",
+    "graph_mask",
+)
+
+
+class DosBatch(NamedTuple):
+    """B spectra for the DOSSampler (numpy).
+
+    Fields:
+        tokens: `[B, L]` int32 (`jaxdos.kernels.tokenizer.encode` with K = record scale).
+        scale: `[B]` float32 K (1.0 on padding rows).
+        properties: `[B, P]` float32 in `PROPERTY_NAMES` order (band_gap, dos_at_fermi,
+            integrated_dos); 0 on padding rows.
+        valid: `[B]` bool, False on the padded rows of an epoch's tail batch.
+        index: `[B]` int32 record index, -1 on padding rows.
+    """
+
+    tokens: np.ndarray
+    scale: np.ndarray
+    properties: np.ndarray
+    valid: np.ndarray
+    index: np.ndarray
+
+
+class CrystalGraphBatch(NamedTuple):
+    """G graph slots / N atom slots for CDOSGen (numpy); the first seven fields are CrystalBatch's.
+
+    Fields:
+        atomic_numbers: `[N]` int32, 0 on padding atoms.
+        frac_coords: `[N, 3]` float32 in [0, 1), 0 on padding atoms.
+        lattice: `[G, 3, 3]` float32 (identity on padding graphs, so inverses stay finite).
+        num_atoms: `[G]` int32, 0 on padding graphs.
+        batch: `[N]` int32 graph slot of each atom; padding atoms point at slot G - 1, which is
+            always a padding graph.
+        node_mask: `[N]` bool.
+        graph_mask: `[G]` bool.
+        dos: `[G, L]` float32 conditioning DOS (states / eV / atom), 0 on padding graphs.
+        index: `[G]` int32 record index, -1 on padding graphs.
+    """
+
+    atomic_numbers: np.ndarray
+    frac_coords: np.ndarray
+    lattice: np.ndarray
+    num_atoms: np.ndarray
+    batch: np.ndarray
+    node_mask: np.ndarray
+    graph_mask: np.ndarray
+    dos: np.ndarray
+    index: np.ndarray
+
+    def crystal_fields(self) -> dict:
+        """The CrystalBatch fields as a dict: `CrystalBatch(**b.crystal_fields())`."""
+        return {name: getattr(self, name) for name in CRYSTAL_BATCH_FIELDS}
+
+
+def epoch_order(num_records: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
+    """The record order of one epoch, `[M]` int64: a permutation seeded by (seed, epoch)."""
+    if not shuffle:
+        return np.arange(num_records)
+    return np.random.default_rng([seed, epoch]).permutation(num_records)
+
+
+def _check_common(records: Records, seed: int, num_epochs: int | None):
+    if len(records) == 0:
+        raise ValueError("records: expected at least one record")
+    if not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed: expected an int >= 0, got {seed!r}")
+    if num_epochs is not None and num_epochs < 1:
+        raise ValueError(f"num_epochs: expected >= 1 or None (endless), got {num_epochs}")
+
+
+def dos_batches(
+    records: Records,
+    *,
+    batch_size: int,
+    seed: int = 0,
+    num_epochs: int | None = 1,
+    shuffle: bool = True,
+) -> grain.IterDataset:
+    """DOSSampler batches as a grain dataset (iterate it; `iter(ds).get_state()` checkpoints).
+
+    Args:
+        records: the spectra; tokens are encoded once up front with K = `records.scale`.
+        batch_size: B rows per batch, fixed (the tail is padded, never dropped).
+        seed: per-epoch shuffling seed.
+        num_epochs: epochs to run, or None for an endless stream.
+        shuffle: False keeps record order (evaluation).
+
+    Returns:
+        grain.IterDataset of `DosBatch`, ceil(M / B) batches per epoch.
+    """
+    _check_common(records, seed, num_epochs)
+    if batch_size < 1:
+        raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
+    m = len(records)
+    scale = np.asarray(records.scale, np.float32)
+    if not np.all(np.isfinite(scale) & (scale > 0)):
+        raise ValueError("records.scale: expected finite K > 0 for every record")
+    tokens = np.asarray(encode(jnp.asarray(records.dos, jnp.float32), jnp.asarray(scale)), np.int32)
+    props = np.stack([np.asarray(getattr(records, p), np.float32) for p in PROPERTY_NAMES], -1)
+    steps = -(-m // batch_size)
+    order = functools.lru_cache(maxsize=2)(lambda e: epoch_order(m, seed, e, shuffle))
+
+    def make(i: int, _) -> DosBatch:
+        epoch, step = divmod(i, steps)
+        idx = order(epoch)[step * batch_size : (step + 1) * batch_size]
+        pad = batch_size - idx.size
+        full = np.concatenate([idx, np.zeros(pad, idx.dtype)])
+        valid = np.arange(batch_size) < idx.size
+        return DosBatch(
+            tokens=np.where(valid[:, None], tokens[full], 0).astype(np.int32),
+            scale=np.where(valid, scale[full], 1.0).astype(np.float32),
+            properties=np.where(valid[:, None], props[full], 0.0).astype(np.float32),
+            valid=valid,
+            index=np.where(valid, full, -1).astype(np.int32),
+        )
+
+    return grain.MapDataset.range(steps).repeat(num_epochs).map_with_index(make).to_iter_dataset()
+
+
+def pack_greedy(
+    order: np.ndarray, num_atoms: np.ndarray, edges: np.ndarray | None, budgets: CrystalBudgets
+) -> list[np.ndarray]:
+    """Cut `order` into consecutive batches that respect every budget (next-fit greedy).
+
+    A crystal that would overflow the atoms, the G - 1 crystal slots or the edge budget starts a new
+    batch; order is preserved so the packing is a pure function of the epoch's permutation.
+
+    Raises:
+        ValueError: if a single crystal exceeds a budget on its own (never silently truncated).
+    """
+    batches, current, n_atoms, n_edges = [], [], 0, 0
+    cap_graphs = budgets.graphs - 1
+    for r in order:
+        a = int(num_atoms[r])
+        e = 0 if edges is None else int(edges[r])
+        if a > budgets.atoms or (edges is not None and e > budgets.edges):
+            raise ValueError(
+                f"budgets: record {r} alone needs {a} atoms / {e} edges, more than the budget "
+                f"atoms={budgets.atoms}, edges={budgets.edges}; raise the budget"
+            )
+        over = n_atoms + a > budgets.atoms or len(current) == cap_graphs
+        over = over or (edges is not None and n_edges + e > budgets.edges)
+        if over:
+            batches.append(np.asarray(current, np.int64))
+            current, n_atoms, n_edges = [], 0, 0
+        current.append(r)
+        n_atoms, n_edges = n_atoms + a, n_edges + e
+    if current:
+        batches.append(np.asarray(current, np.int64))
+    return batches
+
+
+def _crystal_batch(records: Records, idx: np.ndarray, budgets: CrystalBudgets) -> CrystalGraphBatch:
+    n_slots, g_slots = budgets.atoms, budgets.graphs
+    counts = np.asarray(records.num_atoms)[idx].astype(np.int32)
+    total = int(counts.sum())
+    # Atom slot -> (crystal in batch, atom in crystal), atoms of one crystal contiguous.
+    graph_of_atom = np.repeat(np.arange(idx.size), counts)
+    atom_in_graph = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    z = np.zeros(n_slots, np.int32)
+    frac = np.zeros((n_slots, 3), np.float32)
+    z[:total] = records.atomic_numbers[idx[graph_of_atom], atom_in_graph]
+    frac[:total] = records.frac_coords[idx[graph_of_atom], atom_in_graph]
+    batch = np.full(n_slots, g_slots - 1, np.int32)
+    batch[:total] = graph_of_atom
+    lattice = np.tile(np.eye(3, dtype=np.float32), (g_slots, 1, 1))
+    lattice[: idx.size] = records.lattice[idx]
+    num_atoms = np.zeros(g_slots, np.int32)
+    num_atoms[: idx.size] = counts
+    dos = np.zeros((g_slots, N_BINS), np.float32)
+    dos[: idx.size] = records.dos[idx]
+    index = np.full(g_slots, -1, np.int32)
+    index[: idx.size] = idx
+    return CrystalGraphBatch(
+        atomic_numbers=z,
+        frac_coords=frac,
+        lattice=lattice,
+        num_atoms=num_atoms,
+        batch=batch,
+        node_mask=np.arange(n_slots) < total,
+        graph_mask=np.arange(g_slots) < idx.size,
+        dos=dos,
+        index=index,
+    )
+
+
+class _CrystalDataset(grain.IterDataset):
+    """Epochs of greedily packed batches; the packing of an epoch is cached (it is a pure function)."""
+
+    def __init__(self, records, budgets, edges, seed, num_epochs, shuffle):
+        super().__init__()
+        self.records, self.budgets, self.edges = records, budgets, edges
+        self.seed, self.num_epochs, self.shuffle = seed, num_epochs, shuffle
+        self.plan = functools.lru_cache(maxsize=2)(self._plan)
+
+    def _plan(self, epoch: int) -> list[np.ndarray]:
+        order = epoch_order(len(self.records), self.seed, epoch, self.shuffle)
+        return pack_greedy(order, np.asarray(self.records.num_atoms), self.edges, self.budgets)
+
+    def __iter__(self) -> "_CrystalIterator":
+        return _CrystalIterator(self)
+
+
+class _CrystalIterator(grain.DatasetIterator):
+    """Position (epoch, step); state is that pair, so a restore recomputes nothing else."""
+
+    def __init__(self, dataset: _CrystalDataset):
+        super().__init__()
+        self._ds, self._epoch, self._step = dataset, 0, 0
+
+    def __next__(self) -> CrystalGraphBatch:
+        ds = self._ds
+        while True:
+            if ds.num_epochs is not None and self._epoch >= ds.num_epochs:
+                raise StopIteration
+            plan = ds.plan(self._epoch)
+            if self._step < len(plan):
+                break
+            self._epoch, self._step = self._epoch + 1, 0
+        idx = plan[self._step]
+        self._step += 1
+        return _crystal_batch(ds.records, idx, ds.budgets)
+
+    def get_state(self) -> dict:
+        return {"epoch": self._epoch, "step": self._step}
+
+    def set_state(self, state: dict) -> None:
+        self._epoch, self._step = int(state["epoch"]), int(state["step"])
+
+
+def crystal_batches(
+    records: Records,
+    budgets: CrystalBudgets,
+    *,
+    seed: int = 0,
+    num_epochs: int | None = 1,
+    shuffle: bool = True,
+    edge_counts: np.ndarray | None = None,
+) -> grain.IterDataset:
+    """CDOSGen batches as a grain dataset, packed under `budgets` in a seeded order per epoch.
+
+    Args:
+        records: the crystals and their conditioning DOS.
+        budgets: N, G and optionally E (see `budgets_from_records`).
+        seed: per-epoch shuffling seed.
+        num_epochs: epochs to run, or None for an endless stream.
+        shuffle: False keeps record order.
+        edge_counts: `[M]` precomputed `neighbour_counts(records, budgets.cutoff)`; counted here
+            if the budgets have an edge budget and this is None.
+
+    Returns:
+        grain.IterDataset of `CrystalGraphBatch`; an epoch's batch count depends on its packing.
+    """
+    _check_common(records, seed, num_epochs)
+    edges = None
+    if budgets.edges is not None:
+        edges = neighbour_counts(records, budgets.cutoff) if edge_counts is None else edge_counts
+        if np.shape(edges) != (len(records),):
+            raise ValueError(f"edge_counts: expected shape ({len(records)},), got {np.shape(edges)}")
+    # Fail at construction, not mid-training, if some crystal can never fit.
+    pack_greedy(np.arange(len(records)), np.asarray(records.num_atoms), edges, budgets)
+    return _CrystalDataset(records, budgets, edges, seed, num_epochs, shuffle)
