@@ -1,5 +1,5 @@
-"""DOS kernels: grid, tokeniser, properties (Algorithm 1), metrics, filters, tight-binding oracle."""
+"""DOS kernels: grid, tokeniser, properties (Algorithm 1), metrics, filters, audit statistics."""
 
-from jaxdos.kernels import grid, properties, tokenizer
+from jaxdos.kernels import audit, filters, grid, metrics, properties, tokenizer
 
-__all__ = ["grid", "properties", "tokenizer"]
+__all__ = ["audit", "filters", "grid", "metrics", "properties", "tokenizer"]

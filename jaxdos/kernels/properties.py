@@ -4,11 +4,20 @@ All functions are pure `jnp`, branch-free, jit- and vmap-able; inputs are per-at
 grid of `jaxdos.kernels.grid` (states / eV / atom).
 """
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jaxdos.kernels.grid import BIN_WIDTH, FERMI_INDEX
+from jaxdos.kernels.grid import BIN_WIDTH, FERMI_INDEX, check_dos
 
-__all__ = ["band_gap", "dos_at_fermi", "integrated_dos", "all_properties", "PROPERTY_NAMES"]
+__all__ = [
+    "band_gap",
+    "dos_at_fermi",
+    "integrated_dos",
+    "all_properties",
+    "measure",
+    "PROPERTY_NAMES",
+]
 
 PROPERTY_NAMES = ("band_gap", "dos_at_fermi", "integrated_dos")
 
@@ -41,7 +50,7 @@ def dos_at_fermi(dos):
 
 
 def integrated_dos(dos):
-    """N(E_F) in states / atom: dE * sum(dos[:128]), the integral of the DOS from E_F - 10 eV to E_F.
+    """N(E_F) in states / atom: dE * sum(dos[:128]), the DOS integrated over [E_F - 10 eV, E_F].
 
     The paper's eq. 6 writes `sum(dos[:128])` with the bin width left implicit; this is that sum
     times dE = 0.078125 eV, so it is a count of states per atom in the 10 eV below E_F (the paper's
@@ -50,10 +59,26 @@ def integrated_dos(dos):
     return BIN_WIDTH * dos[..., :FERMI_INDEX].sum(-1)
 
 
-def all_properties(dos) -> dict:
+def all_properties(dos, k: float = 10.0) -> dict:
     """The three properties as a dict keyed by `PROPERTY_NAMES`, each `[...]`."""
     return {
-        "band_gap": band_gap(dos),
+        "band_gap": band_gap(dos, k),
         "dos_at_fermi": dos_at_fermi(dos),
         "integrated_dos": integrated_dos(dos),
     }
+
+
+_all_properties_jit = jax.jit(all_properties, static_argnames="k")
+
+
+def measure(dos, k: float = 10.0) -> dict:
+    """Host-side checked `all_properties`: `[..., L]` -> dict of numpy `[...]` float32 arrays.
+
+    Raises:
+        ValueError: naming `dos` (not `[..., 256]`, NaN/inf) or `k` (not a finite number > 0).
+    """
+    arr = check_dos(dos)
+    if not (np.isscalar(k) and np.isfinite(k) and k > 0):
+        raise ValueError(f"k: expected a finite sharpness > 0 (paper: 10), got {k!r}")
+    out = _all_properties_jit(jnp.asarray(arr, jnp.float32), k=float(k))
+    return {name: np.asarray(v) for name, v in out.items()}

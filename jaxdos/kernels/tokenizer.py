@@ -12,6 +12,7 @@ relative to E_F (a TCM's gap sits below E_F). Zero-level bins at the window's ed
 Because [BG] only replaces zero-level bins, encode/decode round-trips within half a level.
 """
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -83,4 +84,8 @@ def encode_checked(dos, scale=None):
             raise ValueError(f"scale: expected shape {arr.shape[:-1]}, got {s.shape}")
         if not np.all(np.isfinite(s)) or np.any(s <= 0):
             raise ValueError("scale: expected finite values > 0 (K is the max of the DOS)")
-    return encode(jnp.asarray(arr, jnp.float32), None if scale is None else jnp.asarray(scale))
+    dos32 = jnp.asarray(arr, jnp.float32)
+    return _encode_jit(dos32, scale_of(dos32) if scale is None else jnp.asarray(scale, jnp.float32))
+
+
+_encode_jit = jax.jit(encode)
