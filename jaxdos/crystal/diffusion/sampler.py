@@ -1,0 +1,229 @@
+"""Predictor-corrector reverse sampler (spec section 5; MatterGen's `GuidedPredictorCorrector`).
+
+Per step i with t = t_i (t_i = linspace(1, eps_t, S)) and s = t_{i+1} (s = 0 at the last step):
+1. Langevin corrector on pos (snr 0.4) and cell (snr 0.2, polar-symmetrised after), step size
+   2 alpha (snr |eps| / |score|)^2 with batch-mean norms (MatterGen's rule; padding excluded).
+2. Ancestral predictors: wrapped VE for pos, VP for the cell, absorbing D3PM for types (discrete
+   level k = S - 1 - i, i.e. floor(t_i (S - 1)), the D3PM schedule having T = S levels).
+Two guided network evaluations per step. The whole trajectory is ONE jitted `lax.scan` over a
+donated `SamplerState`; step keys are `fold_in(state.key, step)`. The returned types are the argmax
+of the last posterior (MatterGen's `mean_batch`); pos and cell equal the sample (zero noise at s=0).
+"""
+
+import dataclasses
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxdos.crystal.batch import NUM_TYPE_CLASSES, CrystalBatch, DosCondition
+from jaxdos.crystal.diffusion import d3pm, lattice, wrapped_normal
+from jaxdos.crystal.diffusion.corruption import DiffusionConfig
+from jaxdos.crystal.diffusion.guidance import Guidance, NoGuidance, guided_score
+from jaxdos.crystal.diffusion.losses import ScoreFn
+from jaxdos.typing import Array, PRNGKey, PyTree
+
+__all__ = [
+    "SELECTED_ATOMIC_NUMBERS",
+    "SamplerConfig",
+    "SamplerState",
+    "element_logit_bias",
+    "init_state",
+    "make_sampler",
+]
+
+_DISALLOWED = (2, 10, 18, 36, 43, 54, 61)  # He Ne Ar Kr Tc Xe Pm
+SELECTED_ATOMIC_NUMBERS = tuple(z for z in range(1, 84) if z not in _DISALLOWED)  # 76 elements
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SamplerConfig:
+    """Predictor-corrector settings (MatterGen defaults).
+
+    Attributes:
+        num_steps: S, predictor-corrector steps (1000; also the D3PM levels used at sampling).
+        eps_t: the last time t_{S-1}.
+        snr_pos: Langevin signal-to-noise ratio for fractional coordinates.
+        snr_cell: Langevin signal-to-noise ratio for the lattice.
+        max_step_size: clip of the Langevin step size.
+        num_corrector_steps: corrector iterations per step (0 disables the corrector).
+        guidance: `NoGuidance()` or `ClassifierFree(gamma=...)`.
+        allowed_elements: Z values the type logits may produce (others and the mask get -1e10).
+        diffusion: the forward processes (only pos and cell settings are used here).
+    """
+
+    num_steps: int = 1000
+    eps_t: float = 1e-3
+    snr_pos: float = 0.4
+    snr_cell: float = 0.2
+    max_step_size: float = 1e6
+    num_corrector_steps: int = 1
+    guidance: Guidance = NoGuidance()
+    allowed_elements: tuple[int, ...] = SELECTED_ATOMIC_NUMBERS
+    diffusion: DiffusionConfig = DiffusionConfig()
+
+    def __post_init__(self):
+        if not 2 <= self.num_steps <= 100_000:
+            raise ValueError(f"num_steps: expected 2..100000, got {self.num_steps}")
+        if not 0 < self.eps_t < 1:
+            raise ValueError(f"eps_t: expected in (0, 1), got {self.eps_t}")
+        if not (self.snr_pos > 0 and self.snr_cell > 0 and self.max_step_size > 0):
+            raise ValueError("snr_pos, snr_cell, max_step_size: expected > 0")
+        if not 0 <= self.num_corrector_steps <= 10:
+            raise ValueError(f"num_corrector_steps: expected 0..10, got {self.num_corrector_steps}")
+        if not self.allowed_elements or any(
+            not 1 <= z <= NUM_TYPE_CLASSES - 1 for z in self.allowed_elements
+        ):
+            raise ValueError("allowed_elements: expected a non-empty tuple of Z in 1..100")
+        if not isinstance(self.guidance, Guidance):
+            raise ValueError(f"guidance: expected NoGuidance or ClassifierFree, got {self.guidance}")
+
+
+class SamplerState(NamedTuple):
+    """Loop state of the reverse process.
+
+    Fields:
+        batch: current noisy crystals (types as Z; 101 = mask).
+        key: the trajectory's PRNG key (never split in the loop; steps use fold_in).
+        step: int32 scalar, the next step index.
+    """
+
+    batch: CrystalBatch
+    key: PRNGKey
+    step: Array
+
+
+def element_logit_bias(allowed_elements: tuple[int, ...]) -> Array:
+    """`[NUM_TYPE_CLASSES]`: 0 for allowed classes (Z - 1), -1e10 for the rest and the mask."""
+    bias = jnp.full((NUM_TYPE_CLASSES,), -1e10, jnp.float32)
+    return bias.at[jnp.asarray(allowed_elements) - 1].set(0.0)
+
+
+def init_state(key: PRNGKey, batch: CrystalBatch, config: SamplerConfig) -> SamplerState:
+    """Draw the priors (wrapped pos, VP cell, all types masked) into a padded batch."""
+    k_prior, k_pos, k_cell = jax.random.split(key, 3)
+    batch = CrystalBatch(*map(jnp.asarray, batch))
+    n_atom = batch.num_atoms[batch.batch]
+    pos = wrapped_normal.prior_sample(k_pos, n_atom, config.diffusion.pos)
+    cell = lattice.prior_sample(k_cell, batch.num_atoms, config.diffusion.cell)
+    batch = batch._replace(
+        frac_coords=jnp.where(batch.node_mask[:, None], pos, 0.0).astype(jnp.float32),
+        lattice=jnp.where(batch.graph_mask[:, None, None], cell, jnp.eye(3)).astype(jnp.float32),
+        atomic_numbers=jnp.where(batch.node_mask, NUM_TYPE_CLASSES, 0).astype(jnp.int32),
+    )
+    return SamplerState(batch, k_prior, jnp.int32(0))
+
+
+def _batch_mean_norm(v: Array, seg: Array, node_mask: Array, graph_mask: Array, g: int) -> Array:
+    """Mean over real crystals of the per-crystal L2 norm of per-atom vectors `v [N, 3]`."""
+    sq = jax.ops.segment_sum(jnp.sum(v**2, -1) * node_mask, seg, num_segments=g)
+    w = graph_mask.astype(jnp.float32)
+    return jnp.sum(jnp.sqrt(sq) * w) / jnp.maximum(jnp.sum(w), 1.0)
+
+
+def _graph_mean_norm(v: Array, graph_mask: Array) -> Array:
+    w = graph_mask.astype(jnp.float32)
+    return jnp.sum(jnp.sqrt(jnp.sum(v**2, (-1, -2))) * w) / jnp.maximum(jnp.sum(w), 1.0)
+
+
+def _step(score_fn, config, bias, params, cond, state: SamplerState) -> SamplerState:
+    b = state.batch
+    s_total = config.num_steps
+    i = state.step
+    dcfg = config.diffusion
+    t_grid = jnp.linspace(1.0, config.eps_t, s_total)
+    t = t_grid[i]
+    s = jnp.where(i >= s_total - 1, 0.0, t_grid[jnp.minimum(i + 1, s_total - 1)])
+    g = b.num_graphs
+    tg = jnp.full((g,), t)
+    key = jax.random.fold_in(state.key, i)
+    k_net_c, k_net_p, k_corr, k_pred = jax.random.split(key, 4)
+    seg = jnp.where(b.node_mask, b.batch, 0)
+    nm, gm = b.node_mask.astype(jnp.float32), b.graph_mask
+    n_atom = b.num_atoms[b.batch]
+    sig_t = wrapped_normal.sigma(t, n_atom, dcfg.pos)  # [N]
+    sig_s = jnp.where(s > 0, wrapped_normal.sigma(s, n_atom, dcfg.pos), 0.0)
+    _, std_t = lattice.marginal(b.lattice, tg, b.num_atoms, dcfg.cell)  # [G]
+    mu = lattice.limit_mean(b.num_atoms, dcfg.cell)
+
+    def scores(batch, k):
+        out = guided_score(score_fn, params, batch, tg, cond, k, config.guidance)
+        return out.frac / sig_t[:, None], out.lattice / std_t[:, None, None], out.type_logits
+
+    # 1. Langevin corrector (pos: alpha = 1; cell: alpha = abar(t) / abar(s), abar = alpha^2).
+    a_corr = (lattice.alpha(t, dcfg.cell) / lattice.alpha(s, dcfg.cell)) ** 2
+    for c in range(config.num_corrector_steps):
+        kc_pos, kc_cell = jax.random.split(jax.random.fold_in(k_corr, c))
+        sp, sc, _ = scores(b, jax.random.fold_in(k_net_c, c))
+        e_pos = jax.random.normal(kc_pos, b.frac_coords.shape)
+        gn = _batch_mean_norm(sp, seg, nm, gm, g)
+        nn = _batch_mean_norm(e_pos, seg, nm, gm, g)
+        step_pos = jnp.minimum(2.0 * (config.snr_pos * nn / gn) ** 2, config.max_step_size)
+        pos = jnp.mod(b.frac_coords + step_pos * sp + jnp.sqrt(2 * step_pos) * e_pos, 1.0)
+        e_cell = lattice.symmetric_noise(kc_cell, b.lattice.shape)
+        gc, nc = _graph_mean_norm(sc, gm), _graph_mean_norm(e_cell, gm)
+        step_cell = jnp.minimum(2.0 * a_corr * (config.snr_cell * nc / gc) ** 2,
+                                config.max_step_size)
+        cell = lattice.polar_symmetrize(
+            b.lattice + step_cell * sc + jnp.sqrt(2 * step_cell) * e_cell
+        )
+        b = b._replace(
+            frac_coords=jnp.where(b.node_mask[:, None], pos, b.frac_coords),
+            lattice=jnp.where(gm[:, None, None], cell, b.lattice),
+        )
+
+    # 2. Ancestral predictors.
+    kp_pos, kp_cell, kp_types = jax.random.split(k_pred, 3)
+    sp, sc, logits = scores(b, k_net_p)
+    dvar = sig_t**2 - sig_s**2
+    noise_pos = jnp.sqrt(dvar) * sig_s / sig_t
+    pos = b.frac_coords + dvar[:, None] * sp
+    pos = jnp.mod(pos + noise_pos[:, None] * jax.random.normal(kp_pos, pos.shape), 1.0)
+
+    alpha_t = lattice.alpha(t, dcfg.cell)
+    alpha_s = lattice.alpha(s, dcfg.cell)
+    a = jnp.maximum(alpha_t / alpha_s, 1e-3)
+    v = lattice.limit_var(b.num_atoms, dcfg.cell)
+    std_s = jnp.sqrt((1 - alpha_s**2) * v)
+    var_ts = jnp.maximum(std_t**2 - std_s**2 * a**2, 0.0)
+    mean_cell = b.lattice / a + (var_ts / a)[:, None, None] * sc + (1 - 1 / a) * mu
+    noise_cell = jnp.sqrt(var_ts) * std_s / std_t
+    cell = mean_cell + noise_cell[:, None, None] * lattice.symmetric_noise(kp_cell, b.lattice.shape)
+
+    k_disc = jnp.full((b.num_nodes,), s_total - 1 - i, jnp.int32)
+    probs = jax.nn.softmax(logits + bias, axis=-1)
+    x_cur = jnp.maximum(b.atomic_numbers - 1, 0)
+    post = d3pm.posterior_logits(probs, x_cur, k_disc, s_total)
+    drawn = jax.random.categorical(kp_types, post, axis=-1)
+    is_mask = x_cur == d3pm.MASK_CLASS
+    sampled = jnp.where(is_mask, drawn, x_cur)
+    mean_types = jnp.where(is_mask, jnp.argmax(post, axis=-1), x_cur)
+    types = jnp.where(i >= s_total - 1, mean_types, sampled) + 1
+
+    b = b._replace(
+        frac_coords=jnp.where(b.node_mask[:, None], pos, b.frac_coords),
+        lattice=jnp.where(gm[:, None, None], cell, b.lattice),
+        atomic_numbers=jnp.where(b.node_mask, types, 0).astype(jnp.int32),
+    )
+    return SamplerState(b, state.key, i + 1)
+
+
+@functools.lru_cache(maxsize=32)
+def make_sampler(score_fn: ScoreFn, config: SamplerConfig):
+    """The jitted full trajectory `run(params, state, cond) -> state` (state donated).
+
+    Runs all `num_steps` steps as one `lax.scan`, so `state` must come fresh from `init_state`.
+    Cached per (score_fn, config) so repeated calls reuse the compilation (one compile per
+    padded shape).
+    """
+    bias = element_logit_bias(config.allowed_elements)
+
+    def run(params: PyTree, state: SamplerState, cond: DosCondition | None) -> SamplerState:
+        def body(st, _):
+            return _step(score_fn, config, bias, params, cond, st), None
+
+        state, _ = jax.lax.scan(body, state, None, length=config.num_steps)
+        return state
+
+    return jax.jit(run, donate_argnums=1)

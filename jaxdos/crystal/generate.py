@@ -1,0 +1,109 @@
+"""Host-side entry point of crystal generation: validate, pad, sample, return numpy arrays.
+
+Checks every user input here (NaN / negative / wrong-length DOS, atom counts out of range, guidance
+without a condition) so that the jitted sampler stays branch-free.
+"""
+
+from typing import NamedTuple
+
+import jax
+import numpy as np
+
+from jaxdos.crystal.batch import CrystalBatch, DosCondition
+from jaxdos.crystal.diffusion.guidance import ClassifierFree, NoGuidance
+from jaxdos.crystal.diffusion.losses import ScoreFn
+from jaxdos.crystal.diffusion.num_atoms import (
+    ALEX_MP_20,
+    NumAtomsDistribution,
+    check_num_atoms,
+    prior_batch,
+)
+from jaxdos.crystal.diffusion.sampler import SamplerConfig, init_state, make_sampler
+from jaxdos.kernels.grid import check_dos
+from jaxdos.typing import PRNGKey, PyTree
+
+__all__ = ["Generated", "check_condition_dos", "generate"]
+
+
+class Generated(NamedTuple):
+    """Sampled crystals (numpy) and how they were made.
+
+    Fields:
+        batch: the final padded `CrystalBatch` (numpy arrays; types are Z).
+        dos: `[G, 256]` conditioning DOS, or None (unconditional).
+        config: the sampler settings used.
+    """
+
+    batch: CrystalBatch
+    dos: np.ndarray | None
+    config: SamplerConfig
+
+
+def check_condition_dos(dos, num_graphs: int) -> np.ndarray:
+    """Validate a conditioning DOS and broadcast it to `[G, 256]` float32.
+
+    Raises:
+        ValueError: naming `dos`, if not `[256]` or `[G, 256]`, not finite, or negative.
+    """
+    arr = check_dos(dos, "dos")
+    if arr.ndim == 1:
+        arr = np.broadcast_to(arr, (num_graphs, arr.shape[0]))
+    if arr.ndim != 2 or arr.shape[0] != num_graphs:
+        raise ValueError(f"dos: expected shape [256] or [{num_graphs}, 256], got {arr.shape}")
+    if np.any(arr < 0):
+        raise ValueError("dos: expected a DOS >= 0 (states / eV / atom), found negative values")
+    return np.ascontiguousarray(arr, np.float32)
+
+
+def generate(
+    score_fn: ScoreFn,
+    params: PyTree,
+    *,
+    key: PRNGKey,
+    num_samples: int | None = None,
+    num_atoms=None,
+    dos=None,
+    config: SamplerConfig = SamplerConfig(),
+    distribution: NumAtomsDistribution = ALEX_MP_20,
+    max_atoms: int = 100,
+    atom_budget: int | None = None,
+) -> Generated:
+    """Sample crystals with the predictor-corrector sampler.
+
+    Args:
+        score_fn: `score_fn(params, batch, t, cond, key) -> ScoreOutput`.
+        params: network parameters.
+        key: PRNG key (also seeds the numpy draw of `num_atoms`).
+        num_samples: G, when `num_atoms` is not given.
+        num_atoms: `[G]` atoms per crystal; default drawn from `distribution`.
+        dos: `[256]` or `[G, 256]` conditioning DOS (needs `ClassifierFree` guidance).
+        config: sampler settings.
+        distribution: the training distribution of `num_atoms`.
+        max_atoms: largest allowed atoms per crystal.
+        atom_budget: padded atom slots (default: a power-of-two bucket).
+
+    Raises:
+        ValueError: on any invalid argument (named in the message).
+    """
+    k_num, k_init = jax.random.split(key)
+    if num_atoms is None:
+        if num_samples is None or num_samples < 1:
+            raise ValueError(f"num_samples: expected >= 1 when num_atoms is None, got {num_samples}")
+        seed = np.asarray(jax.random.key_data(k_num)).astype(np.uint32)
+        num_atoms = distribution.sample(np.random.default_rng(seed), num_samples)
+    n = check_num_atoms(num_atoms, max_atoms)
+    cond = None
+    if isinstance(config.guidance, NoGuidance):
+        if dos is not None:
+            raise ValueError("dos: given with guidance=NoGuidance(), which would ignore it; use "
+                             "guidance=ClassifierFree(gamma=...) (gamma=0 is unconditional)")
+    elif isinstance(config.guidance, ClassifierFree):
+        if dos is None:
+            raise ValueError("dos: ClassifierFree guidance needs a conditioning DOS, got None")
+        dos = check_condition_dos(dos, n.size)
+        cond = DosCondition(dos=dos, use_cond=np.ones(n.size, bool))
+    batch = prior_batch(n, atom_budget)
+    state = init_state(k_init, batch, config)
+    out = make_sampler(score_fn, config)(params, state, cond)
+    host = CrystalBatch(*(np.asarray(x) for x in out.batch))
+    return Generated(host, dos, config)
