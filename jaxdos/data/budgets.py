@@ -42,18 +42,24 @@ class CrystalBudgets:
 
     def __post_init__(self):
         if self.atoms < MAX_ATOMS:
-            raise ValueError(f"atoms: expected >= {MAX_ATOMS} (the largest crystal), got {self.atoms}")
+            raise ValueError(
+                f"atoms: expected >= {MAX_ATOMS} (the largest crystal), got {self.atoms}"
+            )
         if self.graphs < 2:
-            raise ValueError(f"graphs: expected >= 2 (one crystal + the padding slot), got {self.graphs}")
+            raise ValueError(
+                f"graphs: expected >= 2 (one crystal + the padding slot), got {self.graphs}"
+            )
         if self.edges is not None:
             if self.edges < 1:
                 raise ValueError(f"edges: expected >= 1 or None, got {self.edges}")
             if self.cutoff is None or not self.cutoff > 0:
-                raise ValueError(f"cutoff: expected > 0 Angstrom when edges is set, got {self.cutoff}")
+                raise ValueError(
+                    f"cutoff: expected > 0 Angstrom when edges is set, got {self.cutoff}"
+                )
 
     @property
     def edges_per_atom(self) -> int | None:
-        """E / N rounded up to an even number (`jaxdos.crystal.graph.GraphConfig.edges_per_atom`)."""
+        """E / N rounded up to even: `jaxdos.crystal.graph.GraphConfig.edges_per_atom`."""
         if self.edges is None:
             return None
         per = -(-self.edges // self.atoms)
@@ -72,7 +78,7 @@ def _round_up(x: float, multiple: int) -> int:
 def _crystal_edges(frac: np.ndarray, lattice: np.ndarray, cutoff: float) -> int:
     """Directed neighbour pairs within `cutoff` of one crystal (`frac` [n, 3], `lattice` [3, 3])."""
     inv = np.linalg.inv(lattice)
-    # Images needed along a: cutoff / (spacing of the planes spanned by b, c) = cutoff * |inv[:, a]|;
+    # Images along a: cutoff / (spacing of the planes spanned by b, c) = cutoff * |inv[:, a]|;
     # frac differences lie in (-1, 1), so ceil(...) + 1 images either side cover every pair.
     reps = np.ceil(cutoff * np.linalg.norm(inv, axis=0)).astype(int) + 1
     axes = [np.arange(-r, r + 1) for r in reps]

@@ -118,7 +118,10 @@ class LoadReport:
         rows += [
             ("Filter DOS/Fermi level unavailable", self.stages.get("dos_efermi", 0)),
             ("Filter max atoms > 20", self.stages.get("max_atoms", 0)),
-            ("Filter excluded elements (Z not in {43, 61}, Z <= 83)", self.stages.get("elements", 0)),
+            (
+                "Filter excluded elements (Z not in {43, 61}, Z <= 83)",
+                self.stages.get("elements", 0),
+            ),
             ("All filters combined", self.stages.get("all", 0)),
         ]
         lines = [f"{'Stage':<58}{'Count':>9}{'%':>8}"]

@@ -232,7 +232,7 @@ def _crystal_batch(records: Records, idx: np.ndarray, budgets: CrystalBudgets) -
 
 
 class _CrystalDataset(grain.IterDataset):
-    """Epochs of greedily packed batches; the packing of an epoch is cached (it is a pure function)."""
+    """Epochs of greedily packed batches; an epoch's packing is cached (a pure function)."""
 
     def __init__(self, records, budgets, edges, seed, num_epochs, shuffle):
         super().__init__()
@@ -303,7 +303,9 @@ def crystal_batches(
     if budgets.edges is not None:
         edges = neighbour_counts(records, budgets.cutoff) if edge_counts is None else edge_counts
         if np.shape(edges) != (len(records),):
-            raise ValueError(f"edge_counts: expected shape ({len(records)},), got {np.shape(edges)}")
+            raise ValueError(
+                f"edge_counts: expected shape ({len(records)},), got {np.shape(edges)}"
+            )
     # Fail at construction, not mid-training, if some crystal can never fit.
     pack_greedy(np.arange(len(records)), np.asarray(records.num_atoms), edges, budgets)
     return _CrystalDataset(records, budgets, edges, seed, num_epochs, shuffle)

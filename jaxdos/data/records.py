@@ -55,6 +55,16 @@ class Records(NamedTuple):
         return Records(*(f[index] for f in self))
 
 
+def _replace(self: Records, **fields) -> Records:
+    """`Records._replace`: rebuild through the constructor (see below)."""
+    return Records(**{**self._asdict(), **fields})
+
+
+# NamedTuple._replace checks len(result) == number of fields, which the record-count __len__ breaks
+# (TypeError "Expected 11 arguments, got M"); typing forbids overriding it in the class body.
+Records._replace = _replace
+
+
 def concat(parts: list[Records]) -> Records:
     """Concatenate record sets along M."""
     return Records(*(np.concatenate(fs, axis=0) for fs in zip(*parts, strict=True)))

@@ -17,8 +17,10 @@ def make_records(m: int, seed: int = 0) -> Records:
     for i in range(m):
         z[i, : n[i]] = rng.integers(1, 84, size=n[i])
         frac[i, : n[i]] = rng.random((n[i], 3))
-    lattice = (np.eye(3) * rng.uniform(3.0, 7.0, size=(m, 1, 1)) * np.cbrt(n)[:, None, None]
-               + rng.uniform(-0.5, 0.5, size=(m, 3, 3))).astype(np.float32)
+    lattice = (
+        np.eye(3) * rng.uniform(3.0, 7.0, size=(m, 1, 1)) * np.cbrt(n)[:, None, None]
+        + rng.uniform(-0.5, 0.5, size=(m, 3, 3))
+    ).astype(np.float32)
     x = bin_centres()
     centres = rng.uniform(-9, 9, size=(m, 3, 1))
     dos = (rng.uniform(0.2, 3.0, size=(m, 3, 1)) * np.exp(-((x - centres) ** 2) / 0.5)).sum(1)
@@ -37,4 +39,3 @@ def make_records(m: int, seed: int = 0) -> Records:
         integrated_dos=np.asarray(props["integrated_dos"]),
         ids=np.asarray([f"syn-{i:05d}" for i in range(m)]),
     )
-

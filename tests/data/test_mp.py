@@ -102,7 +102,9 @@ def test_accepts_good_files_in_path_order(loaded):
 def test_linear_dos_resampled_per_atom_with_spins_summed(loaded):
     # The bin mean of a linear density is its value at the bin centre (independent of resample_dos).
     records, _ = loaded
-    expected = (_linear(2.0, 0.05, bin_centres() + EF) + _linear(1.0, -0.02, bin_centres() + EF)) / 2
+    expected = (
+        _linear(2.0, 0.05, bin_centres() + EF) + _linear(1.0, -0.02, bin_centres() + EF)
+    ) / 2
     np.testing.assert_allclose(records.dos[0], expected, rtol=1e-5)
     np.testing.assert_allclose(records.dos[2], 0.5, rtol=1e-5)
 
@@ -119,7 +121,9 @@ def test_gaussian_dos_matches_exact_bin_integrals(loaded):
 def test_scale_and_properties_consistent(loaded):
     records, _ = loaded
     np.testing.assert_allclose(records.scale, records.dos.max(-1), rtol=1e-6)
-    np.testing.assert_allclose(records.integrated_dos, BIN_WIDTH * records.dos[:, :128].sum(-1), rtol=1e-5)
+    np.testing.assert_allclose(
+        records.integrated_dos, BIN_WIDTH * records.dos[:, :128].sum(-1), rtol=1e-5
+    )
     np.testing.assert_allclose(records.dos_at_fermi, records.dos[:, 127:129].mean(-1), rtol=1e-5)
     assert records.band_gap[0] < 0.1  # metallic linear DOS
     assert records.band_gap[1] > 1.0  # Gaussian band entirely 1.3 eV below E_F: gapped
@@ -130,8 +134,14 @@ def test_skip_reasons_and_filter_table(loaded):
     assert report.total == 12
     expected = {r: 0 for r in SKIP_REASONS}
     expected.update(
-        unreadable_json=1, missing_efermi=1, bad_energies=1, empty_densities=1,
-        zero_dos_in_window=1, missing_structure=1, too_many_atoms=1, excluded_element=2,
+        unreadable_json=1,
+        missing_efermi=1,
+        bad_energies=1,
+        empty_densities=1,
+        zero_dos_in_window=1,
+        missing_structure=1,
+        too_many_atoms=1,
+        excluded_element=2,
     )
     assert report.skipped == expected
     # Independent per-filter pass counts, as in Table 6: 7 usable DOS; of the 10 readable

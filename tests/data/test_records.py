@@ -4,9 +4,9 @@ import json
 
 import numpy as np
 import pytest
+from synthetic_records import make_records
 
 from jaxdos.data.records import Records, concat, load_records, save_records
-from synthetic_records import make_records
 
 
 def test_round_trip_exact(tmp_path, records):
@@ -47,3 +47,11 @@ def test_schema_version_mismatch_fails_loudly(tmp_path):
     np.savez(path, __header__=np.asarray(json.dumps(header)), **arrays)
     with pytest.raises(ValueError, match="schema_version 999"):
         load_records(path, oracle_version="mp")
+
+
+def test_replace_keeps_records_type(records):
+    # NamedTuple._replace would trip over the record-count __len__; Records overrides it.
+    doubled = records._replace(dos=2 * records.dos)
+    assert isinstance(doubled, Records) and len(doubled) == len(records)
+    np.testing.assert_array_equal(doubled.dos, 2 * records.dos)
+    np.testing.assert_array_equal(doubled.ids, records.ids)
