@@ -1,3 +1,30 @@
-"""DOSSampler: RADD masked diffusion over DOS tokens with guided predictor-corrector sampling."""
+"""DOSSampler: RADD masked diffusion over DOS tokens with guided predictor-corrector sampling.
 
-__all__: list[str] = []
+Data flow: world records -> tokens (jaxdos.kernels.tokenizer) -> `train` (λ-DCE, `loss`) ->
+score network (`model`) + property regressor (`regressor`) -> `sampling.sample` (Algorithm 2) with
+a guidance variant (`guidance`) and K drawn from the training set (`scale`) -> tokens.
+"""
+
+from jaxdos.sampler.checkpoint import load_default, load_sampler, save_sampler
+from jaxdos.sampler.config import ModelConfig, RegressorConfig, SamplingConfig
+from jaxdos.sampler.guidance import ClassifierGuidance, Guidance, NoGuidance
+from jaxdos.sampler.sampling import SamplerParams, initial_tokens, sample, sample_from
+from jaxdos.sampler.scale import ScaleDistribution, draw_scale
+
+__all__ = [
+    "ModelConfig",
+    "RegressorConfig",
+    "SamplingConfig",
+    "NoGuidance",
+    "ClassifierGuidance",
+    "Guidance",
+    "SamplerParams",
+    "initial_tokens",
+    "sample",
+    "sample_from",
+    "ScaleDistribution",
+    "draw_scale",
+    "save_sampler",
+    "load_sampler",
+    "load_default",
+]
