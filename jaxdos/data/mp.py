@@ -21,6 +21,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
@@ -282,7 +283,7 @@ def records_from_entries(entries: list[MPEntry]) -> Records:
         z[i, :n] = entry.atomic_numbers
         frac[i, :n] = entry.frac_coords
     dos = np.asarray([e.dos for e in entries], np.float32).reshape(m, N_BINS)
-    props = all_properties(jnp.asarray(dos))
+    props = jax.jit(all_properties)(jnp.asarray(dos))  # one compile, not one per primitive
     return Records(
         atomic_numbers=z,
         frac_coords=frac,

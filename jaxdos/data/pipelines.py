@@ -17,7 +17,7 @@ import functools
 from typing import NamedTuple
 
 import grain
-import jax.numpy as jnp
+import jax
 import numpy as np
 
 from jaxdos.data.budgets import CrystalBudgets, neighbour_counts
@@ -31,6 +31,7 @@ __all__ = [
     "CrystalGraphBatch",
     "CRYSTAL_BATCH_FIELDS",
     "epoch_order",
+    "encode_records",
     "dos_batches",
     "pack_greedy",
     "crystal_batches",
@@ -106,6 +107,28 @@ def epoch_order(num_records: int, seed: int, epoch: int, shuffle: bool = True) -
     return np.random.default_rng([seed, epoch]).permutation(num_records)
 
 
+_ENCODE_CHUNK = 1024  # rows per jitted encode call: one compile whatever the data set size
+_encode_jit = jax.jit(encode)
+
+
+def encode_records(dos: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Tokens `[M, L]` int32 of per-atom DOS `[M, L]` with K `[M]`, in fixed-size jitted chunks.
+
+    Eager `encode` compiles each primitive on first use (seconds on a small CPU); a jitted fixed
+    chunk compiles once per process and is reused for every data set.
+    """
+    m = dos.shape[0]
+    out = np.empty((m, N_BINS), np.int32)
+    for start in range(0, m, _ENCODE_CHUNK):
+        part = np.asarray(dos[start : start + _ENCODE_CHUNK], np.float32)
+        k = np.asarray(scale[start : start + _ENCODE_CHUNK], np.float32)
+        pad = _ENCODE_CHUNK - part.shape[0]
+        part = np.pad(part, ((0, pad), (0, 0)))
+        k = np.pad(k, (0, pad), constant_values=1.0)
+        out[start : start + _ENCODE_CHUNK] = np.asarray(_encode_jit(part, k))[: _ENCODE_CHUNK - pad]
+    return out
+
+
 def _check_common(records: Records, seed: int, num_epochs: int | None):
     if len(records) == 0:
         raise ValueError("records: expected at least one record")
@@ -142,7 +165,7 @@ def dos_batches(
     scale = np.asarray(records.scale, np.float32)
     if not np.all(np.isfinite(scale) & (scale > 0)):
         raise ValueError("records.scale: expected finite K > 0 for every record")
-    tokens = np.asarray(encode(jnp.asarray(records.dos, jnp.float32), jnp.asarray(scale)), np.int32)
+    tokens = encode_records(np.asarray(records.dos), scale)
     props = np.stack([np.asarray(getattr(records, p), np.float32) for p in PROPERTY_NAMES], -1)
     steps = -(-m // batch_size)
     order = functools.lru_cache(maxsize=2)(lambda e: epoch_order(m, seed, e, shuffle))

@@ -1,5 +1,6 @@
 """Synthetic `Records` for data tests (the committed world subset is not needed here)."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -25,7 +26,7 @@ def make_records(m: int, seed: int = 0) -> Records:
     centres = rng.uniform(-9, 9, size=(m, 3, 1))
     dos = (rng.uniform(0.2, 3.0, size=(m, 3, 1)) * np.exp(-((x - centres) ** 2) / 0.5)).sum(1)
     dos = dos.astype(np.float32)
-    props = all_properties(jnp.asarray(dos))
+    props = jax.jit(all_properties)(jnp.asarray(dos))
     return Records(
         atomic_numbers=z,
         frac_coords=frac,

@@ -2,6 +2,7 @@
 
 import json
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from jaxdos.data.pipelines import (
     CrystalGraphBatch,
     crystal_batches,
     dos_batches,
+    encode_records,
     pack_greedy,
 )
 from jaxdos.data.records import Records
@@ -71,14 +73,22 @@ def test_dos_tokens_round_trip_and_properties(records):
     tokens = np.concatenate([x.tokens[x.valid] for x in batches])
     props = np.concatenate([x.properties[x.valid] for x in batches])
     k = records.scale[idx]
-    back = np.asarray(decode(jnp.asarray(tokens), jnp.asarray(k)))
+    back = np.asarray(jax.jit(decode)(jnp.asarray(tokens), jnp.asarray(k)))
     half_level = 0.5 * k[:, None] / (N_LEVELS - 1)
     assert np.all(np.abs(back - records.dos[idx]) <= half_level * (1 + 1e-4) + 1e-7)
-    expected = np.asarray(encode(jnp.asarray(records.dos), jnp.asarray(records.scale)))[idx]
+    expected = np.asarray(jax.jit(encode)(jnp.asarray(records.dos), jnp.asarray(records.scale)))
+    expected = expected[idx]
     np.testing.assert_array_equal(tokens, expected)
     np.testing.assert_array_equal(props[:, 0], records.band_gap[idx])
     np.testing.assert_array_equal(props[:, 1], records.dos_at_fermi[idx])
     np.testing.assert_array_equal(props[:, 2], records.integrated_dos[idx])
+
+
+def test_encode_records_chunks_match_one_call(rng):
+    dos = (rng.random((1500, 256)) * (rng.random((1500, 256)) > 0.3)).astype(np.float32)
+    k = dos.max(-1) * rng.uniform(1.0, 1.5, size=1500).astype(np.float32)  # K >= max is allowed
+    expected = np.asarray(jax.jit(encode)(jnp.asarray(dos), jnp.asarray(k)))
+    np.testing.assert_array_equal(encode_records(dos, k), expected)
 
 
 def test_dos_batches_deterministic_under_seed(records):
