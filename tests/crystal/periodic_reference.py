@@ -24,7 +24,7 @@ def brute_force_edges(frac_list, lattice_list, cutoff, max_neighbors, cap):
     rep = [min(max(r[d] for r in reps), cap) for d in range(3)]
     imgs = list(itertools.product(*[range(-r, r + 1) for r in rep]))
     edges, dists, gaps = [], {}, []
-    for g, (frac, lat) in enumerate(zip(frac_list, lattice_list)):
+    for g, (frac, lat) in enumerate(zip(frac_list, lattice_list, strict=True)):
         lat = np.asarray(lat, np.float64)
         cart = np.asarray(frac, np.float64) @ lat
         na = len(cart)
@@ -60,7 +60,7 @@ def pad_batch(frac_list, lattice_list, z_list, num_nodes, num_graphs):
     nmask = np.zeros(num_nodes, bool)
     gmask = np.zeros(num_graphs, bool)
     p = 0
-    for g, (f, l, zz) in enumerate(zip(frac_list, lattice_list, z_list)):
+    for g, (f, l, zz) in enumerate(zip(frac_list, lattice_list, z_list, strict=True)):
         k = len(f)
         z[p : p + k] = zz
         frac[p : p + k] = np.asarray(f) % 1.0

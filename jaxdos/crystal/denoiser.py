@@ -1,0 +1,221 @@
+"""GemNetTDenoiser: the CDOSGen score network (MatterGen's GemNetTDenoiser / GemNetTAdapter).
+
+`model.apply(params, batch, t, cond)` -> ScoreOutput(frac `[N, 3]`, lattice `[G, 3, 3]`,
+type_logits `[N, 101]`), all "score x std" predictions (spec section 4).  The periodic graph is built
+inside the call with the static budgets of `config.graph`; its overflow flag and stats are sown
+into the `"diagnostics"` collection (`apply(..., mutable=["diagnostics"])` to read them, e.g. to
+OR them into a sampler's loop state).  `apply_checked` is the host-side entry point: it validates
+inputs (ValueError naming the field) and re-runs with grown budgets on overflow.
+
+Param tree (torch state_dict `diffusion_module.model.` prefix dropped; torch Linear weight
+`[out, in]` = flax `kernel.T`, ModuleList index `.i` -> `_i`; see gemnet/layers.py):
+    fc_atom/{kernel, bias}                    <- fc_atom.{weight, bias}
+    gemnet/...                                <- gemnet.... (gemnet/model.py lists them)
+    property_embeddings_adapt_dos/conditional_embedding_module/...   (DOS, conditioning.py)
+`noise_level_encoding.div_term` and scaler buffers are constants here, not params; ScalingFactors
+are `config.scale_factors`.  A conditional model's tree is the unconditional tree plus the adapter
+and DOS-embedding params, so base params load unchanged and, with the zero-initialised mix-ins,
+a fresh conditional model equals the base model exactly.
+"""
+
+from collections.abc import Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdos.crystal.batch import MASK_Z, CrystalBatch, DosCondition, ScoreOutput
+from jaxdos.crystal.conditioning import DosEmbedding, ScalarCondition, scalar_property_embedding
+from jaxdos.crystal.gemnet.basis import noise_level_encoding
+from jaxdos.crystal.gemnet.config import GemNetConfig
+from jaxdos.crystal.gemnet.layers import TorchLinear
+from jaxdos.crystal.gemnet.model import GemNetT
+from jaxdos.crystal.graph import PeriodicGraph, build_graph, grow_budgets
+from jaxdos.typing import PyTree
+
+__all__ = [
+    "GemNetTDenoiser",
+    "GemNetConfig",
+    "check_inputs",
+    "apply_checked",
+    "SELECTED_ATOMIC_NUMBERS",
+    "mask_disallowed_elements",
+]
+
+# MatterGen's sampling-time element whitelist: Z = 1..83 minus He Ne Ar Kr Tc Xe Pm (spec 1.3).
+SELECTED_ATOMIC_NUMBERS = tuple(z for z in range(1, 84) if z not in (2, 10, 18, 36, 43, 54, 61))
+
+
+def mask_disallowed_elements(type_logits: jax.Array) -> jax.Array:
+    """Add -1e10 to every class outside SELECTED_ATOMIC_NUMBERS, mask class included `[N, 101]`.
+
+    MatterGen applies this only in eval mode (sampling), never in training (spec 8.6).
+    """
+    allowed = np.zeros(type_logits.shape[-1], bool)
+    allowed[np.array(SELECTED_ATOMIC_NUMBERS) - 1] = True
+    return type_logits + jnp.where(jnp.asarray(allowed), 0.0, -1e10)
+
+
+class GemNetTDenoiser(nn.Module):
+    """Score network; conditional on DOS iff `config.dos_dim` is set (plus scalar properties)."""
+
+    config: GemNetConfig
+
+    @nn.compact
+    def __call__(
+        self,
+        batch: CrystalBatch,
+        t: jax.Array,
+        cond: DosCondition | None = None,
+        properties: Mapping[str, ScalarCondition] | None = None,
+        graph: PeriodicGraph | None = None,
+    ) -> ScoreOutput:
+        """Args:
+        batch: noisy crystals (N atom slots, G graph slots).
+        t: `[G]` diffusion time in (0, 1].
+        cond: DOS condition (None on a DOS model = every crystal unconditional).
+        properties: scalar conditions by name (missing = unconditional).
+        graph: a prebuilt graph (parity tests feed torch's edge list); default: built here.
+        """
+        cfg = self.config
+        g = batch.num_graphs
+        if graph is None:
+            graph = build_graph(batch, cfg.graph)
+        self.sow("diagnostics", "graph_overflow", graph.overflow)
+        self.sow("diagnostics", "graph_stats", graph.stats)
+        z = noise_level_encoding(t.astype(jnp.float32), cfg.latent_dim)
+
+        adapters = []
+        if cfg.dos_dim is not None:
+            if cond is None:
+                cond = DosCondition(jnp.zeros((g, cfg.dos_dim)), jnp.zeros((g,), bool))
+            emb = DosEmbedding(
+                cfg.dos_emb_size, name="property_embeddings_adapt_dos_conditional_embedding_module"
+            )(cond.dos.astype(jnp.float32))
+            m = cond.use_cond & batch.graph_mask
+            adapters.append(("dos", jnp.where(m[:, None], emb, 0.0), m))
+        elif cond is not None:
+            raise ValueError("cond given to an unconditional model (config.dos_dim is None)")
+        properties = dict(properties or {})
+        for prop in sorted(cfg.properties, key=lambda p: p.name):
+            pc = properties.pop(prop.name, None)
+            if pc is None:
+                pc = ScalarCondition(jnp.zeros((g,)), jnp.zeros((g,), bool))
+            pc = ScalarCondition(pc.value, pc.use_cond & batch.graph_mask)
+            adapters.append(
+                (prop.name, scalar_property_embedding(prop, pc, cfg.emb_size_atom), pc.use_cond)
+            )
+        if properties:
+            raise ValueError(f"properties has names without adapters: {sorted(properties)}")
+
+        forces, stress, h = GemNetT(cfg, cfg.adapter_names, name="gemnet")(
+            z, batch, graph, adapters
+        )
+        logits = TorchLinear(cfg.num_type_classes, name="fc_atom")(h)
+        eye = jnp.eye(3, dtype=batch.lattice.dtype)
+        lat = jnp.where(batch.graph_mask[:, None, None], batch.lattice, eye)
+        # A Cartesian displacement F maps to fractional as F @ L^-1 (row convention).
+        frac = jnp.einsum("ni,nij->nj", forces, jnp.linalg.inv(lat)[batch.batch])
+        nm = batch.node_mask[:, None]
+        return ScoreOutput(
+            frac=jnp.where(nm, frac, 0.0),
+            lattice=jnp.where(batch.graph_mask[:, None, None], stress, 0.0),
+            type_logits=jnp.where(nm, logits, 0.0),
+        )
+
+
+def check_inputs(
+    config: GemNetConfig, batch: CrystalBatch, t, cond: DosCondition | None = None
+) -> None:
+    """Host-side validation of a denoiser call; raises ValueError naming the field and range."""
+    z = np.asarray(batch.atomic_numbers)
+    nm = np.asarray(batch.node_mask, bool)
+    gm = np.asarray(batch.graph_mask, bool)
+    nat = np.asarray(batch.num_atoms)
+    b = np.asarray(batch.batch)
+    n, g = z.shape[0], nat.shape[0]
+    if np.asarray(batch.frac_coords).shape != (n, 3) or np.asarray(batch.lattice).shape != (
+        g,
+        3,
+        3,
+    ):
+        raise ValueError("batch: expected frac_coords [N, 3] and lattice [G, 3, 3]")
+    a_max = config.graph.max_atoms_per_crystal
+    if np.any(nat[gm] < 1) or np.any(nat[gm] > a_max):
+        raise ValueError(
+            f"batch.num_atoms: each real crystal needs 1..{a_max} atoms, got {nat[gm]}"
+        )
+    bad = nm & ~((z >= 1) & (z <= MASK_Z))
+    if np.any(bad):
+        raise ValueError(
+            f"batch.atomic_numbers: expected Z in 1..{MASK_Z} (101 = mask), got {z[bad]}"
+        )
+    if np.any(nm & ((b < 0) | (b >= g))) or np.any(nm & ~gm[np.clip(b, 0, g - 1)]):
+        raise ValueError("batch.batch: real atoms must point at real graphs")
+    counts = np.bincount(b[nm], minlength=g)
+    if not np.array_equal(counts, np.where(gm, nat, 0)):
+        raise ValueError(f"batch.num_atoms: {nat} disagrees with the batch vector counts {counts}")
+    idx = np.flatnonzero(nm)
+    if (
+        idx.size
+        and np.any(np.diff(b[idx]) < 0)
+        or any(np.ptp(np.flatnonzero(nm & (b == k))) + 1 != c for k, c in enumerate(counts) if c)
+    ):
+        raise ValueError("batch.batch: each crystal's atoms must be contiguous and in graph order")
+    lat = np.asarray(batch.lattice, np.float64)[gm]
+    if not np.all(np.isfinite(lat)) or np.any(np.abs(np.linalg.det(lat)) < 1e-6):
+        raise ValueError("batch.lattice: real crystals need finite, non-singular lattices")
+    if not np.all(np.isfinite(np.asarray(batch.frac_coords)[nm])):
+        raise ValueError("batch.frac_coords: expected finite values")
+    tt = np.asarray(t)
+    if tt.shape != (g,) or not np.all(np.isfinite(tt)):
+        raise ValueError(f"t: expected finite shape ({g},), got {tt.shape}")
+    if cond is not None:
+        if config.dos_dim is None:
+            raise ValueError("cond: the model is unconditional (config.dos_dim is None)")
+        dos = np.asarray(cond.dos)
+        if dos.shape != (g, config.dos_dim):
+            raise ValueError(f"cond.dos: expected shape ({g}, {config.dos_dim}), got {dos.shape}")
+        if not np.all(np.isfinite(dos)) or np.any(dos < 0):
+            raise ValueError("cond.dos: expected finite values >= 0 (states / eV / atom)")
+        if np.asarray(cond.use_cond).shape != (g,):
+            raise ValueError(f"cond.use_cond: expected shape ({g},)")
+
+
+_JIT_CACHE: dict = {}
+
+
+def apply_checked(
+    model: GemNetTDenoiser,
+    params: PyTree,
+    batch: CrystalBatch,
+    t,
+    cond: DosCondition | None = None,
+    max_tries: int = 4,
+) -> tuple[ScoreOutput, GemNetTDenoiser]:
+    """Validate, run jitted, and re-run with grown graph budgets until nothing overflows.
+
+    Returns:
+        (score, the model actually used: reuse it to keep the grown budgets).
+    """
+    check_inputs(model.config, batch, t, cond)
+    for _ in range(max_tries + 1):
+        fn = _JIT_CACHE.get(model)
+        if fn is None:
+            fn = _JIT_CACHE[model] = jax.jit(
+                lambda p, b, tt, c, _m=model: _m.apply(p, b, tt, c, mutable=["diagnostics"])
+            )
+        out, diag = fn(params, batch, jnp.asarray(t), cond)
+        if not bool(diag["diagnostics"]["graph_overflow"][0]):
+            return out, model
+        stats = jax.device_get(diag["diagnostics"]["graph_stats"][0])
+        graph_cfg = grow_budgets(model.config.graph, stats, batch.num_nodes)
+        model = model.clone(config=_replace(model.config, graph=graph_cfg))
+    raise RuntimeError(f"graph budgets still overflow after {max_tries} increases")
+
+
+def _replace(cfg: GemNetConfig, **kw) -> GemNetConfig:
+    import dataclasses
+
+    return dataclasses.replace(cfg, **kw)
