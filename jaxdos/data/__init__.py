@@ -1,6 +1,12 @@
 """Data: crystal prototypes, the offline world, MP-style loaders, grain pipelines."""
 
-from jaxdos.data.budgets import CrystalBudgets, budgets_from_records, neighbour_counts
+from jaxdos.data.budgets import (
+    CrystalBudgets,
+    NeighbourStats,
+    budgets_from_records,
+    neighbour_counts,
+    neighbour_stats,
+)
 from jaxdos.data.mp import MP_ORACLE_VERSION, LoadReport, load_mp_dir, parse_mp_file
 from jaxdos.data.pipelines import (
     CRYSTAL_BATCH_FIELDS,
@@ -23,6 +29,8 @@ __all__ = [
     "CrystalBudgets",
     "budgets_from_records",
     "neighbour_counts",
+    "neighbour_stats",
+    "NeighbourStats",
     "CRYSTAL_BATCH_FIELDS",
     "CrystalGraphBatch",
     "DosBatch",

@@ -315,8 +315,9 @@ def crystal_batches(
         seed: per-epoch shuffling seed.
         num_epochs: epochs to run, or None for an endless stream.
         shuffle: False keeps record order.
-        edge_counts: `[M]` precomputed `neighbour_counts(records, budgets.cutoff)`; counted here
-            if the budgets have an edge budget and this is None.
+        edge_counts: `[M]` precomputed `neighbour_counts(records, budgets.cutoff,
+            max_neighbors=budgets.max_neighbors)`; counted here if the budgets have an edge budget
+            and this is None.
 
     Returns:
         grain.IterDataset of `CrystalGraphBatch`; an epoch's batch count depends on its packing.
@@ -324,7 +325,11 @@ def crystal_batches(
     _check_common(records, seed, num_epochs)
     edges = None
     if budgets.edges is not None:
-        edges = neighbour_counts(records, budgets.cutoff) if edge_counts is None else edge_counts
+        if edge_counts is None:
+            edge_counts = neighbour_counts(
+                records, budgets.cutoff, max_neighbors=budgets.max_neighbors
+            )
+        edges = edge_counts
         if np.shape(edges) != (len(records),):
             raise ValueError(
                 f"edge_counts: expected shape ({len(records)},), got {np.shape(edges)}"

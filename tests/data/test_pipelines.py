@@ -9,7 +9,13 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from jaxdos.crystal.batch import CrystalBatch
-from jaxdos.data.budgets import CrystalBudgets, budgets_from_records, neighbour_counts
+from jaxdos.crystal.graph import GraphConfig, build_graph_checked
+from jaxdos.data.budgets import (
+    CrystalBudgets,
+    budgets_from_records,
+    neighbour_counts,
+    neighbour_stats,
+)
 from jaxdos.data.pipelines import (
     CRYSTAL_BATCH_FIELDS,
     CrystalGraphBatch,
@@ -269,8 +275,61 @@ def test_neighbour_counts_match_pymatgen(records):
         assert counts[i] == np.count_nonzero(dist > 1e-4), i
 
 
+def test_neighbour_stats_knn_equals_full_set_when_uncut(records):
+    sub = records.take(np.arange(6))
+    full = neighbour_counts(sub, CUTOFF)
+    stats = neighbour_stats(sub, CUTOFF, max_neighbors=10_000)
+    np.testing.assert_array_equal(stats.edges, full)  # kept half + mirror = the symmetric set
+    cut = neighbour_stats(sub, CUTOFF, max_neighbors=3)
+    assert np.all(cut.edges <= full) and np.all(cut.edges <= 2 * 3 * sub.num_atoms)
+    assert np.all(cut.in_degree <= stats.in_degree)
+
+
+@pytest.mark.slow  # compiling build_graph takes ~10 s on 2 cores
+def test_neighbour_stats_match_crystal_graph(rng):
+    # Random 4-8 atom crystals in ~7 A cells: periodic self-images lie beyond the cutoff, so the
+    # k-th neighbour has no exact float ties and the counts must agree exactly.
+    m = 4
+    n = rng.integers(4, 9, size=m).astype(np.int32)
+    z = np.zeros((m, 20), np.int32)
+    frac = np.zeros((m, 20, 3), np.float32)
+    for i in range(m):
+        z[i, : n[i]] = 6
+        frac[i, : n[i]] = rng.random((n[i], 3))
+    lattice = (7.0 * np.eye(3) + rng.uniform(-0.8, 0.8, size=(m, 3, 3))).astype(np.float32)
+    zeros = np.zeros(m, np.float32)
+    recs = Records(
+        atomic_numbers=z,
+        frac_coords=frac,
+        lattice=lattice,
+        num_atoms=n,
+        dos=np.ones((m, 256), np.float32),
+        efermi=zeros,
+        scale=zeros + 1,
+        band_gap=zeros,
+        dos_at_fermi=zeros,
+        integrated_dos=zeros,
+        ids=np.array([f"r{i}" for i in range(m)]),
+    )
+    cutoff, k = 4.5, 6
+    ours = neighbour_stats(recs, cutoff, max_neighbors=k)
+    bud = CrystalBudgets(atoms=32, graphs=m + 1)
+    x = next(iter(crystal_batches(recs, bud, shuffle=False)))
+    cb = CrystalBatch(**{f: jnp.asarray(v) for f, v in x.crystal_fields().items()})
+    config = GraphConfig(
+        cutoff=cutoff, max_neighbors=k, edges_per_atom=16, max_in_degree=32, image_budget=1
+    )
+    graph, _ = build_graph_checked(cb, config)
+    assert int(graph.stats.half_edges_needed) == ours.edges.sum() // 2
+    assert int(graph.stats.in_degree_needed) == ours.in_degree.max()
+
+
 def test_budgets_from_records_statistics(records):
     bud = budgets_from_records(records, batch_size=8, quantile=1.0, num_samples=500)
     assert bud.edges is None and bud.graphs == 9 and bud.atoms % 8 == 0
     assert bud.atoms >= np.sort(records.num_atoms)[-8:].sum() * 0.5  # of the order of B * mean
     assert bud.atoms <= np.sort(records.num_atoms)[-8:].sum() + 8  # never above the worst batch
+    knn = budgets_from_records(records, batch_size=8, cutoff=CUTOFF, max_neighbors=12)
+    assert knn.max_neighbors == 12 and knn.in_degree % 8 == 0
+    assert knn.in_degree >= neighbour_stats(records, CUTOFF, max_neighbors=12).in_degree.min()
+    assert knn.edges <= budgets_from_records(records, batch_size=8, cutoff=CUTOFF).edges
