@@ -4,6 +4,7 @@ Checks every user input here (NaN / negative / wrong-length DOS, atom counts out
 without a condition) so that the jitted sampler stays branch-free.
 """
 
+import dataclasses
 from typing import NamedTuple
 
 import jax
@@ -93,6 +94,7 @@ def generate(
         num_atoms = distribution.sample(np.random.default_rng(seed), num_samples)
     n = check_num_atoms(num_atoms, max_atoms)
     cond = None
+    requested = config
     if isinstance(config.guidance, NoGuidance):
         if dos is not None:
             raise ValueError("dos: given with guidance=NoGuidance(), which would ignore it; use "
@@ -101,9 +103,14 @@ def generate(
         if dos is None:
             raise ValueError("dos: ClassifierFree guidance needs a conditioning DOS, got None")
         dos = check_condition_dos(dos, n.size)
-        cond = DosCondition(dos=dos, use_cond=np.ones(n.size, bool))
+        if config.guidance.gamma == 0.0:
+            # gamma = 0 is exactly unconditional (MatterGen computes only that score): share the
+            # unconditional compilation.
+            config = dataclasses.replace(config, guidance=NoGuidance())
+        else:
+            cond = DosCondition(dos=dos, use_cond=np.ones(n.size, bool))
     batch = prior_batch(n, atom_budget)
     state = init_state(k_init, batch, config)
     out = make_sampler(score_fn, config)(params, state, cond)
     host = CrystalBatch(*(np.asarray(x) for x in out.batch))
-    return Generated(host, dos, config)
+    return Generated(host, dos, requested)
