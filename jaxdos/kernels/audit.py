@@ -15,11 +15,11 @@
   floor(percentile / 10) (clipped to 0..9) span at most two adjacent buckets (max - min <= 1).
 """
 
+import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxdos.kernels.grid import FERMI_INDEX, check_dos
 from jaxdos.kernels.metrics import AUDIT_METRICS, COSINE, best_match
@@ -119,6 +119,7 @@ def _verdicts(pct, threshold) -> Plausibility:
     )
 
 
+@functools.partial(jax.jit, static_argnames=("n", "trials"))
 def unique_nearest_baseline(reference, n: int, key, trials: int = 100):
     """Reference self-baseline of `unique_nearest`: `trials` random n-subsets, self excluded.
 
@@ -150,32 +151,36 @@ def audit(samples, reference, *, min_gap: float = 0.1) -> dict:
         if a.ndim != 2 or a.shape[0] < 2:
             raise ValueError(f"{name}: expected shape [N >= 2, 256], got {a.shape}")
     s, r = jnp.asarray(s, jnp.float32), jnp.asarray(r, jnp.float32)
-    ref_loo = jax.jit(loo_best)(r)
+    ref_loo = _loo_jit(r)
     out = {}
-    for prefix, x, excl in (("", s, None), ("ref_", r, jnp.arange(r.shape[0]))):
-        out.update({prefix + k: v for k, v in _batch_stats(x, r, ref_loo, excl, min_gap).items()})
+    for prefix, x, is_ref in (("", s, False), ("ref_", r, True)):
+        stats = _batch_stats(x, r, ref_loo, is_ref=is_ref, min_gap=float(min_gap))
+        out.update({prefix + k: v.item() for k, v in stats.items()})
     return out
 
 
-def _batch_stats(x, r, ref_loo, exclude, min_gap) -> dict:
-    if exclude is None:
-        p = jax.jit(plausibility)(x, r, ref_loo)
-    else:  # the reference against itself: its own LOO values ranked within the LOO distribution
+_loo_jit = jax.jit(loo_best)
+
+
+@functools.partial(jax.jit, static_argnames=("is_ref", "min_gap"))
+def _batch_stats(x, r, ref_loo, *, is_ref: bool, min_gap: float) -> dict:
+    if is_ref:  # the reference against itself: its own LOO values ranked within the LOO set
         cols = [
             _percentile(ref_loo[:, j], ref_loo[:, j], m.higher_is_better)
             for j, m in enumerate(AUDIT_METRICS)
         ]
         p = _verdicts(jnp.stack(cols, axis=-1), 10.0)
-    plausible, agree = np.asarray(p.plausible), np.asarray(p.agree)
+        exclude = jnp.arange(r.shape[0])
+    else:
+        p = plausibility(x, r, ref_loo)
+        exclude = None
     ej = edge_jump(x, min_gap)
-    gapped = np.asarray(ej.gapped)
-    jumps = np.asarray(ej.jump)[gapped]
     return {
-        "plausibility_rate": float(100 * np.mean(plausible)),
-        "agreement_rate": float(100 * np.mean(agree)),
-        "edge_jump_median": float(np.median(jumps)) if jumps.size else float("nan"),
-        "n_gapped": int(gapped.sum()),
-        "nonneg_rate": float(100 * np.mean(np.all(np.asarray(x) >= 0, axis=-1))),
-        "pairwise_cosine": float(mean_pairwise_cosine(x)),
-        "unique_nearest": int(unique_nearest(x, r, exclude)[0]),
+        "plausibility_rate": 100 * jnp.mean(p.plausible),
+        "agreement_rate": 100 * jnp.mean(p.agree),
+        "edge_jump_median": jnp.nanmedian(jnp.where(ej.gapped, ej.jump, jnp.nan)),
+        "n_gapped": jnp.sum(ej.gapped),
+        "nonneg_rate": 100 * jnp.mean(jnp.all(x >= 0, axis=-1)),
+        "pairwise_cosine": mean_pairwise_cosine(x),
+        "unique_nearest": unique_nearest(x, r, exclude)[0],
     }

@@ -173,7 +173,7 @@ def pairwise(metric: Metric, x, y, *, chunk: int | None = None):
     """All-pairs scores `[B, L] x [R, L] -> [B, R]`, computed in chunks of `chunk` rows of x."""
     chunk = chunk or _default_chunk(y.shape[0], y.shape[-1])
     px, py = metric.prep(x), metric.prep(y)
-    return jax.lax.map(lambda r: metric.row(r, py), px, batch_size=chunk)
+    return _map_rows(lambda r: metric.row(r, py), px, chunk)
 
 
 def best_match(metric: Metric, x, y, *, exclude=None, chunk: int | None = None):
@@ -196,7 +196,14 @@ def best_match(metric: Metric, x, y, *, exclude=None, chunk: int | None = None):
         i = jnp.argmax(score)
         return sign * score[i], i
 
-    return jax.lax.map(row, (metric.prep(x), exclude), batch_size=chunk)
+    return _map_rows(row, (metric.prep(x), exclude), chunk)
+
+
+def _map_rows(fn, xs, chunk: int):
+    """`lax.map` in chunks of `chunk` rows; a plain vmap when everything fits in one chunk."""
+    if jax.tree.leaves(xs)[0].shape[0] <= chunk:  # static shapes: no scan, faster to compile
+        return jax.vmap(fn)(xs)
+    return jax.lax.map(fn, xs, batch_size=chunk)
 
 
 def compare(x, y) -> dict:
