@@ -129,6 +129,13 @@ def encode_records(dos: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return out
 
 
+def _check_shard(shard_index: int, shard_count: int):
+    if shard_count < 1 or not 0 <= shard_index < shard_count:
+        raise ValueError(
+            f"shard_index/shard_count: expected 0 <= index < count, got {shard_index}/{shard_count}"
+        )
+
+
 def _check_common(records: Records, seed: int, num_epochs: int | None):
     if len(records) == 0:
         raise ValueError("records: expected at least one record")
@@ -145,6 +152,8 @@ def dos_batches(
     seed: int = 0,
     num_epochs: int | None = 1,
     shuffle: bool = True,
+    shard_index: int = 0,
+    shard_count: int = 1,
 ) -> grain.IterDataset:
     """DOSSampler batches as a grain dataset (iterate it; `iter(ds).get_state()` checkpoints).
 
@@ -154,13 +163,19 @@ def dos_batches(
         seed: per-epoch shuffling seed.
         num_epochs: epochs to run, or None for an endless stream.
         shuffle: False keeps record order (evaluation).
+        shard_index: this process's shard (`jax.process_index()` in multi-host training).
+        shard_count: processes P; each yields rows [p B / P, (p + 1) B / P) of every global
+            batch, so the union over processes is the single-process stream.
 
     Returns:
-        grain.IterDataset of `DosBatch`, ceil(M / B) batches per epoch.
+        grain.IterDataset of `DosBatch` with B / P rows, ceil(M / B) batches per epoch.
     """
     _check_common(records, seed, num_epochs)
-    if batch_size < 1:
-        raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
+    _check_shard(shard_index, shard_count)
+    if batch_size < 1 or batch_size % shard_count:
+        raise ValueError(
+            f"batch_size: expected >= 1 and a multiple of {shard_count}, got {batch_size}"
+        )
     m = len(records)
     scale = np.asarray(records.scale, np.float32)
     if not np.all(np.isfinite(scale) & (scale > 0)):
@@ -169,13 +184,16 @@ def dos_batches(
     props = np.stack([np.asarray(getattr(records, p), np.float32) for p in PROPERTY_NAMES], -1)
     steps = -(-m // batch_size)
     order = functools.lru_cache(maxsize=2)(lambda e: epoch_order(m, seed, e, shuffle))
+    rows = slice(
+        shard_index * batch_size // shard_count, (shard_index + 1) * batch_size // shard_count
+    )
 
     def make(i: int, _) -> DosBatch:
         epoch, step = divmod(i, steps)
         idx = order(epoch)[step * batch_size : (step + 1) * batch_size]
         pad = batch_size - idx.size
-        full = np.concatenate([idx, np.zeros(pad, idx.dtype)])
-        valid = np.arange(batch_size) < idx.size
+        full = np.concatenate([idx, np.zeros(pad, idx.dtype)])[rows]
+        valid = (np.arange(batch_size) < idx.size)[rows]
         return DosBatch(
             tokens=np.where(valid[:, None], tokens[full], 0).astype(np.int32),
             scale=np.where(valid, scale[full], 1.0).astype(np.float32),
@@ -257,15 +275,19 @@ def _crystal_batch(records: Records, idx: np.ndarray, budgets: CrystalBudgets) -
 class _CrystalDataset(grain.IterDataset):
     """Epochs of greedily packed batches; an epoch's packing is cached (a pure function)."""
 
-    def __init__(self, records, budgets, edges, seed, num_epochs, shuffle):
+    def __init__(self, records, budgets, edges, seed, num_epochs, shuffle, shard):
         super().__init__()
         self.records, self.budgets, self.edges = records, budgets, edges
         self.seed, self.num_epochs, self.shuffle = seed, num_epochs, shuffle
+        self.shard_index, self.shard_count = shard
         self.plan = functools.lru_cache(maxsize=2)(self._plan)
 
     def _plan(self, epoch: int) -> list[np.ndarray]:
         order = epoch_order(len(self.records), self.seed, epoch, self.shuffle)
-        return pack_greedy(order, np.asarray(self.records.num_atoms), self.edges, self.budgets)
+        plan = pack_greedy(order, np.asarray(self.records.num_atoms), self.edges, self.budgets)
+        # Every process must step the same number of times: pad with all-padding batches.
+        plan += [np.zeros(0, np.int64)] * (-len(plan) % self.shard_count)
+        return plan[self.shard_index :: self.shard_count]
 
     def __iter__(self) -> "_CrystalIterator":
         return _CrystalIterator(self)
@@ -306,6 +328,8 @@ def crystal_batches(
     num_epochs: int | None = 1,
     shuffle: bool = True,
     edge_counts: np.ndarray | None = None,
+    shard_index: int = 0,
+    shard_count: int = 1,
 ) -> grain.IterDataset:
     """CDOSGen batches as a grain dataset, packed under `budgets` in a seeded order per epoch.
 
@@ -318,11 +342,15 @@ def crystal_batches(
         edge_counts: `[M]` precomputed `neighbour_counts(records, budgets.cutoff,
             max_neighbors=budgets.max_neighbors)`; counted here if the budgets have an edge budget
             and this is None.
+        shard_index: this process's shard (`jax.process_index()` in multi-host training).
+        shard_count: processes P; process p takes packed batches p, p + P, ... of each epoch
+            (the epoch is padded with all-padding batches to a multiple of P).
 
     Returns:
         grain.IterDataset of `CrystalGraphBatch`; an epoch's batch count depends on its packing.
     """
     _check_common(records, seed, num_epochs)
+    _check_shard(shard_index, shard_count)
     edges = None
     if budgets.edges is not None:
         if edge_counts is None:
@@ -336,4 +364,5 @@ def crystal_batches(
             )
     # Fail at construction, not mid-training, if some crystal can never fit.
     pack_greedy(np.arange(len(records)), np.asarray(records.num_atoms), edges, budgets)
-    return _CrystalDataset(records, budgets, edges, seed, num_epochs, shuffle)
+    shard = (shard_index, shard_count)
+    return _CrystalDataset(records, budgets, edges, seed, num_epochs, shuffle, shard)

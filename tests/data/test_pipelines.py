@@ -19,6 +19,7 @@ from jaxdos.data.budgets import (
 from jaxdos.data.pipelines import (
     CRYSTAL_BATCH_FIELDS,
     CrystalGraphBatch,
+    DosBatch,
     crystal_batches,
     dos_batches,
     encode_records,
@@ -118,11 +119,30 @@ def test_dos_batches_endless_stream(records):
     assert all(x.tokens.shape == (50, 256) for x in seen)
 
 
+def test_dos_batches_shards_partition_the_global_batch(records):
+    whole = list(dos_batches(records, batch_size=16, seed=1))
+    shards = [
+        list(dos_batches(records, batch_size=16, seed=1, shard_index=p, shard_count=4))
+        for p in range(4)
+    ]
+    for step, x in enumerate(whole):
+        parts = [s[step] for s in shards]
+        assert all(part.tokens.shape == (4, 256) for part in parts)
+        for field in DosBatch._fields:
+            np.testing.assert_array_equal(
+                np.concatenate([getattr(part, field) for part in parts]), getattr(x, field)
+            )
+
+
 def test_dos_batches_reject_bad_arguments(records):
     with pytest.raises(ValueError, match="batch_size"):
         dos_batches(records, batch_size=0)
     with pytest.raises(ValueError, match="num_epochs"):
         dos_batches(records, batch_size=4, num_epochs=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        dos_batches(records, batch_size=6, shard_count=4)
+    with pytest.raises(ValueError, match="shard_index"):
+        dos_batches(records, batch_size=8, shard_index=2, shard_count=2)
     with pytest.raises(ValueError, match="records.scale"):
         dos_batches(records._replace(scale=np.zeros_like(records.scale)), batch_size=4)
 
@@ -190,6 +210,21 @@ def test_crystal_batches_deterministic_and_resumable(records, budgets):
     per_epoch = len(list(crystal_batches(records, budgets, seed=4, num_epochs=1)))
     for stop in (2, per_epoch, per_epoch + 3):  # mid-epoch, exactly at the boundary, epoch 2
         _resume_check(lambda: make(4), stop)
+
+
+def test_crystal_batches_shards_cover_the_epoch_in_lockstep(records, budgets):
+    whole = list(crystal_batches(records, budgets, seed=2))
+    shards = [
+        list(crystal_batches(records, budgets, seed=2, shard_index=p, shard_count=3))
+        for p in range(3)
+    ]
+    assert len({len(s) for s in shards}) == 1  # every process steps the same number of times
+    assert len(shards[0]) == -(-len(whole) // 3)
+    for step, x in enumerate(whole):  # batch i goes to process i % P, unchanged
+        _equal([shards[step % 3][step // 3]], [x])
+    tail = len(whole) % 3
+    for p in range(tail, 3 if tail else 0):  # shards past the last real batch get a padding one
+        assert not shards[p][-1].graph_mask.any() and not shards[p][-1].node_mask.any()
 
 
 def test_pack_greedy_never_overflows_and_keeps_order(rng):
