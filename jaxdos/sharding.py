@@ -1,0 +1,230 @@
+"""All sharding of the project: one `data` mesh axis, batch on `P('data')`, params replicated.
+
+Every batched computation (DOS sampling, rejection, crystal sampling) runs as one `jit` whose
+inputs are placed with the `NamedSharding`s built here; XLA partitions the batch axis over the mesh
+and nothing is written per device by hand (no `pmap`, `shard_map` only for independent per-device
+work). Batches are padded to a multiple of the global device count so that the last batch never
+recompiles and results never depend on the device count: per-example randomness comes from
+`fold_in(key, global_example_index)` in the samplers, so padding rows changes nothing for the rest.
+
+Multi-host. `initialize_distributed` wraps `jax.distributed.initialize` (flags first, then the
+environment variables `JAX_COORDINATOR_ADDRESS`, `JAX_NUM_PROCESSES`, `JAX_PROCESS_ID`, else the
+cluster auto-detection of JAX for SLURM / Open MPI / TPU pods when asked). After it, `make_mesh()`
+spans the devices of all processes; a jitted function then produces global arrays of which each
+process reads only its addressable rows (`local_rows`), in global-example order.
+
+Axis type. The mesh axis is created with an explicit `AxisType.Auto` (environment.md: recent
+`jax.make_mesh` defaults to `Explicit`). The samplers are written per example and vmapped; with
+`Auto` the batch sharding of their inputs propagates through `lax.scan`, `jax.grad` and gathers
+without every op needing an explicit-sharding rule, which `Explicit` would demand.
+"""
+
+import os
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+__all__ = [
+    "DATA_AXIS",
+    "make_mesh",
+    "batch_sharding",
+    "replicated_sharding",
+    "padded_size",
+    "pad_batch",
+    "shard_batch",
+    "replicate",
+    "local_rows",
+    "process_row_range",
+    "initialize_distributed",
+]
+
+DATA_AXIS = "data"
+
+
+def make_mesh(devices=None, *, axis_type: AxisType = AxisType.Auto) -> Mesh:
+    """A 1-D mesh with the `data` axis over `devices` (default: all devices of all processes).
+
+    Args:
+        devices: a sequence of `jax.Device`, an int n (the first n of `jax.devices()`), or None.
+        axis_type: the mesh axis type; `Auto` by default (see the module docstring).
+
+    Raises:
+        ValueError: naming `devices` if the count is not in [1, len(jax.devices())].
+    """
+    available = jax.devices()
+    if devices is None:
+        devices = available
+    elif isinstance(devices, int | np.integer):
+        if not 1 <= int(devices) <= len(available):
+            raise ValueError(f"devices: expected in [1, {len(available)}], got {devices}")
+        devices = available[: int(devices)]
+    devices = list(devices)
+    if not devices:
+        raise ValueError(f"devices: expected in [1, {len(available)}] devices, got none")
+    return Mesh(np.asarray(devices), (DATA_AXIS,), axis_types=(axis_type,))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Leading (batch) axis split over `data`, other axes whole."""
+    return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def replicated_sharding(mesh: Mesh) -> NamedSharding:
+    """Every device holds the whole array (parameters, keys, scalars)."""
+    return NamedSharding(mesh, P())
+
+
+def padded_size(n: int, multiple: int) -> int:
+    """The smallest multiple of `multiple` that is >= n (and >= multiple)."""
+    if n < 0 or multiple < 1:
+        raise ValueError(f"n, multiple: expected n >= 0 and multiple >= 1, got {n}, {multiple}")
+    return max(multiple, -(-n // multiple) * multiple)
+
+
+def pad_batch(tree, multiple: int):
+    """Pad every leaf's leading axis `[B, ...] -> [B', ...]` with copies of row 0.
+
+    Row 0 (not zeros) keeps padded rows numerically ordinary (no log(0), no empty spectra).
+
+    Returns:
+        (padded tree, B) with B the number of real rows.
+    """
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        raise ValueError("tree: expected at least one array leaf")
+    n = int(np.shape(leaves[0])[0])
+    if any(int(np.shape(x)[0]) != n for x in leaves):
+        raise ValueError("tree: expected every leaf to share the leading batch size")
+    target = padded_size(n, multiple)
+
+    def pad(x):
+        x = np.asarray(x)
+        if target == n:
+            return x
+        fill = np.repeat(x[:1], target - n, axis=0)
+        return np.concatenate([x, fill], axis=0)
+
+    return jax.tree.map(pad, tree), n
+
+
+def shard_batch(tree, mesh: Mesh):
+    """Place host arrays (global batch, identical on every process) on `mesh` batch-sharded.
+
+    Each leaf's leading axis must divide by the mesh size (use `pad_batch` first). In a
+    multi-process run every process passes the same global array and keeps only its addressable
+    rows.
+    """
+    sharding = batch_sharding(mesh)
+    size = mesh.devices.size
+
+    def put(x):
+        x = np.asarray(x)
+        if x.shape[0] % size:
+            raise ValueError(
+                f"batch: leading size {x.shape[0]} is not a multiple of the {size} mesh devices"
+            )
+        return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+    return jax.tree.map(put, tree)
+
+
+def replicate(tree, mesh: Mesh):
+    """Place a pytree (parameters) on every device of `mesh`."""
+    sharding = replicated_sharding(mesh)
+
+    def put(x):
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+    return jax.tree.map(put, tree)
+
+
+def local_rows(array) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of a batch-sharded global array held by this process, in global order.
+
+    Returns:
+        (rows `[B_local, ...]` numpy, their global row indices `[B_local]` int64). Replicated
+        copies (several local devices holding the same rows) are deduplicated.
+    """
+    pieces = {}
+    for shard in array.addressable_shards:
+        sl = shard.index[0] if shard.index else slice(None)
+        start = 0 if sl.start is None else sl.start
+        if start not in pieces:
+            pieces[start] = np.asarray(shard.data)
+    starts = sorted(pieces)
+    if not starts:
+        return np.zeros((0,) + array.shape[1:], array.dtype), np.zeros((0,), np.int64)
+    rows = np.concatenate([pieces[s] for s in starts], axis=0)
+    index = np.concatenate([np.arange(s, s + pieces[s].shape[0], dtype=np.int64) for s in starts])
+    return rows, index
+
+
+def process_row_range(global_batch: int, mesh: Mesh) -> tuple[int, int]:
+    """[start, stop) of the global batch rows this process holds under `batch_sharding(mesh)`.
+
+    Assumes this process's devices are contiguous along the mesh (true for `make_mesh()`, which
+    follows `jax.devices()` ordered by process).
+    """
+    size = mesh.devices.size
+    if global_batch % size:
+        raise ValueError(f"global_batch: expected a multiple of {size}, got {global_batch}")
+    per = global_batch // size
+    mine = [i for i, d in enumerate(mesh.devices.flat) if d.process_index == jax.process_index()]
+    return min(mine) * per, (max(mine) + 1) * per
+
+
+def initialize_distributed(
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    *,
+    auto: bool = False,
+) -> bool:
+    """Start JAX's multi-host runtime if this run is multi-process; returns True if it did.
+
+    Precedence: arguments, then `JAX_COORDINATOR_ADDRESS` / `JAX_NUM_PROCESSES` / `JAX_PROCESS_ID`;
+    with `auto=True` and nothing given, JAX's own cluster detection (SLURM, Open MPI, Cloud TPU) is
+    used. With nothing given and `auto=False` this is a single-process run and nothing starts.
+
+    Args:
+        coordinator: "host:port" of process 0.
+        num_processes: total processes (>= 1).
+        process_id: this process, in [0, num_processes).
+
+    Raises:
+        ValueError: naming the flag that is missing or out of range.
+    """
+    env = os.environ
+    coordinator = coordinator or env.get("JAX_COORDINATOR_ADDRESS") or None
+    if num_processes is None and env.get("JAX_NUM_PROCESSES"):
+        num_processes = int(env["JAX_NUM_PROCESSES"])
+    if process_id is None and env.get("JAX_PROCESS_ID"):
+        process_id = int(env["JAX_PROCESS_ID"])
+    given = [coordinator is not None, num_processes is not None, process_id is not None]
+    if not any(given):
+        if auto:
+            jax.distributed.initialize()
+            return True
+        return False
+    if not all(given):
+        missing = [
+            n
+            for n, g in zip(("coordinator", "num_processes", "process_id"), given, strict=True)
+            if not g
+        ]
+        raise ValueError(f"{', '.join(missing)}: required together with the other multi-host flags")
+    if ":" not in coordinator:
+        raise ValueError(f"coordinator: expected 'host:port', got {coordinator!r}")
+    if num_processes < 1:
+        raise ValueError(f"num_processes: expected >= 1, got {num_processes}")
+    if not 0 <= process_id < num_processes:
+        raise ValueError(f"process_id: expected in [0, {num_processes}), got {process_id}")
+    if num_processes == 1:
+        return False
+    jax.distributed.initialize(
+        coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
+    )
+    return True
