@@ -5,8 +5,8 @@ Layout of `out/`:
     stages/<name>/      chunk_00000.npz ... written atomically (tmp + rename), one per unit of work
     *.md, *.csv, *.png  tables and figures
 
-A run never overwrites another run's results: an existing folder needs `resume=True` (same config) or
-`force=True` (wipe it). A killed run resumes from its last completed chunk.
+A run never overwrites another run's results: an existing folder needs `resume=True` (same config)
+or `force=True` (wipe it). A killed run resumes from its last completed chunk.
 """
 
 import csv
@@ -49,8 +49,8 @@ class RunDir:
         """Claim `out` for a run with `config` (JSON-serialisable).
 
         Raises:
-            ValueError: `out` holds another run's results and neither `resume` nor `force` is set, or
-                `resume` is set but the stored config differs, or `out` is not writable.
+            ValueError: `out` holds another run's results and neither `resume` nor `force` is
+                set, or `resume` is set but the stored config differs, or `out` is not writable.
         """
         self.path = Path(out)
         self.config = json.loads(json.dumps(config))
@@ -59,17 +59,22 @@ class RunDir:
             if force:
                 shutil.rmtree(self.path)
             elif not meta.exists():
-                raise ValueError(f"out: {self.path} is not empty and holds no jaxdos run; pick another")
+                raise ValueError(
+                    f"out: {self.path} is not empty and holds no jaxdos run; pick another"
+                )
             elif not resume:
                 raise ValueError(
-                    f"out: {self.path} already holds results; pass --resume to continue that run or "
-                    "--force to overwrite it"
+                    f"out: {self.path} already holds results; pass --resume to continue that run "
+                    "or --force to overwrite it"
                 )
             else:
                 stored = json.loads(meta.read_text())["config"]
                 if stored != self.config:
-                    diff = sorted(k for k in set(stored) | set(self.config)
-                                  if stored.get(k) != self.config.get(k))
+                    diff = sorted(
+                        k
+                        for k in set(stored) | set(self.config)
+                        if stored.get(k) != self.config.get(k)
+                    )
                     raise ValueError(f"out: --resume with a different config (fields {diff})")
         try:
             self.path.mkdir(parents=True, exist_ok=True)

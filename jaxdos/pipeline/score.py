@@ -1,0 +1,152 @@
+"""Stage 3: score crystals with the tight-binding oracle, the paper's properties and filters.
+
+Generated crystals can be degenerate (overlapping atoms, a collapsed cell, an element the oracle
+does not know). Those are reported as invalid with the oracle's reason, never scored as a NaN
+spectrum and never allowed to abort the rest of the batch.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+from pymatgen.analysis.structure_matcher import StructureMatcher
+from pymatgen.core import Lattice, Structure
+
+from jaxdos.kernels.filters import TCMResult, tcm_filter
+from jaxdos.kernels.oracle import OracleConfig, oracle_dos
+from jaxdos.kernels.oracle_prep import prepare_crystals
+from jaxdos.kernels.properties import all_properties
+
+__all__ = ["Crystals", "Scores", "score", "to_structures", "from_structures", "uniqueness_novelty"]
+
+MAX_ATOMS = 20
+
+
+class Crystals(NamedTuple):
+    """M crystals padded to A atoms (Z = 0 beyond `num_atoms`).
+
+    Fields:
+        atomic_numbers: `[M, A]` int.
+        frac_coords: `[M, A, 3]` float.
+        lattice: `[M, 3, 3]` rows are lattice vectors, Angstrom.
+        num_atoms: `[M]` int.
+    """
+
+    atomic_numbers: np.ndarray
+    frac_coords: np.ndarray
+    lattice: np.ndarray
+    num_atoms: np.ndarray
+
+
+class Scores(NamedTuple):
+    """Oracle scores of M crystals; rows of invalid crystals hold zeros.
+
+    Fields:
+        valid: `[M]` bool, the oracle accepted the crystal.
+        reason: `[M]` str, why a crystal is invalid ("" when valid).
+        dos: `[M, 256]` per-atom DOS (states / eV / atom).
+        efermi: `[M]` eV.
+        properties: name -> `[M]` (band_gap, dos_at_fermi, integrated_dos).
+        tcm: `TCMResult` of numpy arrays `[M]`; verdicts are False for invalid crystals.
+    """
+
+    valid: np.ndarray
+    reason: np.ndarray
+    dos: np.ndarray
+    efermi: np.ndarray
+    properties: dict
+    tcm: TCMResult
+
+
+def from_structures(structures) -> Crystals:
+    """Pad a list of ordered pymatgen Structures (<= 20 atoms) into `Crystals`."""
+    m = len(structures)
+    out = Crystals(
+        np.zeros((m, MAX_ATOMS), np.int32),
+        np.zeros((m, MAX_ATOMS, 3), np.float32),
+        np.zeros((m, 3, 3), np.float32),
+        np.zeros((m,), np.int32),
+    )
+    for i, s in enumerate(structures):
+        if not 1 <= len(s) <= MAX_ATOMS:
+            raise ValueError(f"structures[{i}]: num_atoms {len(s)} outside [1, {MAX_ATOMS}]")
+        out.atomic_numbers[i, : len(s)] = [site.specie.Z for site in s]
+        out.frac_coords[i, : len(s)] = s.frac_coords
+        out.lattice[i] = s.lattice.matrix
+        out.num_atoms[i] = len(s)
+    return out
+
+
+def to_structures(crystals: Crystals) -> list[Structure]:
+    """Pymatgen Structures of `crystals` (one per row)."""
+    return [
+        Structure(
+            Lattice(crystals.lattice[i]),
+            [int(z) for z in crystals.atomic_numbers[i, : crystals.num_atoms[i]]],
+            crystals.frac_coords[i, : crystals.num_atoms[i]],
+        )
+        for i in range(len(crystals.num_atoms))
+    ]
+
+
+def _validity(crystals: Crystals, cfg: OracleConfig) -> tuple[np.ndarray, np.ndarray]:
+    valid = np.zeros(len(crystals.num_atoms), bool)
+    reason = np.full(len(crystals.num_atoms), "", dtype=object)
+    for i in range(len(valid)):
+        try:
+            prepare_crystals(*(np.asarray(f)[i : i + 1] for f in crystals), cfg)
+            valid[i] = True
+        except ValueError as err:
+            reason[i] = str(err).removeprefix("crystal 0: ")
+    return valid, reason.astype(str)
+
+
+def score(crystals) -> Scores:
+    """Oracle DOS, properties and TCM verdicts for `Crystals` or a list of Structures."""
+    if not isinstance(crystals, Crystals):
+        crystals = from_structures(crystals)
+    cfg = OracleConfig.default()
+    m = len(crystals.num_atoms)
+    valid, reason = _validity(crystals, cfg)
+    dos = np.zeros((m, 256), np.float32)
+    efermi = np.zeros((m,), np.float32)
+    if valid.any():
+        dos[valid], efermi[valid] = oracle_dos(
+            *(np.asarray(f)[valid] for f in crystals), config=cfg
+        )
+    props = {k: np.asarray(v) for k, v in all_properties(dos).items()}
+    tcm = TCMResult(*(np.asarray(v) for v in tcm_filter(dos)))
+    verdicts = {
+        f: getattr(tcm, f) & valid
+        for f in ("gap_ok", "metallic", "wide_band", "narrow_band", "type1", "type2", "is_tcm")
+    }
+    return Scores(valid, reason, dos, efermi, props, tcm._replace(**verdicts))
+
+
+def uniqueness_novelty(
+    generated: list[Structure], reference: list[Structure]
+) -> tuple[float, float]:
+    """Fractions of unique structures among `generated`, and of unique ones absent from `reference`.
+
+    Uses pymatgen's `StructureMatcher` (default tolerances), comparing only structures with the same
+    reduced formula, which is what the matcher would require anyway.
+    """
+    if not generated:
+        return 0.0, 0.0
+    matcher = StructureMatcher()
+    by_formula: dict[str, list[Structure]] = {}
+    for s in reference:
+        by_formula.setdefault(s.composition.reduced_formula, []).append(s)
+    unique: list[Structure] = []
+    for s in generated:
+        if not any(
+            matcher.fit(s, u)
+            for u in unique
+            if u.composition.reduced_formula == s.composition.reduced_formula
+        ):
+            unique.append(s)
+    novel = [
+        s
+        for s in unique
+        if not any(matcher.fit(s, r) for r in by_formula.get(s.composition.reduced_formula, []))
+    ]
+    return len(unique) / len(generated), len(novel) / len(generated)
