@@ -301,6 +301,7 @@ def run_rejection(
                 "chunks": chunks,
                 "next_batch": stop,
                 "proposals": min(stop * batch, config.budget),
+                "accept": int(config.accept),
             },
         )
 

@@ -123,12 +123,14 @@ def read_chunks(out) -> tuple[dict, list[dict]]:
     return rows, [m for _, m in pairs]
 
 
-def merge(out, accept: int) -> dict:
+def merge(out, accept: int | None = None) -> dict:
     """Build `index.json`: the first `accept` accepted examples in global order, over all shards.
 
-    Every shard must have stopped at the same batch (they run in lockstep). Returns the index.
+    Every shard must have stopped at the same batch (they run in lockstep). `accept` defaults to
+    the one recorded by the run. Returns the index.
     """
     rows, manifests = read_chunks(out)
+    accept = int(manifests[0]["accept"]) if accept is None else int(accept)
     stops = {m["next_batch"] for m in manifests}
     if len(stops) > 1:
         raise ValueError(f"out: shards stopped at different batches {sorted(stops)}; resume first")

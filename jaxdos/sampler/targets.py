@@ -233,8 +233,6 @@ def _check_combination(t: Targets) -> None:
             "band_gap: a TCM's gap lies below E_F and Algorithm 1's gap at E_F is 0 for a "
             f"metal; with a TCM filter expected band_gap = 0 or none, got {gap.value}"
         )
-    if tcms and dosf is not None and dosf.interval[1] <= 0:
-        raise ValueError("dos_at_fermi: a TCM needs DOS(E_F) > 0, got a zero target")
     if tes:
         crit = tes[0].criteria
         if dosf is not None and dosf.interval[0] > 0:

@@ -1,0 +1,139 @@
+"""Property-conditional DOS sampling with rejection at scale (stage 1 of the pipeline).
+
+    python -m experiments.sample_dos --band-gap 3.5 --tol 0.1 --accept 1000 --out runs/bg35
+    python -m experiments.sample_dos --tcm type1 --accept 100 --proposals 2000000 --out runs/tcm1
+    python -m experiments.sample_dos ... --out runs/bg35 --resume      # after a crash / SIGKILL
+    python -m experiments.sample_dos merge runs/bg35                   # rebuild the merged index
+
+Output: `OUT/shard-NNN/chunk-*.npz` (tokens, K, measured properties, global example index) with a
+manifest per process, and `OUT/index.json` (built by process 0 when every process is done). The
+same seed gives the same accepted candidates on any number of devices or processes.
+
+Multi-host (every process runs the same command; each writes its own shard):
+
+    # 2 processes on one machine, CPU collectives over loopback
+    python -m experiments.sample_dos ... --coordinator 127.0.0.1:12345 --num-processes 2 \\
+        --process-id 0 &
+    python -m experiments.sample_dos ... --coordinator 127.0.0.1:12345 --num-processes 2 \\
+        --process-id 1
+    # GPU cluster: one process per host (all local GPUs each), --coordinator host0:port, or
+    # set JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID; under SLURM or on a
+    # Cloud TPU pod slice pass --auto-cluster and JAX reads the cluster's own variables.
+    # OUT must be a filesystem every process can reach (process 0 merges all shards).
+"""
+
+import argparse
+import sys
+
+__all__ = ["main", "build_targets"]
+
+
+def build_targets(args):
+    """A validated `Targets` from the parsed flags (ValueError names the flag at fault)."""
+    from jaxdos.sampler.targets import Targets, TCMType1, TCMType2
+
+    filters = ()
+    if args.tcm == "type1":
+        filters = (TCMType1(),)
+    elif args.tcm == "type2":
+        filters = (TCMType2(),)
+    return Targets.of(
+        band_gap=args.band_gap,
+        dos_at_fermi=args.dos_at_fermi,
+        integrated_dos=args.integrated_dos,
+        tol=args.tol,
+        abs_tol=args.abs_tol,
+        filters=filters,
+    )
+
+
+def _parser():
+    ap = argparse.ArgumentParser(
+        prog="python -m experiments.sample_dos",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--band-gap", type=float, help="E_BG target, eV")
+    ap.add_argument("--dos-at-fermi", type=float, help="DOS(E_F) target, states/eV/atom")
+    ap.add_argument("--integrated-dos", type=float, help="N(E_F) target, states/atom")
+    ap.add_argument("--tol", type=float, default=0.1, help="relative tolerance (default 0.1)")
+    ap.add_argument("--abs-tol", type=float, default=0.1, help="tolerance for zero targets")
+    ap.add_argument("--tcm", choices=("type1", "type2"), help="transparent-conductor filter")
+    ap.add_argument("--accept", type=int, default=1024, help="accepted candidates wanted")
+    ap.add_argument("--proposals", type=int, help="proposal budget (default 1000 * accept)")
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--gamma", type=float, default=1.0, help="guidance strength (0: none)")
+    ap.add_argument("--steps", type=int, help="denoising steps (default: SamplingConfig)")
+    ap.add_argument("--out", default="runs/sample_dos", help="output folder")
+    ap.add_argument("--resume", action="store_true", help="continue the run in --out")
+    ap.add_argument("--devices", type=int, help="use the first N local devices (default all)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    ap.add_argument("--coordinator", help="multi-host: host:port of process 0")
+    ap.add_argument("--num-processes", type=int, help="multi-host: number of processes")
+    ap.add_argument("--process-id", type=int, help="multi-host: this process's id")
+    ap.add_argument(
+        "--auto-cluster",
+        action="store_true",
+        help="multi-host: let JAX detect SLURM / Open MPI / TPU pod settings",
+    )
+    return ap
+
+
+def _merge_main(argv):
+    ap = argparse.ArgumentParser(prog="python -m experiments.sample_dos merge")
+    ap.add_argument("out")
+    ap.add_argument("--accept", type=int, help="default: the run's own --accept")
+    args = ap.parse_args(argv)
+    from jaxdos.sampler import store
+
+    index = store.merge(args.out, args.accept)
+    print(
+        f"merged {index['accepted']} accepted of {index['proposals']} proposals "
+        f"from {len(index['shards'])} shard(s) into {args.out}/index.json"
+    )
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "merge":
+        return _merge_main(argv[1:])
+    args = _parser().parse_args(argv)
+    from jaxdos import sharding
+
+    # Multi-host start and all validation come before any model is loaded or compiled.
+    sharding.initialize_distributed(
+        args.coordinator, args.num_processes, args.process_id, auto=args.auto_cluster
+    )
+    import jax
+
+    from jaxdos.pipeline import sample_dos
+    from jaxdos.sampler.config import SamplingConfig
+
+    targets = build_targets(args)
+    if args.devices is not None and jax.process_count() > 1:
+        raise ValueError("devices: --devices selects local devices; omit it in multi-host runs")
+    sampling = None if args.steps is None else SamplingConfig(steps=args.steps)
+    result = sample_dos(
+        targets,
+        accept=args.accept,
+        seed=args.seed,
+        proposals=args.proposals,
+        out=args.out,
+        resume=args.resume,
+        devices=args.devices,
+        batch_size=args.batch_size,
+        gamma=args.gamma,
+        sampling_config=sampling,
+        progress=not args.quiet,
+    )
+    if jax.process_index() == 0:
+        print(
+            f"{targets.describe()}: accepted {len(result)}/{result.requested} from "
+            f"{result.proposals} proposals (rate {result.acceptance_rate:.4%}); "
+            f"index {args.out}/index.json"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Sharding helpers: padding, placement round trips, multi-host flag handling, 8 fake devices."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from jaxdos import sharding
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_padded_size_and_pad_batch():
+    assert [sharding.padded_size(n, 8) for n in (0, 1, 8, 9, 16)] == [8, 8, 8, 16, 16]
+    x = np.arange(10).reshape(5, 2)
+    (px, py), n = sharding.pad_batch((x, np.arange(5)), 4)
+    assert n == 5 and px.shape == (8, 2) and py.shape == (8,)
+    np.testing.assert_array_equal(px[:5], x)
+    np.testing.assert_array_equal(px[5:], np.repeat(x[:1], 3, 0))  # padded with row 0
+    with pytest.raises(ValueError, match="leading batch"):
+        sharding.pad_batch((x, np.arange(4)), 4)
+    with pytest.raises(ValueError, match="multiple"):
+        sharding.padded_size(3, 0)
+
+
+def test_single_device_mesh_round_trip():
+    mesh = sharding.make_mesh()
+    assert mesh.axis_names == (sharding.DATA_AXIS,)
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    arr = sharding.shard_batch(x, mesh)
+    rows, index = sharding.local_rows(arr)
+    np.testing.assert_array_equal(rows, x)
+    np.testing.assert_array_equal(index, np.arange(4))
+    assert sharding.process_row_range(4, mesh) == (0, 4)
+    with pytest.raises(ValueError, match="devices"):
+        sharding.make_mesh(len(jax.devices()) + 1)
+
+
+def test_initialize_distributed_flags(monkeypatch):
+    for var in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+        monkeypatch.delenv(var, raising=False)
+    assert sharding.initialize_distributed() is False  # single process: nothing starts
+    with pytest.raises(ValueError, match="num_processes, process_id"):
+        sharding.initialize_distributed("127.0.0.1:1234")
+    with pytest.raises(ValueError, match="process_id"):
+        sharding.initialize_distributed("127.0.0.1:1234", 2, 2)
+    with pytest.raises(ValueError, match="coordinator"):
+        sharding.initialize_distributed("localhost", 2, 0)
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
+    with pytest.raises(ValueError, match="coordinator, process_id"):
+        sharding.initialize_distributed()
+    assert sharding.initialize_distributed("127.0.0.1:1234", 1, 0) is False
+
+
+def test_eight_fake_devices():
+    script = textwrap.dedent(
+        """
+        import jax, jax.numpy as jnp, numpy as np
+        from jaxdos import sharding
+        mesh = sharding.make_mesh()
+        assert mesh.devices.size == 8
+        (x,), n = sharding.pad_batch((np.arange(20 * 3, dtype=np.float32).reshape(20, 3),), 8)
+        assert x.shape == (24, 3) and n == 20
+        arr = sharding.shard_batch(x, mesh)
+        assert arr.sharding.spec == sharding.batch_sharding(mesh).spec
+        assert len({s.device for s in arr.addressable_shards}) == 8
+        params = sharding.replicate({"w": np.ones((3, 2), np.float32)}, mesh)
+        f = jax.jit(lambda p, x: x @ p["w"], out_shardings=sharding.batch_sharding(mesh))
+        y = f(params, arr)
+        rows, index = sharding.local_rows(y)
+        np.testing.assert_allclose(rows, x @ np.ones((3, 2)))
+        np.testing.assert_array_equal(index, np.arange(24))
+        assert sharding.process_row_range(24, mesh) == (0, 24)
+        assert sharding.make_mesh(2).devices.size == 2
+        print("ok")
+        """
+    )
+    env = dict(
+        os.environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=8",
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=str(ROOT),
+    )
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=300)
+    assert out.returncode == 0, out.stderr.decode()[-3000:]
+    assert out.stdout.decode().strip() == "ok"
