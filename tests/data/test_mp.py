@@ -170,6 +170,15 @@ def test_records_save_with_mp_version(tmp_path, loaded):
         load_records(tmp_path / "mp.npz", oracle_version="tb-v1")
 
 
+@pytest.mark.slow  # spawned workers each import JAX and pymatgen (~20 s on 2 cores)
+def test_worker_processes_give_identical_output(mp_dir, loaded):
+    records, report = loaded
+    par_records, par_report = load_mp_dir(mp_dir, progress=False, workers=2)
+    for a, b in zip(records, par_records, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert par_report == report
+
+
 def test_src_must_be_a_directory(tmp_path):
     with pytest.raises(ValueError, match="src"):
         load_mp_dir(tmp_path / "missing", progress=False)
