@@ -1,6 +1,6 @@
 """Convert a folder of MP-style DOS files into a jaxdos record set (.npz) and print Table 6.
 
-    python -m experiments.load_mp SRC_DIR OUT.npz [--structures DIR] [--force] [--no-progress]
+    python -m experiments.load_mp SRC_DIR OUT.npz [--structures DIR] [--workers N] [--force]
 
 SRC_DIR holds `Dos.as_dict()` / `CompleteDos.as_dict()` JSON files (`*.json`, `*.json.gz`, as
 `mp-api` + `MontyEncoder` save them); plain Dos files are paired with `<id>.cif` or
@@ -19,12 +19,16 @@ from jaxdos.data.records import save_records
 __all__ = ["run", "main"]
 
 
-def run(src, out, *, structure_dir=None, force: bool = False, progress: bool = True) -> LoadReport:
+def run(
+    src, out, *, structure_dir=None, force: bool = False, progress: bool = True, workers: int = 0
+) -> LoadReport:
     """Load `src`, write records to `out`, return the report (the table is printed by `main`)."""
     out = Path(out)
     if out.exists() and not force:
         raise ValueError(f"out: {out} exists; pass force=True (--force) to overwrite it")
-    records, report = load_mp_dir(src, structure_dir=structure_dir, progress=progress)
+    records, report = load_mp_dir(
+        src, structure_dir=structure_dir, progress=progress, workers=workers
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"source": str(src), "total": report.total, "stages": report.stages}
     meta |= {"skipped": report.skipped, "examples": report.examples}
@@ -38,6 +42,7 @@ def main(argv=None) -> int:
     parser.add_argument("out", help="output .npz record set")
     parser.add_argument("--structures", default=None, help="folder of paired structures")
     parser.add_argument("--force", action="store_true", help="overwrite an existing OUT")
+    parser.add_argument("--workers", type=int, default=0, help="parser processes (0: inline)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
     try:
@@ -47,6 +52,7 @@ def main(argv=None) -> int:
             structure_dir=args.structures,
             force=args.force,
             progress=not args.no_progress,
+            workers=args.workers,
         )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
