@@ -214,7 +214,11 @@ def _load_structure(d, dos_path: Path, structure_dir: Path | None):
 def _structure_arrays(structure) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not structure.is_ordered:
         raise _Skip("disordered_structure", "structure has partial occupancies")
-    z = np.array([site.specie.Z for site in structure], dtype=np.int32)
+    if len(structure) == 0:
+        raise _Skip("missing_structure", "structure has no sites")
+    # Dummy species have no element (pymatgen gives them a hash-like Z): record them as 0.
+    zs = [getattr(site.specie, "Z", 0) for site in structure]
+    z = np.array([zi if isinstance(zi, int) and 1 <= zi <= 118 else 0 for zi in zs], np.int32)
     frac = np.mod(np.asarray(structure.frac_coords, dtype=np.float64), 1.0)
     frac = np.where(frac >= 1.0, 0.0, frac)  # mod can round up to exactly 1.0
     return z, frac, np.asarray(structure.lattice.matrix, dtype=np.float64)
@@ -222,7 +226,9 @@ def _structure_arrays(structure) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _filters(z: np.ndarray) -> tuple[bool, bool]:
     atoms_ok = z.size <= MAX_ATOMS
-    elements_ok = bool(np.all(z <= MAX_Z_ALLOWED) and not np.isin(z, list(EXCLUDED_Z)).any())
+    # Z < 1 are dummy species (pymatgen's "X"): not atoms, and 0 would read as padding.
+    allowed = (z >= 1) & (z <= MAX_Z_ALLOWED) & ~np.isin(z, list(EXCLUDED_Z))
+    elements_ok = bool(np.all(allowed))
     return atoms_ok, elements_ok
 
 
@@ -292,6 +298,7 @@ def records_from_entries(entries: list[MPEntry]) -> Records:
         n = entry.atomic_numbers.size
         z[i, :n] = entry.atomic_numbers
         frac[i, :n] = entry.frac_coords
+    frac[frac >= 1.0] = 0.0  # float64 values just below 1 round up to 1.0 in float32
     dos = np.asarray([e.dos for e in entries], np.float32).reshape(m, N_BINS)
     props = jax.jit(all_properties)(jnp.asarray(dos))  # one compile, not one per primitive
     return Records(

@@ -179,6 +179,19 @@ def test_worker_processes_give_identical_output(mp_dir, loaded):
     assert par_report == report
 
 
+def test_edge_cases_dummy_species_and_float32_wrap(tmp_path):
+    lin = {Spin.up: _linear(1.0, 0.0)}
+    dummy = Structure(Lattice.cubic(3.0), ["Cu", "X0+"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    _dump(tmp_path / "dummy.json", _complete(dummy, lin))
+    entry, info = parse_mp_file(tmp_path / "dummy.json")
+    assert entry is None and info["reason"] == "excluded_element"
+    near_one = Structure(Lattice.cubic(3.0), ["Cu"], [[1 - 1e-10, 0.25, 0.5]])
+    _dump(tmp_path / "edge.json", _complete(near_one, lin))
+    records, _ = load_mp_dir(tmp_path, progress=False)
+    assert list(records.ids) == ["edge"]
+    assert np.all(records.frac_coords < 1.0) and records.frac_coords[0, 0, 0] == 0.0
+
+
 def test_src_must_be_a_directory(tmp_path):
     with pytest.raises(ValueError, match="src"):
         load_mp_dir(tmp_path / "missing", progress=False)
