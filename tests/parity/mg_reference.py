@@ -10,7 +10,17 @@ from mattergen.common.gemnet.gemnet import GemNetT
 from mattergen.common.gemnet.gemnet_ctrl import GemNetTCtrl
 from mattergen.common.gemnet.layers.embedding_block import AtomEmbedding
 
-__all__ = ["TINY", "random_crystals", "tie_free", "gemnet_kwargs", "build_gemnet"]
+__all__ = [
+    "TINY",
+    "BASE",
+    "random_crystals",
+    "tie_free",
+    "gemnet_kwargs",
+    "build_gemnet",
+    "build_denoiser",
+    "config_dict",
+    "chem_batch",
+]
 
 # A small GemNet-T with every structural feature of mattergen_base (4 blocks would also work; 2
 # keep the test fast). The widths are MatterGen's ratios scaled down.
@@ -86,9 +96,9 @@ def tie_free(cells, fracs, num_atoms, cutoff=7.0, max_neighbors=50, tol=1e-3) ->
         vol = abs(np.linalg.det(cell))
         reps.append(np.ceil(cutoff * np.linalg.norm(cross(cell), axis=1) / vol))
     rep = np.minimum(np.max(reps, axis=0), 5).astype(int)
-    grid = np.stack(
-        np.meshgrid(*[np.arange(-r, r + 1) for r in rep], indexing="ij"), -1
-    ).reshape(-1, 3)
+    grid = np.stack(np.meshgrid(*[np.arange(-r, r + 1) for r in rep], indexing="ij"), -1).reshape(
+        -1, 3
+    )
     for cell, n in zip(cells, num_atoms, strict=True):
         cart = fracs[start : start + n].astype(np.float64) @ cell
         start += n
@@ -99,6 +109,133 @@ def tie_free(cells, fracs, num_atoms, cutoff=7.0, max_neighbors=50, tol=1e-3) ->
             return False
         for row in d:
             inside = np.sort(row[(row > 1e-2) & (row <= cutoff)])
-            if len(inside) > max_neighbors and inside[max_neighbors] - inside[max_neighbors - 1] < tol:
+            if (
+                len(inside) > max_neighbors
+                and inside[max_neighbors] - inside[max_neighbors - 1] < tol
+            ):
                 return False
     return True
+
+
+def config_dict(size: dict, adapt: tuple[str, ...] = ()) -> dict:
+    """A MatterGen config.yaml (as a dict) for the denoiser built by `build_denoiser`."""
+    gem = dict(gemnet_kwargs(size))
+    gem["_target_"] = "mattergen.common.gemnet." + (
+        "gemnet_ctrl.GemNetTCtrl" if adapt else "gemnet.GemNetT"
+    )
+    gem["atom_embedding"] = {
+        "_target_": "mattergen.common.gemnet.layers.embedding_block.AtomEmbedding",
+        "emb_size": size["emb_size_atom"],
+        "with_mask_type": True,
+    }
+    if adapt:
+        gem["condition_on_adapt"] = list(adapt)
+    prop = lambda name: {
+        "_target_": "mattergen.property_embeddings.PropertyEmbedding",
+        "conditional_embedding_module": {
+            "_target_": "mattergen.diffusion.model_utils.NoiseLevelEncoding",
+            "d_model": size["emb_size_atom"],
+        },
+        "name": name,
+        "scaler": {"_target_": "mattergen.common.utils.data_utils.StandardScalerTorch"},
+        "unconditional_embedding_module": {
+            "_target_": "mattergen.property_embeddings.EmbeddingVector",
+            "hidden_dim": size["emb_size_atom"],
+        },
+    }
+    model = {
+        "_target_": "mattergen.adapter.GemNetTAdapter"
+        if adapt
+        else "mattergen.denoiser.GemNetTDenoiser",
+        "atom_type_diffusion": "mask",
+        "denoise_atom_types": True,
+        "gemnet": gem,
+        "hidden_dim": size["emb_size_atom"],
+        "property_embeddings": {},
+        "property_embeddings_adapt": {p: prop(p) for p in adapt},
+    }
+    mg = "mattergen.diffusion."
+    corruption = {
+        "_target_": mg + "corruption.multi_corruption.MultiCorruption",
+        "discrete_corruptions": {"atomic_numbers": {
+            "_target_": mg + "corruption.d3pm_corruption.D3PMCorruption",
+            "d3pm": {"_target_": mg + "d3pm.d3pm.MaskDiffusion", "dim": 101,
+                     "schedule": {"_target_": mg + "d3pm.d3pm.create_discrete_diffusion_schedule",
+                                  "kind": "standard", "num_steps": 1000}},
+            "offset": 1}},
+        "sdes": {
+            "cell": {"_target_": "mattergen.common.diffusion.corruption.LatticeVPSDE"
+                                 ".from_vpsde_config",
+                     "vpsde_config": {"beta_max": 20, "beta_min": 0.1,
+                                      "limit_density": 0.05771451654022283,
+                                      "limit_var_scaling_constant": 0.25}},
+            "pos": {"_target_": "mattergen.common.diffusion.corruption."
+                                "NumAtomsVarianceAdjustedWrappedVESDE",
+                    "limit_info_key": "num_atoms", "sigma_max": 5.0, "wrapping_boundary": 1.0},
+        },
+    }  # fmt: skip
+    return {
+        "data_module": {"batch_size": {"train": 32}},
+        "lightning_module": {
+            "_target_": "mattergen.diffusion.lightning_module.DiffusionLightningModule",
+            "diffusion_module": {
+                "_target_": "mattergen.diffusion.diffusion_module.DiffusionModule",
+                "corruption": corruption,
+                "model": model,
+            },
+            "optimizer_partial": {"_partial_": True, "_target_": "torch.optim.Adam", "lr": 1e-4},
+        },
+        "trainer": {"max_epochs": 1},
+    }
+
+
+def build_denoiser(size: dict, seed: int, adapt: tuple[str, ...] = ()):
+    """A seeded random GemNetTDenoiser / GemNetTAdapter (eval mode) matching `config_dict`."""
+    from mattergen.adapter import GemNetTAdapter
+    from mattergen.common.utils.data_utils import StandardScalerTorch
+    from mattergen.denoiser import GemNetTDenoiser
+    from mattergen.diffusion.model_utils import NoiseLevelEncoding
+    from mattergen.property_embeddings import EmbeddingVector, PropertyEmbedding
+
+    gem = build_gemnet(size, seed, adapt)
+    torch.manual_seed(seed + 1)
+    d = size["emb_size_atom"]
+    if not adapt:
+        return GemNetTDenoiser(gemnet=gem, hidden_dim=d).eval()
+    embs = {
+        p: PropertyEmbedding(
+            name=p,
+            conditional_embedding_module=NoiseLevelEncoding(d),
+            unconditional_embedding_module=EmbeddingVector(d),
+            scaler=StandardScalerTorch(means=torch.tensor(1.5), stds=torch.tensor(0.7)),
+        )
+        for p in adapt
+    }
+    return GemNetTAdapter(gemnet=gem, hidden_dim=d, property_embeddings_adapt=embs).eval()
+
+
+def chem_batch(cells, fracs, num_atoms, types, props: dict | None = None, use_uncond=None):
+    """A batched mattergen ChemGraph (properties `[G]` and `_USE_UNCONDITIONAL_EMBEDDING`)."""
+    from mattergen.common.data.chemgraph import ChemGraph
+    from torch_geometric.data import Batch
+
+    graphs, start = [], 0
+    for g, n in enumerate(num_atoms):
+        kw = dict(
+            pos=torch.tensor(fracs[start : start + n]),
+            cell=torch.tensor(cells[g : g + 1]),
+            atomic_numbers=torch.tensor(types[start : start + n], dtype=torch.long),
+            num_atoms=torch.tensor([n]),
+        )
+        for name, values in (props or {}).items():
+            kw[name] = torch.tensor([values[g]], dtype=torch.float32)
+        graphs.append(ChemGraph(**kw))
+        start += n
+    batch = Batch.from_data_list(graphs)
+    if use_uncond is not None:
+        batch = batch.replace(
+            _USE_UNCONDITIONAL_EMBEDDING={
+                k: torch.tensor(v, dtype=torch.bool).reshape(-1, 1) for k, v in use_uncond.items()
+            }
+        )
+    return batch

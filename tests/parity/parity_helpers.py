@@ -1,7 +1,6 @@
 """Helpers shared by the parity tests (imported by conftest.py and the test modules)."""
 
 import importlib.util
-import json
 import math
 import sys
 from pathlib import Path

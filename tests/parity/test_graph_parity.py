@@ -20,7 +20,9 @@ def _crystal_batch(cells, fracs, num_atoms, pad_atoms=3, pad_graphs=1):
     return CrystalBatch(
         atomic_numbers=jnp.asarray(np.r_[np.full(n, 6), np.zeros(pad_atoms)].astype(np.int32)),
         frac_coords=jnp.asarray(np.r_[fracs, np.zeros((pad_atoms, 3))].astype(np.float32)),
-        lattice=jnp.asarray(np.r_[cells, np.tile(np.eye(3), (pad_graphs, 1, 1))].astype(np.float32)),
+        lattice=jnp.asarray(
+            np.r_[cells, np.tile(np.eye(3), (pad_graphs, 1, 1))].astype(np.float32)
+        ),
         num_atoms=jnp.asarray(np.r_[num_atoms, np.zeros(pad_graphs)].astype(np.int32)),
         batch=jnp.asarray(np.r_[batch, np.full(pad_atoms, g)].astype(np.int32)),
         node_mask=jnp.asarray(np.r_[np.ones(n), np.zeros(pad_atoms)].astype(bool)),
@@ -87,7 +89,9 @@ def test_graph_matches_mattergen(gemnet_scale_file):
     keys = [
         (int(s), int(t), *map(int, o))
         for s, t, o in zip(
-            np.asarray(graph.idx_s), np.asarray(graph.idx_t), np.asarray(graph.cell_offsets),
+            np.asarray(graph.idx_s),
+            np.asarray(graph.idx_t),
+            np.asarray(graph.cell_offsets),
             strict=True,
         )
     ]

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from parity_helpers import STANDINS, require_torch
 
 torch = require_torch()
@@ -30,7 +29,9 @@ def _loop_scatter(src, index, dim_size, reduce):
 def test_scatter_matches_loop(reduce, rng):
     src = rng.normal(size=(40, 3, 2)).astype(np.float32)
     index = rng.integers(0, 9, size=40)  # dim_size 12 leaves empty slots, which must be 0.
-    got = torch_scatter.scatter(torch.tensor(src), torch.tensor(index), 0, dim_size=12, reduce=reduce)
+    got = torch_scatter.scatter(
+        torch.tensor(src), torch.tensor(index), 0, dim_size=12, reduce=reduce
+    )
     np.testing.assert_allclose(got.numpy(), _loop_scatter(src, index, 12, reduce), rtol=1e-6)
 
 
@@ -87,7 +88,9 @@ def test_sparse_tensor_row_select_matches_loop(rng):
         sparse_sizes=(num_atoms, num_atoms),
     )
     sel = adj[torch.tensor(idx_t)]
-    rows, cols, vals = (t.numpy() for t in (sel.storage.row(), sel.storage.col(), sel.storage.value()))
+    rows, cols, vals = (
+        t.numpy() for t in (sel.storage.row(), sel.storage.col(), sel.storage.value())
+    )
     ref_rows, ref_vals = [], []
     for e, target in enumerate(idx_t):
         # entries of row `target`, sorted by (col, input order): the stable (row, col) sort.

@@ -1,4 +1,4 @@
-"""Pure-torch stand-in for the ``torch_sparse.SparseTensor`` subset used by ``GemNetT.get_triplets``.
+"""Pure-torch stand-in for the `torch_sparse.SparseTensor` subset used by GemNetT.get_triplets.
 
 See ``../README.md``: construction from COO (sorted by ``(row, col)``), row selection ``adj[idx]``
 and the ``storage`` accessors ``row()``, ``col()``, ``value()``, ``rowptr()``.
