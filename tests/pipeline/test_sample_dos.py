@@ -1,0 +1,55 @@
+"""`sample_dos` and the CLI reject bad targets and budgets before loading or compiling anything."""
+
+import pytest
+
+from experiments import sample_dos as cli
+from jaxdos.pipeline import sample_dos
+from jaxdos.sampler.targets import Targets
+
+
+def _boom():
+    raise AssertionError("the model must not be touched before validation")
+
+
+class _NoSampler(tuple):
+    # A "sampler" whose unpacking fails loudly: reaching it means validation came too late.
+    def __iter__(self):
+        _boom()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(accept=10, proposals=5), "proposals"),
+        (dict(accept=0), "accept"),
+        (dict(accept=5, batch_size=0), "batch_size"),
+        (dict(accept=5, devices=10_000), "devices"),
+    ],
+)
+def test_budget_errors_before_compute(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        sample_dos(Targets.of(band_gap=2.0), sampler=_NoSampler(), **kwargs)
+
+
+def test_targets_type_checked():
+    with pytest.raises(ValueError, match="targets"):
+        sample_dos({"band_gap": 2.0}, accept=1, sampler=_NoSampler())
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--band-gap", "-1"], "band_gap"),
+        (["--band-gap", "nan"], "band_gap"),
+        (["--band-gap", "2", "--tol", "0"], "rel_tol"),
+        (["--band-gap", "3.5", "--tcm", "type1"], "band_gap"),
+        (["--band-gap", "2", "--accept", "10", "--proposals", "3"], "proposals"),
+        (["--band-gap", "2", "--num-processes", "2"], "coordinator"),
+    ],
+)
+def test_cli_errors_before_compute(argv, match, tmp_path, monkeypatch):
+    import jaxdos.pipeline.dos as dos
+
+    monkeypatch.setattr(dos, "load_default", _boom)
+    with pytest.raises(ValueError, match=match):
+        cli.main([*argv, "--out", str(tmp_path / "run"), "--quiet"])
