@@ -8,6 +8,7 @@ adds the config translation and writes an orbax checkpoint + the translated conf
 """
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 
@@ -87,6 +88,7 @@ def _dummy_batch() -> CrystalBatch:
     )
 
 
+@functools.lru_cache(maxsize=8)  # tracing the model takes seconds; configs are hashable
 def param_template(config: GemNetConfig) -> dict:
     """flax path -> ShapeDtypeStruct of every param of `GemNetTDenoiser(config)` (no compute)."""
     small = dataclasses.replace(
