@@ -16,7 +16,15 @@ from jaxdos.kernels.oracle import OracleConfig, oracle_dos
 from jaxdos.kernels.oracle_prep import prepare_crystals
 from jaxdos.kernels.properties import all_properties
 
-__all__ = ["Crystals", "Scores", "score", "to_structures", "from_structures", "uniqueness_novelty"]
+__all__ = [
+    "Crystals",
+    "Scores",
+    "score",
+    "to_structures",
+    "from_structures",
+    "from_records",
+    "uniqueness_novelty",
+]
 
 MAX_ATOMS = 20
 
@@ -74,6 +82,11 @@ def from_structures(structures) -> Crystals:
         out.lattice[i] = s.lattice.matrix
         out.num_atoms[i] = len(s)
     return out
+
+
+def from_records(records) -> Crystals:
+    """The crystals of a `jaxdos.data.Records` set."""
+    return Crystals(records.atomic_numbers, records.frac_coords, records.lattice, records.num_atoms)
 
 
 def to_structures(crystals: Crystals) -> list[Structure]:

@@ -1,0 +1,134 @@
+"""Shared stages of the screening experiments: generate + score crystals in resumable chunks.
+
+A chunk generates crystals (for a slice of the conditioning DOS, or unconditionally), scores them
+with the oracle right away, and is written atomically, so a killed run loses at most one chunk.
+"""
+
+import functools
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from jaxdos.crystal.io import write_cif, write_extxyz  # noqa: E402
+from jaxdos.data.world import load_world  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from experiments.rundir import RunDir  # noqa: E402
+from jaxdos.kernels.grid import bin_centres  # noqa: E402
+from jaxdos.pipeline.crystals import generate_crystals  # noqa: E402
+from jaxdos.pipeline.score import (  # noqa: E402
+    Crystals,
+    from_records,
+    score,
+    to_structures,
+    uniqueness_novelty,
+)
+
+__all__ = ["crystal_stage", "write_structures", "plot_dos_pairs", "training_structures"]
+
+_CRYSTAL_FIELDS = Crystals._fields
+
+
+@functools.lru_cache(maxsize=1)
+def training_structures():
+    """The world's training split as Structures (the novelty reference)."""
+    return to_structures(from_records(load_world("train")))
+
+
+def crystal_stage(rd: RunDir, name: str, *, cfg, seed: int, dos=None, n: int | None = None) -> dict:
+    """Generate crystals (conditioned on `dos` rows, or `n` unconditional ones) and score them.
+
+    `cfg` supplies crystals_per_dos, guidance, steps and crystal_batch. Returns the concatenated
+    arrays of all chunks (crystal fields, `source` DOS index, `oracle_dos`, properties, TCM
+    verdicts) plus `crystals_per_second`, `unique` and `novel` fractions.
+    """
+    if dos is not None:
+        per_chunk = max(1, cfg.crystal_batch // cfg.crystals_per_dos)
+        total = len(dos)
+    else:
+        per_chunk = cfg.crystal_batch
+        total = n
+    n_chunks = -(-total // per_chunk)
+    bar = tqdm(total=n_chunks, desc=name, unit="chunk")
+
+    def work(i):
+        rows = np.arange(i * per_chunk, min((i + 1) * per_chunk, total))
+        t0 = time.perf_counter()
+        if dos is not None:
+            crystals, source = generate_crystals(
+                dos[rows],
+                crystals_per_dos=cfg.crystals_per_dos,
+                gamma=cfg.guidance,
+                steps=cfg.steps,
+                seed=seed * 100003 + i,
+                batch_size=cfg.crystal_batch,
+            )
+            source = rows[source]
+        else:
+            crystals, source = generate_crystals(
+                num_samples=rows.size,
+                steps=cfg.steps,
+                seed=seed * 100003 + i,
+                batch_size=cfg.crystal_batch,
+            )
+        seconds = time.perf_counter() - t0
+        s = score(crystals)
+        m = len(source)
+        return {
+            **crystals._asdict(),
+            "source": source,
+            "gen_seconds": np.full(m, seconds / m),
+            "valid": s.valid,
+            "reason": s.reason,
+            "oracle_dos": s.dos,
+            **s.properties,
+            **{
+                k: getattr(s.tcm, k)
+                for k in ("is_tcm", "type1", "type2", "gap_below", "bandwidth", "dos_fermi")
+            },
+        }
+
+    out = rd.stage(name, n_chunks, work, progress=lambda i: bar.update(1))
+    bar.close()
+    out["crystals_per_second"] = len(out["source"]) / max(out["gen_seconds"].sum(), 1e-9)
+    crystals = Crystals(*(out[f] for f in _CRYSTAL_FIELDS))
+    generated = [s for s, ok in zip(to_structures(crystals), out["valid"], strict=True) if ok]
+    out["unique"], out["novel"] = uniqueness_novelty(generated, training_structures())
+    return out
+
+
+def write_structures(folder: Path, stage: dict, select: np.ndarray, limit: int = 64) -> None:
+    """CIF files and one extxyz of the selected crystals (at most `limit`), with their sources."""
+    idx = np.flatnonzero(select)[:limit]
+    if idx.size == 0:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    crystals = Crystals(*(stage[f][idx] for f in _CRYSTAL_FIELDS))
+    structures = to_structures(crystals)
+    for j, s in zip(idx, structures, strict=True):
+        write_cif(folder / f"crystal_{j:05d}.cif", s)
+    write_extxyz(folder / "crystals.extxyz", structures)
+
+
+def plot_dos_pairs(path: Path, stage: dict, select: np.ndarray, *, title: str, limit: int = 6):
+    """Conditioning DOS vs the oracle DOS of the generated crystal (Figure 3 of the paper)."""
+    idx = np.flatnonzero(select)[:limit]
+    if idx.size == 0 or "conditioning" not in stage:
+        return
+    e = bin_centres()
+    fig, axes = plt.subplots(1, idx.size, figsize=(3.2 * idx.size, 2.6), squeeze=False)
+    for ax, j in zip(axes[0], idx, strict=True):
+        ax.plot(e, stage["conditioning"][stage["source"][j]], label="condition", lw=1)
+        ax.plot(e, stage["oracle_dos"][j], ":", label="oracle DOS of crystal", lw=1)
+        ax.axvline(0.0, color="k", lw=0.5)
+        ax.set_xlabel("E - E_F (eV)")
+    axes[0][0].set_ylabel("states / eV / atom")
+    axes[0][0].legend(fontsize=6)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,140 @@
+"""Stage 2 of the pipeline: crystals from DOS with CDOSGen (or unconditionally).
+
+Work is cut into fixed-size batches of `batch_size` crystals (the last one padded with repeats and
+trimmed), so the jitted sampler compiles once per run whatever the number of DOS. Batch b is seeded
+by `fold_in(key(seed), b)`: the same seed gives the same crystals however the work is resumed.
+"""
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import numpy as np
+
+from jaxdos.crystal.checkpoint import load_default
+from jaxdos.crystal.denoiser import GemNetTDenoiser
+from jaxdos.crystal.diffusion.guidance import ClassifierFree, NoGuidance
+from jaxdos.crystal.diffusion.sampler import SELECTED_ATOMIC_NUMBERS, SamplerConfig
+from jaxdos.crystal.generate import check_condition_dos
+from jaxdos.crystal.score import generate_with_model
+from jaxdos.kernels.oracle_params import supported_z
+from jaxdos.pipeline.score import MAX_ATOMS, Crystals
+
+__all__ = ["CrystalModel", "default_crystal_model", "generate_crystals", "DEFAULT_STEPS"]
+
+DEFAULT_STEPS = 100  # CPU default of the pipeline; MatterGen's is 1000 (`--steps 1000`)
+
+
+class CrystalModel(NamedTuple):
+    """A CDOSGen network, its parameters and its training distribution of atom counts."""
+
+    model: GemNetTDenoiser
+    params: object
+    num_atoms: object  # jaxdos.crystal.diffusion.num_atoms.NumAtomsDistribution
+
+
+def default_crystal_model() -> CrystalModel:
+    """The embedded `tiny` CDOSGen checkpoint (pre-trained on the world, DOS fine-tuned)."""
+    params, config, num_atoms = load_default()
+    return CrystalModel(GemNetTDenoiser(config), params, num_atoms)
+
+
+def _allowed_elements() -> tuple[int, ...]:
+    # MatterGen's 76 sampling elements, restricted to those the scoring oracle has parameters for,
+    # so that every generated crystal can be scored honestly.
+    known = set(int(z) for z in supported_z())
+    return tuple(z for z in SELECTED_ATOMIC_NUMBERS if z in known)
+
+
+def generate_crystals(
+    dos=None,
+    *,
+    num_samples: int | None = None,
+    crystals_per_dos: int = 1,
+    gamma: float = 2.0,
+    steps: int = DEFAULT_STEPS,
+    seed: int = 0,
+    batch_size: int = 32,
+    model: CrystalModel | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> tuple[Crystals, np.ndarray]:
+    """Generate crystals conditioned on each DOS, or unconditionally.
+
+    Args:
+        dos: `[M, 256]` per-atom DOS, or None for unconditional generation.
+        num_samples: crystals to generate when `dos` is None.
+        crystals_per_dos: crystals per conditioning DOS (>= 1).
+        gamma: classifier-free guidance strength (paper/MatterGen default 2.0; 0 = unconditional).
+        steps: predictor-corrector steps (>= 2).
+        seed: run seed.
+        batch_size: crystals per jitted sampler call.
+        model: a `CrystalModel`; default the embedded checkpoint.
+        on_batch: called as `on_batch(done, total)` after each batch (progress).
+
+    Returns:
+        (`Crystals` padded to 20 atoms, `[M']` index of the conditioning DOS of each crystal, -1
+        for unconditional ones).
+
+    Raises:
+        ValueError: naming the argument, before any compute.
+    """
+    if crystals_per_dos < 1:
+        raise ValueError(f"crystals_per_dos: expected >= 1, got {crystals_per_dos}")
+    if steps < 2:
+        raise ValueError(f"steps: expected >= 2, got {steps}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
+    if not np.isfinite(gamma) or gamma < 0:
+        raise ValueError(f"gamma: expected a finite value >= 0, got {gamma}")
+    if dos is None:
+        if num_samples is None or num_samples < 1:
+            raise ValueError(
+                f"num_samples: expected >= 1 for unconditional runs, got {num_samples}"
+            )
+        source = np.full(num_samples, -1)
+        cond = None
+    else:
+        cond = check_condition_dos(dos, np.shape(dos)[0])
+        source = np.repeat(np.arange(cond.shape[0]), crystals_per_dos)
+        cond = cond[source]
+    model = model or default_crystal_model()
+    guidance = NoGuidance() if cond is None else ClassifierFree(gamma=float(gamma))
+    config = SamplerConfig(num_steps=steps, guidance=guidance, allowed_elements=_allowed_elements())
+    total = source.size
+    rng = np.random.default_rng(seed)
+    num_atoms = model.num_atoms.sample(rng, total)
+    key = jax.random.key(seed)
+    out = Crystals(
+        np.zeros((total, MAX_ATOMS), np.int32),
+        np.zeros((total, MAX_ATOMS, 3), np.float32),
+        np.zeros((total, 3, 3), np.float32),
+        np.zeros((total,), np.int32),
+    )
+    net = model.model
+    for b, start in enumerate(range(0, total, batch_size)):
+        rows = np.arange(start, start + batch_size) % total  # pad the last batch with repeats
+        kwargs = {"dos": cond[rows]} if cond is not None else {}
+        gen, net = generate_with_model(
+            net,
+            model.params,
+            key=jax.random.fold_in(key, b),
+            num_atoms=num_atoms[rows],
+            config=config,
+            **kwargs,
+        )
+        _unpack(gen.batch, out, rows[: min(batch_size, total - start)])
+        if on_batch is not None:
+            on_batch(min(start + batch_size, total), total)
+    return out, source
+
+
+def _unpack(batch, out: Crystals, rows: np.ndarray) -> None:
+    """Scatter the first len(rows) crystals of a padded `CrystalBatch` into `out`."""
+    offsets = np.concatenate([[0], np.cumsum(batch.num_atoms)])
+    for g, row in enumerate(rows):
+        n = int(batch.num_atoms[g])
+        atoms = slice(offsets[g], offsets[g] + n)
+        out.atomic_numbers[row, :n] = batch.atomic_numbers[atoms]
+        out.frac_coords[row, :n] = np.mod(batch.frac_coords[atoms], 1.0)
+        out.lattice[row] = batch.lattice[g]
+        out.num_atoms[row] = n
