@@ -62,7 +62,7 @@ def mask_tokens(key, tokens, lam):
     return jnp.where(mask, MASK_ID, tokens), mask
 
 
-def dce_loss(params, tokens, scale, key, *, config: ModelConfig):
+def dce_loss(params, tokens, scale, key, weights=None, *, config: ModelConfig):
     """RADD λ-DCE loss of a clean batch.
 
     Args:
@@ -70,6 +70,7 @@ def dce_loss(params, tokens, scale, key, *, config: ModelConfig):
         tokens: `[B, L]` int32 clean tokens (values and [BG], never [MASK]).
         scale: `[B]` K > 0.
         key: PRNG key for the times and the masks.
+        weights: optional `[B]` example weights (0 on padding rows); default all ones.
         config: the network config.
 
     Returns:
@@ -84,7 +85,8 @@ def dce_loss(params, tokens, scale, key, *, config: ModelConfig):
     logp = log_probs(params, x_t, jnp.log(scale), t, config=config)
     nll = -jnp.take_along_axis(logp, tokens[..., None], axis=-1)[..., 0]
     nll = jnp.where(mask, nll, 0.0)
+    w = jnp.ones((b,), jnp.float32) if weights is None else weights.astype(jnp.float32)
     per_example = nll.sum(-1) / (lam * l)
-    loss = per_example.mean()
-    masked_nll = nll.sum() / jnp.maximum(mask.sum(), 1)
+    loss = jnp.sum(w * per_example) / jnp.maximum(w.sum(), 1.0)
+    masked_nll = jnp.sum(w * nll.sum(-1)) / jnp.maximum(jnp.sum(w * mask.sum(-1)), 1.0)
     return loss, {"loss": loss, "masked_nll": masked_nll}

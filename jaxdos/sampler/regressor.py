@@ -78,7 +78,7 @@ def property_stats(tokens, scale):
 
 
 def regressor_loss(
-    reg_params, diffusion_params, tokens, scale, prop_mean, prop_std, key, *, config
+    reg_params, diffusion_params, tokens, scale, prop_mean, prop_std, key, weights=None, *, config
 ):
     """MSE of standardised properties on partially masked inputs (see module doc).
 
@@ -88,6 +88,7 @@ def regressor_loss(
         tokens: `[B, L]` clean tokens; scale: `[B]` K.
         prop_mean, prop_std: `[P]` standardisation statistics.
         key: PRNG key for times and masks.
+        weights: optional `[B]` example weights (0 on padding rows).
         config: the `ModelConfig` of the score network.
 
     Returns:
@@ -101,7 +102,8 @@ def regressor_loss(
     probs = jax.nn.softmax(log_probs(frozen, x_t, log_scale, t, config=config), axis=-1)
     pred = predict_properties(reg_params, frozen, probs, log_scale, config=config)
     target = (token_properties(tokens, scale) - prop_mean) / prop_std
-    per_prop = jnp.mean((pred - target) ** 2, axis=0)
+    w = jnp.ones(tokens.shape[:1], jnp.float32) if weights is None else weights.astype(jnp.float32)
+    per_prop = jnp.sum(w[:, None] * (pred - target) ** 2, axis=0) / jnp.maximum(w.sum(), 1.0)
     metrics = {f"mse_{n}": per_prop[i] for i, n in enumerate(PROPERTY_NAMES)}
     loss = per_prop.mean()
     return loss, {"loss": loss, **metrics}
