@@ -1,4 +1,4 @@
-"""Multi-property inverse design (paper Section 5.1 Table 1, Section 5.3 Table 3, Appendix H Table 11).
+"""Multi-property inverse design (Section 5.1 Table 1, Section 5.3 Table 3, Appendix H Table 11).
 
 For each conditioning setting of Table 1: DOSSampler (prior + guidance + rejection) -> CDOSGen ->
 oracle, then +-10 % accuracy and MAE of each targeted property over the generated crystals; the
