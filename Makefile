@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test test-slow lint bench
+.PHONY: install install-parity run test test-slow lint bench
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -12,13 +12,20 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 
+# The parity extra (CPU torch + mattergen --no-deps); see scripts/install_parity.sh.
+$(VENV)/.parity-installed: $(BIN)/python scripts/install_parity.sh
+	bash scripts/install_parity.sh $(VENV)
+	touch $@
+
+install-parity: install $(VENV)/.parity-installed
+
 run: install
 	$(BIN)/python -m experiments.tcm_screen
 
-test: install
+test: install-parity
 	$(BIN)/python -m pytest -q
 
-test-slow: install
+test-slow: install-parity
 	$(BIN)/python -m pytest -q -m slow
 
 lint: install
