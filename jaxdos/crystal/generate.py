@@ -33,11 +33,15 @@ class Generated(NamedTuple):
         batch: the final padded `CrystalBatch` (numpy arrays; types are Z).
         dos: `[G, 256]` conditioning DOS, or None (unconditional).
         config: the sampler settings used.
+        overflow: True if a network call overflowed a static budget (the batch is invalid).
+        stats: max over the trajectory of the score function's diagnostics (or None).
     """
 
     batch: CrystalBatch
     dos: np.ndarray | None
     config: SamplerConfig
+    overflow: bool = False
+    stats: object = None
 
 
 def check_condition_dos(dos, num_graphs: int) -> np.ndarray:
@@ -64,7 +68,7 @@ def generate(
     num_samples: int | None = None,
     num_atoms=None,
     dos=None,
-    config: SamplerConfig = SamplerConfig(),
+    config: SamplerConfig | None = None,
     distribution: NumAtomsDistribution = ALEX_MP_20,
     max_atoms: int = 100,
     atom_budget: int | None = None,
@@ -78,7 +82,7 @@ def generate(
         num_samples: G, when `num_atoms` is not given.
         num_atoms: `[G]` atoms per crystal; default drawn from `distribution`.
         dos: `[256]` or `[G, 256]` conditioning DOS (needs `ClassifierFree` guidance).
-        config: sampler settings.
+        config: sampler settings (default `SamplerConfig()`: 1000 steps, unconditional).
         distribution: the training distribution of `num_atoms`.
         max_atoms: largest allowed atoms per crystal.
         atom_budget: padded atom slots (default: a power-of-two bucket).
@@ -86,10 +90,11 @@ def generate(
     Raises:
         ValueError: on any invalid argument (named in the message).
     """
+    config = SamplerConfig() if config is None else config
     k_num, k_init = jax.random.split(key)
     if num_atoms is None:
         if num_samples is None or num_samples < 1:
-            raise ValueError(f"num_samples: expected >= 1 when num_atoms is None, got {num_samples}")
+            raise ValueError(f"num_samples: expected >= 1 without num_atoms, got {num_samples}")
         seed = np.asarray(jax.random.key_data(k_num)).astype(np.uint32)
         num_atoms = distribution.sample(np.random.default_rng(seed), num_samples)
     n = check_num_atoms(num_atoms, max_atoms)
@@ -97,8 +102,10 @@ def generate(
     requested = config
     if isinstance(config.guidance, NoGuidance):
         if dos is not None:
-            raise ValueError("dos: given with guidance=NoGuidance(), which would ignore it; use "
-                             "guidance=ClassifierFree(gamma=...) (gamma=0 is unconditional)")
+            raise ValueError(
+                "dos: given with guidance=NoGuidance(), which would ignore it; use "
+                "guidance=ClassifierFree(gamma=...) (gamma=0 is unconditional)"
+            )
     elif isinstance(config.guidance, ClassifierFree):
         if dos is None:
             raise ValueError("dos: ClassifierFree guidance needs a conditioning DOS, got None")
@@ -113,4 +120,5 @@ def generate(
     state = init_state(k_init, batch, config)
     out = make_sampler(score_fn, config)(params, state, cond)
     host = CrystalBatch(*(np.asarray(x) for x in out.batch))
-    return Generated(host, dos, requested)
+    stats = None if out.stats is None else jax.device_get(out.stats)
+    return Generated(host, dos, requested, bool(out.overflow), stats)

@@ -12,7 +12,7 @@ import dataclasses
 import jax.numpy as jnp
 
 from jaxdos.crystal.batch import CrystalBatch, DosCondition, ScoreOutput
-from jaxdos.crystal.diffusion.losses import ScoreFn
+from jaxdos.crystal.diffusion.losses import ScoreFn, ScoreWithDiagnostics, split_diagnostics
 from jaxdos.typing import Array, PRNGKey, PyTree
 
 __all__ = ["NoGuidance", "ClassifierFree", "Guidance", "stack_for_cfg", "guided_score"]
@@ -72,8 +72,11 @@ def guided_score(
     cond: DosCondition | None,
     key: PRNGKey,
     guidance: Guidance,
-) -> ScoreOutput:
-    """The guided network output ("score x std" convention) for a batch at times `t [G]`."""
+) -> ScoreOutput | ScoreWithDiagnostics:
+    """The guided network output ("score x std" convention) for a batch at times `t [G]`.
+
+    Returns whatever kind `score_fn` returns (diagnostics, if any, are those of the one call).
+    """
     if isinstance(guidance, NoGuidance) or (
         isinstance(guidance, ClassifierFree) and guidance.gamma == 0.0
     ):
@@ -83,7 +86,8 @@ def guided_score(
     if cond is None:
         raise ValueError("cond: ClassifierFree guidance needs a DosCondition, got None")
     doubled, doubled_cond = stack_for_cfg(batch, cond)
-    out = score_fn(params, doubled, jnp.concatenate([t, t]), doubled_cond, key)
+    raw = score_fn(params, doubled, jnp.concatenate([t, t]), doubled_cond, key)
+    out, overflow, stats = split_diagnostics(raw)
     n, g = batch.num_nodes, batch.num_graphs
     gamma = guidance.gamma
 
@@ -91,6 +95,9 @@ def guided_score(
         uncond, condl = x[:size], x[size:]
         return uncond + gamma * (condl - uncond)
 
-    return ScoreOutput(
+    guided = ScoreOutput(
         frac=lerp(out.frac, n), lattice=lerp(out.lattice, g), type_logits=lerp(out.type_logits, n)
     )
+    if isinstance(raw, ScoreWithDiagnostics):
+        return ScoreWithDiagnostics(guided, overflow, stats)
+    return guided

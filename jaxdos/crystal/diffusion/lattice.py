@@ -49,13 +49,15 @@ class LatticeConfig:
 
     def __post_init__(self):
         if not 0 < self.beta_min < self.beta_max:
-            raise ValueError(f"beta_min/beta_max: need 0 < min < max, got {self.beta_min}, "
-                             f"{self.beta_max}")
+            raise ValueError(
+                f"beta_min/beta_max: need 0 < min < max, got {self.beta_min}, {self.beta_max}"
+            )
         if not self.limit_density > 0:
             raise ValueError(f"limit_density: expected > 0, got {self.limit_density}")
         if not self.limit_var_scaling_constant > 0:
-            raise ValueError("limit_var_scaling_constant: expected > 0, got "
-                             f"{self.limit_var_scaling_constant}")
+            raise ValueError(
+                f"limit_var_scaling_constant: expected > 0, got {self.limit_var_scaling_constant}"
+            )
 
 
 def alpha(t: Array, config: LatticeConfig) -> Array:
@@ -106,7 +108,9 @@ def forward_sample(
 def prior_sample(key: PRNGKey, num_atoms: Array, config: LatticeConfig) -> Array:
     """L_1 ~ mu + sqrt(v) sym(eps), `[G, 3, 3]`."""
     eps = symmetric_noise(key, (num_atoms.shape[0], 3, 3))
-    return limit_mean(num_atoms, config) + jnp.sqrt(limit_var(num_atoms, config))[:, None, None] * eps
+    return (
+        limit_mean(num_atoms, config) + jnp.sqrt(limit_var(num_atoms, config))[:, None, None] * eps
+    )
 
 
 def polar_symmetrize(lattice: Array) -> Array:

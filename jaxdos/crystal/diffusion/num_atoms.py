@@ -78,8 +78,9 @@ def check_num_atoms(num_atoms, max_atoms: int) -> np.ndarray:
         if not np.all(np.isfinite(n)) or np.any(n != np.round(n)):
             raise ValueError(f"num_atoms: expected integers, got {n}")
     if n.min() < 1 or n.max() > max_atoms:
-        raise ValueError(f"num_atoms: expected values in [1, {max_atoms}], got "
-                         f"min {n.min()} max {n.max()}")
+        raise ValueError(
+            f"num_atoms: expected values in [1, {max_atoms}], got min {n.min()} max {n.max()}"
+        )
     return n.astype(np.int32)
 
 

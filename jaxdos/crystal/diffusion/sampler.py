@@ -21,7 +21,7 @@ from jaxdos.crystal.batch import NUM_TYPE_CLASSES, CrystalBatch, DosCondition
 from jaxdos.crystal.diffusion import d3pm, lattice, wrapped_normal
 from jaxdos.crystal.diffusion.corruption import DiffusionConfig
 from jaxdos.crystal.diffusion.guidance import Guidance, NoGuidance, guided_score
-from jaxdos.crystal.diffusion.losses import ScoreFn
+from jaxdos.crystal.diffusion.losses import ScoreFn, split_diagnostics
 from jaxdos.typing import Array, PRNGKey, PyTree
 
 __all__ = [
@@ -77,7 +77,9 @@ class SamplerConfig:
         ):
             raise ValueError("allowed_elements: expected a non-empty tuple of Z in 1..100")
         if not isinstance(self.guidance, Guidance):
-            raise ValueError(f"guidance: expected NoGuidance or ClassifierFree, got {self.guidance}")
+            raise ValueError(
+                f"guidance: expected NoGuidance or ClassifierFree, got {self.guidance}"
+            )
 
 
 class SamplerState(NamedTuple):
@@ -87,11 +89,16 @@ class SamplerState(NamedTuple):
         batch: current noisy crystals (types as Z; 101 = mask).
         key: the trajectory's PRNG key (never split in the loop; steps use fold_in).
         step: int32 scalar, the next step index.
+        overflow: bool scalar, True once any network call overflowed a static budget (the
+            trajectory is then invalid and must be re-run with larger budgets).
+        stats: elementwise max over the trajectory of the score function's diagnostics (or None).
     """
 
     batch: CrystalBatch
     key: PRNGKey
     step: Array
+    overflow: Array
+    stats: PyTree = None
 
 
 def element_logit_bias(allowed_elements: tuple[int, ...]) -> Array:
@@ -112,7 +119,7 @@ def init_state(key: PRNGKey, batch: CrystalBatch, config: SamplerConfig) -> Samp
         lattice=jnp.where(batch.graph_mask[:, None, None], cell, jnp.eye(3)).astype(jnp.float32),
         atomic_numbers=jnp.where(batch.node_mask, NUM_TYPE_CLASSES, 0).astype(jnp.int32),
     )
-    return SamplerState(batch, k_prior, jnp.int32(0))
+    return SamplerState(batch, k_prior, jnp.int32(0), jnp.bool_(False))
 
 
 def _batch_mean_norm(v: Array, seg: Array, node_mask: Array, graph_mask: Array, g: int) -> Array:
@@ -147,8 +154,14 @@ def _step(score_fn, config, bias, params, cond, state: SamplerState) -> SamplerS
     _, std_t = lattice.marginal(b.lattice, tg, b.num_atoms, dcfg.cell)  # [G]
     mu = lattice.limit_mean(b.num_atoms, dcfg.cell)
 
+    diag = [state.overflow, state.stats]
+
     def scores(batch, k):
-        out = guided_score(score_fn, params, batch, tg, cond, k, config.guidance)
+        raw = guided_score(score_fn, params, batch, tg, cond, k, config.guidance)
+        out, overflow, stats = split_diagnostics(raw)
+        diag[0] = diag[0] | overflow
+        if stats is not None:
+            diag[1] = jax.tree.map(jnp.maximum, diag[1], stats)
         return out.frac / sig_t[:, None], out.lattice / std_t[:, None, None], out.type_logits
 
     # 1. Langevin corrector (pos: alpha = 1; cell: alpha = abar(t) / abar(s), abar = alpha^2).
@@ -163,8 +176,9 @@ def _step(score_fn, config, bias, params, cond, state: SamplerState) -> SamplerS
         pos = jnp.mod(b.frac_coords + step_pos * sp + jnp.sqrt(2 * step_pos) * e_pos, 1.0)
         e_cell = lattice.symmetric_noise(kc_cell, b.lattice.shape)
         gc, nc = _graph_mean_norm(sc, gm), _graph_mean_norm(e_cell, gm)
-        step_cell = jnp.minimum(2.0 * a_corr * (config.snr_cell * nc / gc) ** 2,
-                                config.max_step_size)
+        step_cell = jnp.minimum(
+            2.0 * a_corr * (config.snr_cell * nc / gc) ** 2, config.max_step_size
+        )
         cell = lattice.polar_symmetrize(
             b.lattice + step_cell * sc + jnp.sqrt(2 * step_cell) * e_cell
         )
@@ -206,7 +220,7 @@ def _step(score_fn, config, bias, params, cond, state: SamplerState) -> SamplerS
         lattice=jnp.where(gm[:, None, None], cell, b.lattice),
         atomic_numbers=jnp.where(b.node_mask, types, 0).astype(jnp.int32),
     )
-    return SamplerState(b, state.key, i + 1)
+    return SamplerState(b, state.key, i + 1, diag[0], diag[1])
 
 
 @functools.lru_cache(maxsize=32)
@@ -220,6 +234,22 @@ def make_sampler(score_fn: ScoreFn, config: SamplerConfig):
     bias = element_logit_bias(config.allowed_elements)
 
     def run(params: PyTree, state: SamplerState, cond: DosCondition | None) -> SamplerState:
+        # The diagnostics' structure is only known from the score function: start from zeros.
+        probe = jax.eval_shape(
+            lambda: guided_score(
+                score_fn,
+                params,
+                state.batch,
+                jnp.zeros(state.batch.num_graphs),
+                cond,
+                state.key,
+                config.guidance,
+            )
+        )
+        _, _, stats = split_diagnostics(probe)
+        if stats is not None and state.stats is None:
+            state = state._replace(stats=jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), stats))
+
         def body(st, _):
             return _step(score_fn, config, bias, params, cond, st), None
 

@@ -1,0 +1,65 @@
+"""`GemNetTDenoiser` as a `ScoreFn`, and generation with graph-budget regrowth on overflow.
+
+The sampler and trainer only know `score_fn(params, batch, t, cond, key)`. This module binds the
+network: its graph-overflow flag and statistics are returned as `ScoreWithDiagnostics`, the sampler
+ORs / max-accumulates them over the trajectory, and `generate_with_model` re-runs the whole batch
+with grown budgets if anything overflowed (never a silently truncated graph).
+"""
+
+import dataclasses
+import functools
+
+from jaxdos.crystal.denoiser import GemNetTDenoiser
+from jaxdos.crystal.diffusion.guidance import ClassifierFree
+from jaxdos.crystal.diffusion.losses import ScoreFn, ScoreWithDiagnostics
+from jaxdos.crystal.generate import Generated, generate
+from jaxdos.crystal.graph import grow_budgets
+from jaxdos.typing import PyTree
+
+__all__ = ["denoiser_score_fn", "grow_model", "generate_with_model"]
+
+
+@functools.lru_cache(maxsize=64)
+def denoiser_score_fn(model: GemNetTDenoiser) -> ScoreFn:
+    """A hashable, cached score function for `model` (so jitted samplers are reused)."""
+
+    def score_fn(params, batch, t, cond, key):
+        del key  # the network is deterministic (dropout 0)
+        out, diag = model.apply(params, batch, t, cond, mutable=["diagnostics"])
+        d = diag["diagnostics"]
+        return ScoreWithDiagnostics(out, d["graph_overflow"][0], d["graph_stats"][0])
+
+    return score_fn
+
+
+def grow_model(model: GemNetTDenoiser, stats, num_nodes: int) -> GemNetTDenoiser:
+    """The same network with graph budgets covering `stats` (needed by a call of `num_nodes`)."""
+    graph = grow_budgets(model.config.graph, stats, num_nodes)
+    return model.clone(config=dataclasses.replace(model.config, graph=graph))
+
+
+def generate_with_model(
+    model: GemNetTDenoiser, params: PyTree, *, max_tries: int = 4, **kwargs
+) -> tuple[Generated, GemNetTDenoiser]:
+    """`generate` with the network; re-runs with grown graph budgets until nothing overflows.
+
+    Args:
+        model: the denoiser (its `config.graph` budgets are the starting point).
+        params: its parameters.
+        max_tries: budget increases before giving up.
+        **kwargs: passed to `jaxdos.crystal.generate.generate` (key, num_atoms, dos, config, ...).
+
+    Returns:
+        (the generated batch, the model actually used: reuse it to keep the grown budgets).
+
+    Raises:
+        RuntimeError: if the budgets still overflow after `max_tries` increases.
+    """
+    for _ in range(max_tries + 1):
+        gen = generate(denoiser_score_fn(model), params, **kwargs)
+        if not gen.overflow:
+            return gen, model
+        cfg = gen.config.guidance
+        doubled = isinstance(cfg, ClassifierFree) and cfg.gamma != 0.0
+        model = grow_model(model, gen.stats, gen.batch.num_nodes * (2 if doubled else 1))
+    raise RuntimeError(f"graph budgets still overflow after {max_tries} increases")
