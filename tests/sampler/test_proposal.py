@@ -1,4 +1,4 @@
-"""The guided proposer drives the real Algorithm 2 sampler with the targets' prior, guidance and K."""
+"""The guided proposer drives the real Algorithm 2 sampler with the prior, guidance and K."""
 
 import jax
 import jax.numpy as jnp
