@@ -1,0 +1,62 @@
+"""Outputs: pymatgen Structures, CIF / extxyz round trips, JSON metadata, bad element errors."""
+
+import json
+
+import numpy as np
+import pytest
+from pymatgen.core import Structure
+
+from jaxdos.crystal.diffusion.guidance import ClassifierFree
+from jaxdos.crystal.diffusion.num_atoms import prior_batch
+from jaxdos.crystal.diffusion.sampler import SamplerConfig
+from jaxdos.crystal.generate import Generated
+from jaxdos.crystal.io import lattice_params, to_structures, write_outputs
+
+
+def _batch():
+    b = prior_batch(np.array([2, 1]))
+    z = np.zeros(b.num_nodes, np.int32)
+    z[:3] = [11, 17, 26]
+    frac = np.zeros((b.num_nodes, 3), np.float32)
+    frac[:3] = [[0, 0, 0], [0.5, 0.5, 0.5], [0.25, 0.5, 0.75]]
+    lat = np.stack([np.diag([5.64, 5.64, 5.64]), [[2.8, 0.1, 0], [0.1, 2.9, 0], [0, 0, 3.0]]])
+    return b._replace(atomic_numbers=z, frac_coords=frac, lattice=lat.astype(np.float32))
+
+
+def test_lattice_params_and_structures_keep_the_metric():
+    b = _batch()
+    lengths, angles = lattice_params(b.lattice)
+    np.testing.assert_allclose(lengths[0], 5.64, rtol=1e-6)
+    np.testing.assert_allclose(angles[0], 90.0)
+    structs = to_structures(b)
+    assert [s.composition.reduced_formula for s in structs] == ["NaCl", "Fe"]
+    for s, lat in zip(structs, b.lattice, strict=True):
+        g = lat.astype(np.float64) @ lat.T.astype(np.float64)
+        np.testing.assert_allclose(s.lattice.matrix @ s.lattice.matrix.T, g, rtol=1e-5, atol=1e-5)
+    d = structs[0].get_distance(0, 1)
+    np.testing.assert_allclose(d, np.sqrt(3) * 5.64 / 2, rtol=1e-5)
+
+
+def test_write_outputs_round_trip(tmp_path):
+    dos = np.linspace(0, 1, 256, dtype=np.float32)
+    cfg = SamplerConfig(num_steps=100, guidance=ClassifierFree(gamma=2.0))
+    gen = Generated(_batch(), np.stack([dos, dos]), cfg)
+    out = write_outputs(gen, tmp_path, extra={"seed": 3})
+    s0 = Structure.from_file(out["cif"][0])
+    assert s0.composition.reduced_formula == "NaCl"
+    meta = json.loads((tmp_path / "gen.json").read_text())
+    assert meta["guidance"] == {"type": "ClassifierFree", "gamma": 2.0}
+    assert meta["sampler"]["num_steps"] == 100 and meta["seed"] == 3
+    np.testing.assert_allclose(meta["conditioning_dos"][1], dos, rtol=1e-6)
+    text = (tmp_path / "gen.extxyz").read_text().splitlines()
+    assert text[0] == "2" and text[1].startswith('Lattice="') and text[2].startswith("Na ")
+
+
+def test_unknown_element_raises():
+    b = _batch()
+    z = b.atomic_numbers.copy()
+    z[0] = 101
+    with pytest.raises(ValueError, match="atomic_numbers"):
+        to_structures(b._replace(atomic_numbers=z))
+    with pytest.raises(ValueError, match="lattice"):
+        to_structures(b._replace(lattice=np.zeros_like(b.lattice)))
