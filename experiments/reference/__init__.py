@@ -1,0 +1,3 @@
+"""PyTorch references of jaxdos models (need the `parity` extra: scripts/install_parity.sh)."""
+
+__all__: list[str] = []
