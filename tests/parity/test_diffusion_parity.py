@@ -27,8 +27,12 @@ T_STEPS = 1000
 
 
 def test_lattice_vp_marginal(rng):
-    sde = LatticeVPSDE(beta_min=0.1, beta_max=20.0, limit_density=CFG.cell.limit_density,
-                       limit_var_scaling_constant=0.25)  # fmt: skip
+    sde = LatticeVPSDE(
+        beta_min=0.1,
+        beta_max=20.0,
+        limit_density=CFG.cell.limit_density,
+        limit_var_scaling_constant=0.25,
+    )
     x0 = rng.normal(size=(5, 3, 3)).astype(np.float32) + 4 * np.eye(3, dtype=np.float32)
     t = np.array([1e-3, 0.1, 0.5, 0.9, 1.0], np.float32)
     n = np.array([1, 4, 7, 12, 20])
@@ -38,8 +42,9 @@ def test_lattice_vp_marginal(rng):
     jmean, jstd = lattice.marginal(jnp.asarray(x0), jnp.asarray(t), jnp.asarray(n), CFG.cell)
     np.testing.assert_allclose(np.asarray(jmean), mean.numpy(), rtol=2e-6, atol=1e-6)
     # mattergen's std is elementwise [G, 3, 3]; every entry equals jaxdos's per-crystal std.
-    np.testing.assert_allclose(np.broadcast_to(np.asarray(jstd)[:, None, None], std.shape),
-                               std.numpy(), rtol=2e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        np.broadcast_to(np.asarray(jstd)[:, None, None], std.shape), std.numpy(), rtol=2e-6
+    )
     np.testing.assert_allclose(
         np.asarray(lattice.limit_mean(jnp.asarray(n), CFG.cell)),
         sde.get_limit_mean(torch.tensor(x0), {"num_atoms": torch.tensor(n)}).numpy(),
@@ -54,13 +59,21 @@ def test_wrapped_ve_marginal_and_diffusion():
     t = torch.tensor([0.02, 0.4, 0.95])
     x = torch.rand(int(num_atoms.sum()), 3)
     _, std = sde.marginal_prob(x, t, batch_idx=batch_idx, batch={"num_atoms": num_atoms})
-    jstd = wrapped_normal.sigma(jnp.asarray(t.numpy())[batch_idx.numpy()],
-                                jnp.asarray(num_atoms.numpy())[batch_idx.numpy()], CFG.pos)  # fmt: skip
-    np.testing.assert_allclose(np.broadcast_to(np.asarray(jstd)[:, None], std.shape), std.numpy(),
-                               rtol=2e-6)  # fmt: skip
+    jstd = wrapped_normal.sigma(
+        jnp.asarray(t.numpy())[batch_idx.numpy()],
+        jnp.asarray(num_atoms.numpy())[batch_idx.numpy()],
+        CFG.pos,
+    )
+    np.testing.assert_allclose(
+        np.broadcast_to(np.asarray(jstd)[:, None], std.shape), std.numpy(), rtol=2e-6
+    )
     # g(t) of the unscaled VE (mattergen's `sde` diffusion term) vs jaxdos at N = 1.
-    _, g = sde.sde(x[:1], t[:1], batch_idx=torch.zeros(1, dtype=torch.long),
-                   batch={"num_atoms": torch.tensor([1])})  # fmt: skip
+    _, g = sde.sde(
+        x[:1],
+        t[:1],
+        batch_idx=torch.zeros(1, dtype=torch.long),
+        batch={"num_atoms": torch.tensor([1])},
+    )
     jg = wrapped_normal.diffusion_coeff(jnp.asarray(t.numpy()[:1]), jnp.ones(1), CFG.pos)
     np.testing.assert_allclose(np.asarray(jg), g.numpy().reshape(-1)[:1], rtol=2e-6)
 
@@ -68,8 +81,9 @@ def test_wrapped_ve_marginal_and_diffusion():
 def test_symmetric_noise_transform(key):
     e = jax.random.normal(key, (4, 3, 3))
     ref = make_noise_symmetric_preserve_variance(torch.tensor(np.asarray(e)))
-    np.testing.assert_allclose(np.asarray(lattice.symmetric_noise(key, (4, 3, 3))), ref.numpy(),
-                               rtol=1e-6, atol=1e-7)  # fmt: skip
+    np.testing.assert_allclose(
+        np.asarray(lattice.symmetric_noise(key, (4, 3, 3))), ref.numpy(), rtol=1e-6, atol=1e-7
+    )
 
 
 def _mask_diffusion():
@@ -101,9 +115,12 @@ def test_d3pm_posterior(rng):
     x_next = np.where(rng.uniform(size=n) < 0.5, d3pm.MASK_CLASS, rng.integers(0, 100, n))
     k = rng.integers(0, T_STEPS - 1, n)
     logits, _ = md.sample_and_compute_posterior_q(
-        x_0=torch.tensor(probs), t=torch.tensor(k), samples=torch.tensor(x_next),
-        make_one_hot=False, return_logits=True,
-    )  # fmt: skip
+        x_0=torch.tensor(probs),
+        t=torch.tensor(k),
+        samples=torch.tensor(x_next),
+        make_one_hot=False,
+        return_logits=True,
+    )
     ref = torch.log_softmax(logits, -1).numpy()
     got = jax.nn.log_softmax(
         d3pm.posterior_logits(jnp.asarray(probs), jnp.asarray(x_next), jnp.asarray(k), T_STEPS)

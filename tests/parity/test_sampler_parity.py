@@ -24,8 +24,13 @@ from jaxdos.sampler.sampling import (  # noqa: E402
     sampler_step,
 )
 
-CFG = ModelConfig.tiny(num_layers=2, width=32, num_heads=4, cond_dim=16,
-                       regressor=RegressorConfig(proj_dim=2, hidden=16))  # fmt: skip
+CFG = ModelConfig.tiny(
+    num_layers=2,
+    width=32,
+    num_heads=4,
+    cond_dim=16,
+    regressor=RegressorConfig(proj_dim=2, hidden=16),
+)
 GUIDE = ClassifierGuidance(targets=(("band_gap", 1.0), (1, 0.5)), gammas=(2.0, 0.7))
 
 
@@ -76,8 +81,13 @@ def test_log_probs_match(models):
     tokens, log_scale = _inputs()
     t = np.array([0.9, 0.5, 0.05], np.float32)
     with jax.default_matmul_precision("highest"):
-        got = log_probs(params.diffusion, jnp.asarray(tokens), jnp.asarray(log_scale),
-                        jnp.asarray(t), config=CFG)  # fmt: skip
+        got = log_probs(
+            params.diffusion,
+            jnp.asarray(tokens),
+            jnp.asarray(log_scale),
+            jnp.asarray(t),
+            config=CFG,
+        )
     with torch.no_grad():
         want = net(torch.tensor(tokens, dtype=torch.long), torch.tensor(log_scale), torch.tensor(t))
     np.testing.assert_allclose(np.asarray(got), want.numpy(), atol=2e-5, rtol=1e-5)
@@ -88,13 +98,31 @@ def test_guidance_gradient_matches(models):
     tokens, log_scale = _inputs(1)
     t = np.full(3, 0.7, np.float32)
     with jax.default_matmul_precision("highest"):
-        logp = log_probs(params.diffusion, jnp.asarray(tokens), jnp.asarray(log_scale),
-                         jnp.asarray(t), config=CFG)  # fmt: skip
-        guided, _ = guided_step_logits(params, jnp.asarray(tokens), jnp.asarray(log_scale),
-                                       jnp.asarray(t), model_config=CFG, guidance=GUIDE)  # fmt: skip
+        logp = log_probs(
+            params.diffusion,
+            jnp.asarray(tokens),
+            jnp.asarray(log_scale),
+            jnp.asarray(t),
+            config=CFG,
+        )
+        guided, _ = guided_step_logits(
+            params,
+            jnp.asarray(tokens),
+            jnp.asarray(log_scale),
+            jnp.asarray(t),
+            model_config=CFG,
+            guidance=GUIDE,
+        )
     stats = (torch.tensor(np.asarray(params.prop_mean)), torch.tensor(np.asarray(params.prop_std)))
-    _, grad = ref.guided_logits(net, reg, torch.tensor(np.asarray(logp)), torch.tensor(log_scale),
-                                *stats, GUIDE.targets, GUIDE.gammas)  # fmt: skip
+    _, grad = ref.guided_logits(
+        net,
+        reg,
+        torch.tensor(np.asarray(logp)),
+        torch.tensor(log_scale),
+        *stats,
+        GUIDE.targets,
+        GUIDE.gammas,
+    )
     jgrad = np.asarray(logp - guided)
     assert np.abs(jgrad).max() > 1e-6  # the guidance term is not trivially zero
     np.testing.assert_allclose(jgrad, grad.numpy(), atol=1e-6 + 1e-4 * np.abs(jgrad).max())
@@ -107,9 +135,17 @@ def test_next_tokens_match_given_same_noise(models, step):
     scfg = SamplingConfig(steps=8, corrector_steps=0)
     ex_keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(7), i))(jnp.arange(3))
     with jax.default_matmul_precision("highest"):
-        nxt = sampler_step(params, SamplerState(jnp.asarray(tokens)), step, ex_keys,
-                           jnp.asarray(log_scale), jnp.asarray(tokens) == BG_ID,
-                           model_config=CFG, sampling_config=scfg, guidance=GUIDE).tokens  # fmt: skip
+        nxt = sampler_step(
+            params,
+            SamplerState(jnp.asarray(tokens)),
+            step,
+            ex_keys,
+            jnp.asarray(log_scale),
+            jnp.asarray(tokens) == BG_ID,
+            model_config=CFG,
+            sampling_config=scfg,
+            guidance=GUIDE,
+        ).tokens
     # The noise sampler_step draws, reproduced from its key schedule.
     keys = jax.vmap(lambda kk: jax.random.split(jax.random.fold_in(kk, step), 3))(ex_keys)
     u = jax.vmap(lambda kk: jax.random.uniform(kk, (N_BINS,)))(keys[:, 0])
@@ -117,10 +153,19 @@ def test_next_tokens_match_given_same_noise(models, step):
     grid = np.asarray(jnp.linspace(1.0, scfg.t_min, scfg.steps + 1, dtype=jnp.float32))
     stats = (torch.tensor(np.asarray(params.prop_mean)), torch.tensor(np.asarray(params.prop_std)))
     want, _, _ = ref.predictor_step(
-        net, reg, stats, torch.tensor(tokens, dtype=torch.long), torch.tensor(log_scale),
-        float(grid[step]), float(grid[step + 1]), step == scfg.steps - 1,
-        torch.tensor(np.asarray(u)), torch.tensor(np.asarray(gumbel)), GUIDE.targets, GUIDE.gammas,
-    )  # fmt: skip
+        net,
+        reg,
+        stats,
+        torch.tensor(tokens, dtype=torch.long),
+        torch.tensor(log_scale),
+        float(grid[step]),
+        float(grid[step + 1]),
+        step == scfg.steps - 1,
+        torch.tensor(np.asarray(u)),
+        torch.tensor(np.asarray(gumbel)),
+        GUIDE.targets,
+        GUIDE.gammas,
+    )
     changed = np.asarray(nxt) != tokens
     assert changed.any()
     np.testing.assert_array_equal(np.asarray(nxt), want.numpy())
