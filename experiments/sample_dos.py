@@ -64,6 +64,7 @@ def _parser():
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--gamma", type=float, default=1.0, help="guidance strength (0: none)")
     ap.add_argument("--steps", type=int, help="denoising steps (default: SamplingConfig)")
+    ap.add_argument("--checkpoint", help="sampler checkpoint folder (default: embedded tiny)")
     ap.add_argument("--out", default="runs/sample_dos", help="output folder")
     ap.add_argument("--resume", action="store_true", help="continue the run in --out")
     ap.add_argument("--devices", type=int, help="use the first N local devices (default all)")
@@ -114,6 +115,11 @@ def main(argv=None):
     if args.devices is not None and jax.process_count() > 1:
         raise ValueError("devices: --devices selects local devices; omit it in multi-host runs")
     sampling = None if args.steps is None else SamplingConfig(steps=args.steps)
+    sampler = None
+    if args.checkpoint is not None:
+        from jaxdos.sampler.checkpoint import load_sampler
+
+        sampler = load_sampler(args.checkpoint)
     result = sample_dos(
         targets,
         accept=args.accept,
