@@ -132,6 +132,7 @@ def main(argv=None):
         gamma=args.gamma,
         sampling_config=sampling,
         progress=not args.quiet,
+        sampler=sampler,
     )
     if jax.process_index() == 0:
         print(
