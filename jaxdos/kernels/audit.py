@@ -49,6 +49,7 @@ class Plausibility(NamedTuple):
     agree: jax.Array  # [B] bool, decile buckets span <= 2 adjacent buckets
 
 
+@functools.partial(jax.jit, static_argnames=("min_gap", "rel_cut"))
 def edge_jump(dos, min_gap: float = 0.1, rel_cut: float = 0.01) -> EdgeJump:
     """Normalised edge jump `[..., L] -> EdgeJump([...], [...])` (Appendix F)."""
     peak = jnp.max(dos, axis=-1)
@@ -60,6 +61,7 @@ def edge_jump(dos, min_gap: float = 0.1, rel_cut: float = 0.01) -> EdgeJump:
     return EdgeJump(jump=jump, gapped=band_gap(dos) > min_gap)
 
 
+@jax.jit
 def mean_pairwise_cosine(x):
     """Mean cosine over distinct pairs of a batch, `[B, L] -> []` (B >= 2)."""
     n = jnp.sqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-12))
@@ -70,6 +72,7 @@ def mean_pairwise_cosine(x):
     return (total - diag) / (b * (b - 1))
 
 
+@jax.jit
 def unique_nearest(samples, reference, exclude=None):
     """Distinct cosine-nearest references, `[B, L] x [R, L] -> (count [], index [B])`."""
     _, idx = best_match(COSINE, samples, reference, exclude=exclude)
@@ -77,6 +80,7 @@ def unique_nearest(samples, reference, exclude=None):
     return jnp.sum(hit), idx
 
 
+@jax.jit
 def loo_best(reference):
     """LOO best-match values of each reference entry, `[R, L] -> [R, 4]` (AUDIT_METRICS order)."""
     own = jnp.arange(reference.shape[0])
@@ -92,6 +96,7 @@ def _percentile(values, ref_values, higher_is_better):
     return 100.0 * jnp.searchsorted(r, v, side="left") / r.shape[0]
 
 
+@functools.partial(jax.jit, static_argnames="threshold")
 def plausibility(samples, reference, ref_loo=None, threshold: float = 10.0) -> Plausibility:
     """4-metric LOO percentile plausibility of `[B, L]` samples against `[R, L]` references.
 
@@ -151,36 +156,38 @@ def audit(samples, reference, *, min_gap: float = 0.1) -> dict:
         if a.ndim != 2 or a.shape[0] < 2:
             raise ValueError(f"{name}: expected shape [N >= 2, 256], got {a.shape}")
     s, r = jnp.asarray(s, jnp.float32), jnp.asarray(r, jnp.float32)
-    ref_loo = _loo_jit(r)
+    ref_loo = loo_best(r)
+    verdicts = (plausibility(s, r, ref_loo), _self_verdicts(ref_loo))
     out = {}
-    for prefix, x, is_ref in (("", s, False), ("ref_", r, True)):
-        stats = _batch_stats(x, r, ref_loo, is_ref=is_ref, min_gap=float(min_gap))
-        out.update({prefix + k: v.item() for k, v in stats.items()})
+    for prefix, x, p, excl in (("", s, verdicts[0], None), ("ref_", r, verdicts[1], True)):
+        exclude = jnp.arange(r.shape[0]) if excl else None
+        stats = _batch_stats(x, r, p, exclude, min_gap=float(min_gap))
+        stats = {k: v.item() for k, v in stats.items()}
+        for k in ("plausibility_rate", "agreement_rate", "nonneg_rate"):
+            stats[k] = 100.0 * stats[k] / x.shape[0]  # float64 on the host: 100 stays exact
+        out.update({prefix + k: v for k, v in stats.items()})
     return out
 
 
-_loo_jit = jax.jit(loo_best)
+@jax.jit
+def _self_verdicts(ref_loo) -> Plausibility:
+    """The reference against itself: its own LOO values ranked within the LOO set."""
+    cols = [
+        _percentile(ref_loo[:, j], ref_loo[:, j], m.higher_is_better)
+        for j, m in enumerate(AUDIT_METRICS)
+    ]
+    return _verdicts(jnp.stack(cols, axis=-1), 10.0)
 
 
-@functools.partial(jax.jit, static_argnames=("is_ref", "min_gap"))
-def _batch_stats(x, r, ref_loo, *, is_ref: bool, min_gap: float) -> dict:
-    if is_ref:  # the reference against itself: its own LOO values ranked within the LOO set
-        cols = [
-            _percentile(ref_loo[:, j], ref_loo[:, j], m.higher_is_better)
-            for j, m in enumerate(AUDIT_METRICS)
-        ]
-        p = _verdicts(jnp.stack(cols, axis=-1), 10.0)
-        exclude = jnp.arange(r.shape[0])
-    else:
-        p = plausibility(x, r, ref_loo)
-        exclude = None
+@functools.partial(jax.jit, static_argnames="min_gap")
+def _batch_stats(x, r, p: Plausibility, exclude, *, min_gap: float) -> dict:
     ej = edge_jump(x, min_gap)
     return {
-        "plausibility_rate": 100 * jnp.mean(p.plausible),
-        "agreement_rate": 100 * jnp.mean(p.agree),
+        "plausibility_rate": jnp.sum(p.plausible),  # counts: rates are taken on the host
+        "agreement_rate": jnp.sum(p.agree),
         "edge_jump_median": jnp.nanmedian(jnp.where(ej.gapped, ej.jump, jnp.nan)),
         "n_gapped": jnp.sum(ej.gapped),
-        "nonneg_rate": 100 * jnp.mean(jnp.all(x >= 0, axis=-1)),
+        "nonneg_rate": jnp.sum(jnp.all(x >= 0, axis=-1)),
         "pairwise_cosine": mean_pairwise_cosine(x),
         "unique_nearest": unique_nearest(x, r, exclude)[0],
     }
