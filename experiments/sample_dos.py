@@ -111,7 +111,11 @@ def main(argv=None):
     from jaxdos.pipeline import sample_dos
     from jaxdos.sampler.config import SamplingConfig
 
+    from jaxdos.sampler.rejection import RejectionConfig
+
     targets = build_targets(args)
+    # The budget too is checked before a checkpoint is read.
+    RejectionConfig(accept=args.accept, proposals=args.proposals, batch_size=args.batch_size)
     if args.devices is not None and jax.process_count() > 1:
         raise ValueError("devices: --devices selects local devices; omit it in multi-host runs")
     sampling = None if args.steps is None else SamplingConfig(steps=args.steps)
