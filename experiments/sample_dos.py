@@ -110,7 +110,6 @@ def main(argv=None):
 
     from jaxdos.pipeline import sample_dos
     from jaxdos.sampler.config import SamplingConfig
-
     from jaxdos.sampler.rejection import RejectionConfig
 
     targets = build_targets(args)
