@@ -163,15 +163,24 @@ def _empty(dos, zero_tol):
     return dos <= zero_tol * jnp.maximum(scale, 0.0)
 
 
-def _run_lengths(mask):
-    """Forward and backward run lengths of True through each bin, `[..., L]` int32 (0 if False)."""
-    idx = jnp.arange(mask.shape[-1])
-    last_false = jax.lax.cummax(jnp.where(mask, -1, idx), axis=mask.ndim - 1)
-    fwd = jnp.where(mask, idx - last_false, 0)
-    rev = jnp.flip(mask, -1)
-    last_false_r = jax.lax.cummax(jnp.where(rev, -1, idx), axis=mask.ndim - 1)
-    bwd = jnp.flip(jnp.where(rev, idx - last_false_r, 0), -1)
-    return fwd, bwd
+def _window_all(mask, m: int):
+    """`[..., L]`: True where mask[j : j + m] is all True inside the window (m static)."""
+    x = jnp.pad(mask.astype(jnp.int8), [(0, 0)] * (mask.ndim - 1) + [(0, m - 1)])
+    dims = (1,) * (mask.ndim - 1) + (m,)
+    return jax.lax.reduce_window(x, jnp.int8(1), jax.lax.min, dims, (1,) * mask.ndim, "VALID") > 0
+
+
+def _holes(empty, m: int):
+    """Bins inside an empty run of length >= m, `[..., L]` bool.
+
+    A bin is in such a run iff some all-empty window of m bins covers it. Two windowed reductions
+    of width m replace full-length scans (a cumulative max lowers to an O(L^2) reduce_window on
+    CPU), which makes the filter ~2x faster there.
+    """
+    start = _window_all(empty, m)  # a run of >= m empties starts at j
+    x = jnp.pad(start.astype(jnp.int8), [(0, 0)] * (empty.ndim - 1) + [(m - 1, 0)])
+    dims = (1,) * (empty.ndim - 1) + (m,)
+    return jax.lax.reduce_window(x, jnp.int8(0), jax.lax.max, dims, (1,) * empty.ndim, "VALID") > 0
 
 
 def measure_bands(dos, zero_tol: float = ZERO_TOL, min_gap_bins: int = 2) -> BandMeasure:
@@ -188,18 +197,20 @@ def measure_bands(dos, zero_tol: float = ZERO_TOL, min_gap_bins: int = 2) -> Ban
     n = dos.shape[-1]
     idx = jnp.arange(n)
     empty = _empty(dos, zero_tol)
-    fwd, bwd = _run_lengths(empty)
-    hole = empty & (fwd + bwd - 1 >= min_gap_bins)
+    hole = _holes(empty, min_gap_bins)
     in_hole = hole[..., FERMI_INDEX]
     # Band = non-hole run through bin 128: bottom after the last hole bin below it, top before
     # the first hole bin above it.
     bottom = jnp.max(jnp.where(hole & (idx < FERMI_INDEX), idx, -1), axis=-1) + 1
     top = jnp.min(jnp.where(hole & (idx > FERMI_INDEX), idx, n), axis=-1) - 1
     width_bins = jnp.where(in_hole, 0, top - bottom + 1)
-    # The hole beneath: ends at bottom - 1, starts at bottom - len; internal iff it starts >= 1.
-    below = jnp.clip(bottom - 1, 0, n - 1)
-    gap_len = jnp.take_along_axis(fwd, below[..., None], axis=-1)[..., 0]
-    gap_len = jnp.where((bottom >= 1) & (bottom - gap_len >= 1) & ~in_hole, gap_len, 0)
+    # The hole beneath ends at bottom - 1 and starts after the last occupied bin below it; it is
+    # internal iff such a bin exists (otherwise it runs into the window's lower edge).
+    occupied_below = ~empty & (idx < bottom[..., None])
+    last_occupied = jnp.max(jnp.where(occupied_below, idx, -1), axis=-1)
+    gap_len = jnp.where(
+        (bottom >= 1) & (last_occupied >= 0) & ~in_hole, bottom - 1 - last_occupied, 0
+    )
     dtype = dos.dtype
     return BandMeasure(
         gap_below=(gap_len * BIN_WIDTH).astype(dtype),
