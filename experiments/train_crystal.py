@@ -1,0 +1,149 @@
+"""Train CDOSGen: unconditional pre-training and/or DOS fine-tuning of the GemNet-T denoiser.
+
+    python -m experiments.train_crystal --stage pretrain --steps 300 --workdir runs/crystal_pre
+    python -m experiments.train_crystal --stage finetune --init runs/crystal_pre/model \
+        --steps 200 --workdir runs/crystal_ft [--adapters-only] [--resume]
+    python -m experiments.train_crystal --make-default   # both stages -> jaxdos/assets/crystal_tiny
+
+Data: the world data set's train/val splits (`jaxdos.data.world.load_world`) unless `--records`
+gives a `Records` .npz (then 10 % of it, seeded, is held out). Batches are packed under
+`--atoms`/`--graphs` budgets by `jaxdos.data.pipelines.crystal_batches`. A tqdm bar shows the loss;
+orbax checkpoints every `--ckpt-every` steps; `--resume` continues exactly (same batches, keys and
+parameters as an uninterrupted run). Each stage ends by exporting `<workdir>/model` (msgpack +
+config.json with the validation losses) and printing them.
+"""
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdos.crystal.checkpoint import DEFAULT_DIR, load_model, merge_base_params, save_model
+from jaxdos.crystal.denoiser import GemNetConfig, GemNetTDenoiser
+from jaxdos.crystal.diffusion.num_atoms import NumAtomsDistribution
+from jaxdos.crystal.fit import FitConfig, evaluate, fit
+from jaxdos.crystal.train import FinetuneAdapters, FinetuneFull, Pretrain, TrainBatch, TrainConfig
+from jaxdos.data.budgets import CrystalBudgets
+from jaxdos.data.pipelines import crystal_batches
+from jaxdos.data.records import Records, load_records
+
+
+def _load(args) -> tuple[Records, Records]:
+    if args.records:
+        recs, _ = load_records(args.records, oracle_version=None)
+        perm = np.random.default_rng(args.seed).permutation(len(recs))
+        n_val = max(1, len(recs) // 10)
+        return recs.take(np.sort(perm[n_val:])), recs.take(np.sort(perm[:n_val]))
+    from jaxdos.data.world import load_world  # the world module lands separately
+
+    return load_world("train"), load_world("val")
+
+
+def _init_params(model, budgets, records, seed):
+    batch = TrainBatch.from_pipeline(next(iter(crystal_batches(records, budgets, num_epochs=1))))
+    g = batch.crystal.num_graphs
+    cond = None
+    if model.config.dos_dim is not None:
+        from jaxdos.crystal.batch import DosCondition
+
+        cond = DosCondition(jnp.asarray(batch.dos), jnp.ones(g, bool))
+    variables = jax.jit(model.init)(jax.random.key(seed), batch.crystal, jnp.full(g, 0.5), cond)
+    return {"params": variables["params"]}
+
+
+def run_stage(args, stage: str, train: Records, val: Records, workdir: Path, init_dir=None):
+    """One training stage; returns (export dir, validation metrics)."""
+    budgets = CrystalBudgets(atoms=args.atoms, graphs=args.graphs)
+    config = GemNetConfig.tiny()
+    if stage == "finetune":
+        config = config.conditional()
+    model = GemNetTDenoiser(config)
+    params = _init_params(model, budgets, train, args.seed)
+    if init_dir is not None:
+        base, base_cfg, _, _ = load_model(init_dir)
+        params = merge_base_params(params, base)
+        model = model.clone(config=dataclasses.replace(config, graph=base_cfg.graph))
+    if stage == "pretrain":
+        mode = Pretrain()
+    elif args.adapters_only:
+        mode = FinetuneAdapters(p_uncond=0.2)
+    else:
+        mode = FinetuneFull(p_uncond=0.2)
+    tcfg = TrainConfig(mode=mode, learning_rate=args.lr)
+    fcfg = FitConfig(num_steps=args.steps, seed=args.seed, checkpoint_every=args.ckpt_every)
+
+    def data():
+        return iter(crystal_batches(train, budgets, seed=args.seed, num_epochs=None))
+
+    t0 = time.time()
+    state, model, history = fit(model, params, data, tcfg, fcfg, workdir, resume=args.resume)
+    train_s = time.time() - t0
+    val_batches = list(crystal_batches(val, budgets, num_epochs=1, shuffle=False))
+    val_metrics = evaluate(model, state.params, val_batches, tcfg)
+    dist = NumAtomsDistribution.from_counts(np.asarray(train.num_atoms))
+    meta = {
+        "stage": stage,
+        "mode": type(mode).__name__,
+        "steps": int(state.step),
+        "train_seconds": round(train_s, 1),
+        "learning_rate": args.lr,
+        "budgets": {"atoms": args.atoms, "graphs": args.graphs},
+        "train_records": len(train),
+        "val_records": len(val),
+        "val_metrics": val_metrics,
+        "last_train_metrics": history[-1] if history else None,
+    }
+    out = workdir / "model"
+    save_model(out, state.params, model.config, dist, meta)
+    print(json.dumps({"stage": stage, "val": val_metrics, "train_seconds": meta["train_seconds"]}))
+    return out, val_metrics
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--stage", choices=("pretrain", "finetune"), default="pretrain")
+    p.add_argument("--init", default=None, help="exported model dir to fine-tune from")
+    p.add_argument("--records", default=None, help="a Records .npz instead of the world splits")
+    p.add_argument("--workdir", default="runs/crystal_tiny")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--finetune-steps", type=int, default=200, help="with --make-default")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--atoms", type=int, default=96, help="atom slots per batch")
+    p.add_argument("--graphs", type=int, default=17, help="graph slots per batch (one is padding)")
+    p.add_argument("--ckpt-every", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--adapters-only", action="store_true")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument(
+        "--make-default",
+        action="store_true",
+        help=f"pre-train then fine-tune, export to {DEFAULT_DIR}",
+    )
+    args = p.parse_args(argv)
+    train, val = _load(args)
+    workdir = Path(args.workdir)
+    if args.make_default:
+        pre, _ = run_stage(args, "pretrain", train, val, workdir / "pretrain")
+        args.steps = args.finetune_steps
+        out, _ = run_stage(args, "finetune", train, val, workdir / "finetune", init_dir=pre)
+        params, cfg, dist, meta = load_model(out)
+        pre_meta = json.loads((pre / "config.json").read_text())
+        meta["pretrain"] = {k: pre_meta[k] for k in ("steps", "train_seconds", "val_metrics")}
+        meta.pop("format", None)
+        meta.pop("cpu_sampling_steps", None)
+        save_model(DEFAULT_DIR, params, cfg, dist, meta)
+        print(f"default model -> {DEFAULT_DIR}")
+        return DEFAULT_DIR
+    out, _ = run_stage(
+        args, args.stage, train, val, workdir, init_dir=Path(args.init) if args.init else None
+    )
+    return out
+
+
+if __name__ == "__main__":
+    main()
