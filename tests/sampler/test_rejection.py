@@ -103,6 +103,14 @@ def test_batch_size_and_chunking_do_not_change_the_set(reference, tmp_path):
     _same(reference, other)
     again = load_accepted(tmp_path)
     _same(other, again)
+    # The merge step alone (as after a multi-host run) rebuilds the same index from the shards.
+    index = json.loads((tmp_path / "index.json").read_text())
+    (tmp_path / "index.json").unlink()
+    from experiments import sample_dos as cli
+
+    cli.main(["merge", str(tmp_path)])
+    assert json.loads((tmp_path / "index.json").read_text()) == index
+    _same(other, load_accepted(tmp_path))
 
 
 def test_other_seed_differs_and_budget_stops(tmp_path):
