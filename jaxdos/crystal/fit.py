@@ -12,12 +12,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxdos.crystal.denoiser import GemNetTDenoiser
+from jaxdos.crystal.diffusion.corruption import corrupt
 from jaxdos.crystal.diffusion.losses import ScoreFn
-from jaxdos.crystal.graph import GraphConfig
+from jaxdos.crystal.graph import GraphConfig, build_graph_checked
 from jaxdos.crystal.score import denoiser_score_fn, grow_model
 from jaxdos.crystal.train import (
     TrainBatch,
@@ -27,10 +29,19 @@ from jaxdos.crystal.train import (
     init_train_state,
     make_optimizer,
     make_train_step,
+    symmetrized,
 )
 from jaxdos.typing import PyTree
 
-__all__ = ["FitConfig", "fit", "restore", "evaluate", "score_fn_of", "train_step_checked"]
+__all__ = [
+    "FitConfig",
+    "fit",
+    "restore",
+    "evaluate",
+    "score_fn_of",
+    "train_step_checked",
+    "presize_graph",
+]
 
 _LOGGED = ("loss", "loss_pos", "loss_cell", "loss_types", "ce_types", "grad_norm")
 
@@ -138,6 +149,24 @@ def _cached_step(model, params, config: TrainConfig):
     return _STEP_CACHE[key]
 
 
+def presize_graph(
+    model, batch: TrainBatch, config: TrainConfig, seed: int = 0, times=(1.0, 0.9, 0.7, 0.5, 0.2)
+):
+    """Grow the denoiser's graph budgets to cover corrupted versions of `batch` (at several t)
+    before the expensive train-step compilation, so a budget overflow rarely forces a recompile."""
+    if not isinstance(model, GemNetTDenoiser):
+        return model
+    crystal = jax.tree.map(jnp.asarray, symmetrized(batch.crystal))
+    graph = model.config.graph
+    corrupt_jit = jax.jit(corrupt, static_argnums=3)
+    for i, t in enumerate(times):
+        c = corrupt_jit(
+            jax.random.key(seed + i), crystal, jnp.full(crystal.num_graphs, t), config.diffusion
+        )
+        _, graph = build_graph_checked(c.batch, graph)
+    return model.clone(config=dataclasses.replace(model.config, graph=graph))
+
+
 def train_step_checked(step_fn, state, batch, key, model, optimizer, config, max_tries=4):
     """Run a train step; on a graph-budget overflow grow the budgets and redo it.
 
@@ -196,6 +225,9 @@ def fit(
                 config=dataclasses.replace(model.config, graph=GraphConfig(**meta["graph"]))
             )
     key = jax.random.key(fit_config.seed)
+    if not resume:
+        probe = data()
+        model = presize_graph(model, TrainBatch.from_pipeline(next(probe)), config)
     optimizer, step_fn = _cached_step(model, params, config)
     history = []
     start = int(state.step)

@@ -77,10 +77,11 @@ def test_d3pm_loss_is_zero_for_perfect_model_and_positive_otherwise():
     x_next = jnp.array([0, d3pm.MASK_CLASS, d3pm.MASK_CLASS, 7])
     k = jnp.array([10, 10, 0, 500])
     perfect = 50.0 * jax.nn.one_hot(x0, C)
-    loss, ce = d3pm.d3pm_loss(perfect, x0, x_next, k, cfg)
+    loss_fn = jax.jit(d3pm.d3pm_loss, static_argnums=4)
+    loss, ce = loss_fn(perfect, x0, x_next, k, cfg)
     assert np.all(np.asarray(loss) < 1e-3) and np.all(np.asarray(ce) < 1e-3)
     uniform = jnp.zeros((4, C))
-    loss_u, ce_u = d3pm.d3pm_loss(uniform, x0, x_next, k, cfg)
+    loss_u, ce_u = loss_fn(uniform, x0, x_next, k, cfg)
     np.testing.assert_allclose(ce_u, np.log(C), rtol=1e-5)
     assert float(loss_u[1]) > 0.01 and float(loss_u[2]) > 1.0
 
@@ -114,7 +115,7 @@ def test_wrapped_normal_score_matches_finite_differences(s):
         [(logp(x64 + h * np.eye(3)[i]) - logp(x64 - h * np.eye(3)[i])) / (2 * h) for i in range(3)],
         -1,
     )
-    score = wrapped_normal.wrapped_normal_score(d, s, num_images=3)
+    score = jax.jit(wrapped_normal.wrapped_normal_score, static_argnums=2)(d, s, 3)
     np.testing.assert_allclose(score, fd, rtol=2e-3, atol=2e-3 / s)
     # The log density is normalised on the torus and periodic.
     grid = (np.arange(64) + 0.5) / 64
@@ -127,8 +128,8 @@ def test_wrapped_normal_loss_target_is_minus_eps_for_small_sigma():
     cfg = wrapped_normal.WrappedNormalConfig()
     x0 = jnp.asarray(np.random.default_rng(1).uniform(0, 1, (50, 3)), jnp.float32)
     sig = jnp.full((50,), 0.02)
-    xt, eps = wrapped_normal.forward_sample(jax.random.key(0), x0, sig)
-    loss = wrapped_normal.score_matching_loss(-eps, xt, x0, sig, cfg)
+    xt, eps = jax.jit(wrapped_normal.forward_sample)(jax.random.key(0), x0, sig)
+    loss = jax.jit(wrapped_normal.score_matching_loss, static_argnums=4)(-eps, xt, x0, sig, cfg)
     assert float(loss.max()) < 1e-4
 
 
@@ -140,7 +141,9 @@ def test_lattice_alpha_and_marginal_monte_carlo():
     x0 = jnp.tile(jnp.array([[4.0, 0.3, 0.0], [0.3, 5.0, 0.1], [0.0, 0.1, 6.0]]), (g, 1, 1))
     n = jnp.full((g,), 8)
     t = jnp.full((g,), 0.4)
-    lt, mean, std = lattice.forward_sample(jax.random.key(1), x0, t, n, cfg)
+    lt, mean, std = jax.jit(lattice.forward_sample, static_argnums=4)(
+        jax.random.key(1), x0, t, n, cfg
+    )
     a = float(lattice.alpha(0.4, cfg))
     mu = (8 / lattice.AVERAGE_DENSITY) ** (1 / 3)
     ref_mean = a * np.asarray(x0[0]) + (1 - a) * mu * np.eye(3)
@@ -150,7 +153,9 @@ def test_lattice_alpha_and_marginal_monte_carlo():
     np.testing.assert_allclose(np.mean(np.asarray(lt), 0), ref_mean, atol=4 * ref_std / np.sqrt(g))
     np.testing.assert_allclose(np.std(np.asarray(lt), 0), ref_std, rtol=0.02)
     np.testing.assert_allclose(lt, np.swapaxes(np.asarray(lt), -1, -2), atol=1e-5)
-    prior = lattice.prior_sample(jax.random.key(2), jnp.full((g,), 1), cfg)
+    prior = jax.jit(lattice.prior_sample, static_argnums=2)(
+        jax.random.key(2), jnp.full((g,), 1), cfg
+    )
     mu1 = (1 / lattice.AVERAGE_DENSITY) ** (1 / 3)
     np.testing.assert_allclose(np.mean(np.asarray(prior), 0), mu1 * np.eye(3), atol=0.02)
     np.testing.assert_allclose(np.std(np.asarray(prior), 0), 0.5, rtol=0.02)
@@ -172,10 +177,13 @@ def test_corrupt_leaves_padding_untouched():
     from jaxdos.crystal.diffusion.num_atoms import prior_batch
 
     b = prior_batch(np.array([2, 3]), atom_budget=8)
-    b = b._replace(atomic_numbers=np.where(b.node_mask, 8, 0).astype(np.int32),
-                   frac_coords=np.full((8, 3), 0.25, np.float32))
-    c = corrupt(jax.random.key(0), jax.tree.map(jnp.asarray, b), jnp.array([1.0, 1.0]),
-                DiffusionConfig())
+    b = b._replace(
+        atomic_numbers=np.where(b.node_mask, 8, 0).astype(np.int32),
+        frac_coords=np.full((8, 3), 0.25, np.float32),
+    )
+    c = corrupt(
+        jax.random.key(0), jax.tree.map(jnp.asarray, b), jnp.array([1.0, 1.0]), DiffusionConfig()
+    )
     np.testing.assert_array_equal(c.batch.atomic_numbers[5:], 0)
     np.testing.assert_array_equal(c.batch.frac_coords[5:], 0.25)
     assert np.all(np.asarray(c.batch.atomic_numbers[:5]) == 101)  # t = 1: all masked
