@@ -1,7 +1,7 @@
 """Conditioning signals for the GemNet-T adapters: the paper's DOS embedding and MatterGen scalars.
 
 DOS (paper Section 4.2, eq. 2): g = GELU(W2 GELU(LN(W1 log(1 + d) + b1)) + b2), 256 -> 512 -> 512.
-Params live under `property_embeddings_adapt_dos/conditional_embedding_module/` as a torch-style
+Params live under `property_embeddings_adapt_dos_conditional_embedding_module/` as a torch-style
 Sequential [Linear, LayerNorm, GELU, Linear, GELU]: `layers_0/{kernel,bias}`,
 `layers_1/{scale,bias}` (torch LayerNorm weight/bias), `layers_3/{kernel,bias}`.
 The per-block adapters that consume g (eqs. 3-4) are built inside `GemNetT`; an unconditional

@@ -1,10 +1,11 @@
 """GemNetTDenoiser: the CDOSGen score network (MatterGen's GemNetTDenoiser / GemNetTAdapter).
 
-`model.apply(params, batch, t, cond)` -> ScoreOutput(frac `[N, 3]`, lattice `[G, 3, 3]`,
-type_logits `[N, 101]`), all "score x std" predictions (spec section 4).  The periodic graph is built
-inside the call with the static budgets of `config.graph`; its overflow flag and stats are sown
-into the `"diagnostics"` collection (`apply(..., mutable=["diagnostics"])` to read them, e.g. to
-OR them into a sampler's loop state).  `apply_checked` is the host-side entry point: it validates
+`model.apply(params, batch, t, cond)` -> ScoreOutput(frac `[N, 3]`,
+lattice `[G, 3, 3]`, type_logits `[N, 101]`), all "score x std" predictions (spec section 4).
+The periodic graph is built inside the call with the static budgets of `config.graph`; its
+overflow flag and stats are sown into the `"diagnostics"` collection as 1-tuples
+(`apply(..., mutable=["diagnostics"])`, then `diag["diagnostics"]["graph_overflow"][0]`, e.g. to
+OR it into a sampler's loop state).  `apply_checked` is the host-side entry point: it validates
 inputs (ValueError naming the field) and re-runs with grown budgets on overflow.
 
 Param tree (torch state_dict `diffusion_module.model.` prefix dropped; torch Linear weight
@@ -18,6 +19,7 @@ and DOS-embedding params, so base params load unchanged and, with the zero-initi
 a fresh conditional model equals the base model exactly.
 """
 
+import dataclasses
 from collections.abc import Mapping
 
 import flax.linen as nn
@@ -82,8 +84,11 @@ class GemNetTDenoiser(nn.Module):
         g = batch.num_graphs
         if graph is None:
             graph = build_graph(batch, cfg.graph)
-        self.sow("diagnostics", "graph_overflow", graph.overflow)
-        self.sow("diagnostics", "graph_stats", graph.stats)
+        # A 1-tuple holding this call's value (`diag["diagnostics"]["graph_overflow"][0]`), even
+        # when stale diagnostics from `init` ride along in the variables passed to `apply`.
+        keep_last = dict(init_fn=tuple, reduce_fn=lambda _, new: (new,))
+        self.sow("diagnostics", "graph_overflow", graph.overflow, **keep_last)
+        self.sow("diagnostics", "graph_stats", graph.stats, **keep_last)
         z = noise_level_encoding(t.astype(jnp.float32), cfg.latent_dim)
 
         adapters = []
@@ -196,14 +201,16 @@ def apply_checked(
 ) -> tuple[ScoreOutput, GemNetTDenoiser]:
     """Validate, run jitted, and re-run with grown graph budgets until nothing overflows.
 
+    `params` should be `{"params": ...}` (drop the "diagnostics" collection that `init` returns).
+
     Returns:
         (score, the model actually used: reuse it to keep the grown budgets).
     """
     check_inputs(model.config, batch, t, cond)
     for _ in range(max_tries + 1):
-        fn = _JIT_CACHE.get(model)
+        fn = _JIT_CACHE.get(model.config)
         if fn is None:
-            fn = _JIT_CACHE[model] = jax.jit(
+            fn = _JIT_CACHE[model.config] = jax.jit(
                 lambda p, b, tt, c, _m=model: _m.apply(p, b, tt, c, mutable=["diagnostics"])
             )
         out, diag = fn(params, batch, jnp.asarray(t), cond)
@@ -211,11 +218,5 @@ def apply_checked(
             return out, model
         stats = jax.device_get(diag["diagnostics"]["graph_stats"][0])
         graph_cfg = grow_budgets(model.config.graph, stats, batch.num_nodes)
-        model = model.clone(config=_replace(model.config, graph=graph_cfg))
+        model = model.clone(config=dataclasses.replace(model.config, graph=graph_cfg))
     raise RuntimeError(f"graph budgets still overflow after {max_tries} increases")
-
-
-def _replace(cfg: GemNetConfig, **kw) -> GemNetConfig:
-    import dataclasses
-
-    return dataclasses.replace(cfg, **kw)

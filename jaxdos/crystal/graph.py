@@ -4,9 +4,10 @@ Everything is computed inside `jit` with shapes fixed by a `GraphConfig`:
 
 1. Per-crystal dense view `[G, A]` of the flat atoms (A = `max_atoms_per_crystal`).
 2. All (centre i, neighbour j, image n) candidates `[G, A, A * I]`, I = (2 * image_budget + 1)^3,
-   images ordered like `torch.cartesian_prod(range(-r, r + 1) x 3)`, candidates j-major.  MatterGen's
-   image count per direction, ceil(cutoff * |a_j x a_k| / V) maxed over the batch and capped at
-   `max_cell_images_per_dim`, masks the images actually used; kept iff 1e-4 < d^2 <= cutoff^2.
+   images ordered like `torch.cartesian_prod(range(-r, r + 1) x 3)`, candidates j-major.
+   MatterGen's image count per direction, ceil(cutoff * |a_j x a_k| / V) maxed over the batch
+   and capped at `max_cell_images_per_dim`, masks the images actually used;
+   a candidate is kept iff 1e-4 < d^2 <= cutoff^2.
 3. The `max_neighbors` nearest per centre (`lax.top_k`: ties go to the lower candidate index, i.e.
    lower j, then earlier image, so the cut is deterministic; torch's unstable sort is not).
 4. GemNet's `reorder_symmetric_edges`: keep s < t, or s == t with a lexicographically negative
@@ -15,6 +16,9 @@ Everything is computed inside `jit` with shapes fixed by a `GraphConfig`:
 5. Triplets as GemNet-T's `get_triplets` (every b->a for each c->a, b->a != c->a; parallel periodic
    copies stay distinct), stored densely `[E, K]` with K = `max_in_degree`, the same padded layout
    as MatterGen's efficient bilinear (its Kmax).
+
+Fractional coordinates are wrapped to [0, 1) before anything else (a no-op on MatterGen's data),
+so integer image shifts of single atoms leave the graph unchanged.
 
 Edge convention (MatterGen): source s is the neighbour image, target t the centre;
 `vec = V_st = (x_t - x_s - n @ L) / |...|` points from the source image to the target; messages
@@ -80,8 +84,8 @@ class GraphConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.image_budget <= self.max_cell_images_per_dim:
             raise ValueError(
-                f"image_budget must be in [0, max_cell_images_per_dim={self.max_cell_images_per_dim}]"
-                f", got {self.image_budget}"
+                f"image_budget must be in [0, max_cell_images_per_dim="
+                f"{self.max_cell_images_per_dim}], got {self.image_budget}"
             )
         if self.edges_per_atom < 2 or self.edges_per_atom % 2:
             raise ValueError(f"edges_per_atom must be even and >= 2, got {self.edges_per_atom}")
@@ -131,7 +135,7 @@ class PeriodicGraph(NamedTuple):
 
 
 def image_offsets(r: int) -> np.ndarray:
-    """Integer image offsets `[(2r+1)^3, 3]` in `torch.cartesian_prod` order (first axis slowest)."""
+    """Integer image offsets `[(2r+1)^3, 3]`, `torch.cartesian_prod` order (first axis slowest)."""
     rng = range(-r, r + 1)
     return np.array(list(itertools.product(rng, rng, rng)), dtype=np.int32).reshape(-1, 3)
 
@@ -181,7 +185,9 @@ def build_graph(batch: CrystalBatch, config: GraphConfig) -> PeriodicGraph:
     rep = jnp.minimum(per_graph.max(axis=0), config.max_cell_images_per_dim)  # [3]
     image_ok = jnp.all(jnp.abs(offs) <= rep[None, :], axis=-1)  # [I]
 
-    cart = batch.cartesian().astype(jnp.float32)
+    # Wrap first: MatterGen's inputs always are, and then unwrapped inputs give the same graph.
+    frac = jnp.mod(batch.frac_coords.astype(jnp.float32), 1.0)
+    cart = jnp.einsum("ni,nij->nj", frac, lattice[batch.batch])
     dense = _dense_view(batch, a)  # [G, A]
     dense_ok = dense < n
     cart_p = jnp.concatenate([cart, jnp.zeros((1, 3), cart.dtype)])

@@ -30,7 +30,7 @@ INV_SQRT2 = 1.0 / math.sqrt(2.0)
 
 
 class EfficientDownProjection(nn.Module):
-    """MatterGen `mlp_cbf3`: rbfW1[e, j, l] = sum_r rad[e, r] W[l, r, j]; param `weight [L, R, C]`."""
+    """MatterGen `mlp_cbf3`: rbfW1[e, j, l] = sum_r rad[e, r] W[l, r, j]; `weight [L, R, C]`."""
 
     num_spherical: int
     emb_size_cbf: int
@@ -156,7 +156,7 @@ class OutputBlock(nn.Module):
 
 
 class LatticeBlock(nn.Module):
-    """RBFBasedLatticeUpdateBlockFrac: sum_e s_e v_e v_e^T / E_g per crystal, symmetric `[G, 3, 3]`."""
+    """RBFBasedLatticeUpdateBlockFrac: sum_e s_e v_e v_e^T / E_g per crystal `[G, 3, 3]`."""
 
     emb_size_edge: int
 

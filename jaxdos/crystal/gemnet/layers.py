@@ -4,7 +4,7 @@ Parameter layout (shared by every GemNet module; the converter relies on it):
     torch `X.linear.weight [out, in]`  ->  flax `X/linear/kernel [in, out]` (transpose);
     torch `X.bias`                     ->  flax `X/bias`;
     torch `nn.Embedding.weight [n, d]` ->  flax `X/embedding [n, d]` (same layout);
-    torch ModuleList / Sequential index `X.<i>` -> flax `X_<i>` (e.g. `dense_mlp.0` -> `dense_mlp_0`).
+    torch ModuleList / Sequential index `X.<i>` -> flax `X_<i>` (`dense_mlp.0` -> `dense_mlp_0`).
 """
 
 import math

@@ -61,7 +61,7 @@ class GemNetT(nn.Module):
         graph: PeriodicGraph,
         adapters: Sequence[AdapterInput] = (),
     ) -> tuple[Array, Array, Array]:
-        """Args: z `[G, latent_dim]`; batch; graph; adapters. Returns (F `[N,3]`, S `[G,3,3]`, h)."""
+        """z `[G, latent_dim]`, batch, graph, adapters -> (F `[N,3]`, S `[G,3,3]`, h `[N,D]`)."""
         cfg = self.config
         n, g = batch.num_nodes, batch.num_graphs
         if tuple(a[0] for a in adapters) != self.adapter_names:

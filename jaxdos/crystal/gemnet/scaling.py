@@ -3,7 +3,8 @@
 MatterGen stores each `ScalingFactor.scale_factor` (a frozen scalar) in its state_dict, initialised
 from fairchem's gemnet-dT json.  Here they are static config values (never trained): the key is the
 state_dict path without `gemnet.` / `.scale_factor` in flax form, e.g.
-`int_blocks_0/trip_interaction/scale_rbf` <- `gemnet.int_blocks.0.trip_interaction.scale_rbf.scale_factor`.
+`int_blocks_0/trip_interaction/scale_rbf` <-
+`gemnet.int_blocks.0.trip_interaction.scale_rbf.scale_factor`.
 A missing key means 1.0: the untrained default, and MatterGen's own value for block 4 (the json
 has no TripInteraction_4 / AtomUpdate_4 / OutBlock_4 entries, spec section 2.6).  Fitting the
 scales (GemNet's AutomaticFit) is not implemented: the converter loads them, and the tiny preset
