@@ -198,7 +198,7 @@ def state_dict_from_flax(flat_params: dict) -> dict:
     for path, value in flat_params.items():
         name, hook = _torch_name(path)
         arr = np.asarray(value, np.float32)
-        out[name] = torch.from_numpy(np.ascontiguousarray(arr.T if hook == "transpose" else arr))
+        out[name] = torch.from_numpy(np.array(arr.T if hook == "transpose" else arr))  # owned copy
     return out
 
 

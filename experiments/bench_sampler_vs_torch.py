@@ -1,0 +1,149 @@
+"""DOSSampler throughput, JAX (jit) vs the PyTorch reference (eager, and torch.compile if it works).
+
+    python -m experiments.bench_sampler_vs_torch [--quick] [--compile] [--out PATH]
+
+Same weights (the JAX params converted with `experiments.reference.torch_sampler`), same
+configuration: guided Algorithm 2 with two property targets, N predictor steps, no corrector,
+float32 with matmul precision "highest" on both sides, batch B. One line per configuration:
+candidates/s of each implementation and the JAX/torch-eager ratio; JSON to --out.
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import torch
+from flax import traverse_util
+
+from experiments.reference import torch_sampler as ref
+from jaxdos.kernels.grid import N_BINS
+from jaxdos.kernels.tokenizer import MASK_ID, N_OUTPUT
+from jaxdos.sampler.config import ModelConfig, SamplingConfig
+from jaxdos.sampler.guidance import ClassifierGuidance
+from jaxdos.sampler.model import init_params
+from jaxdos.sampler.regressor import init_regressor
+from jaxdos.sampler.sampling import SamplerParams, sample
+
+GUIDE = ClassifierGuidance(targets=(("band_gap", 2.0), ("integrated_dos", 2.0)), gammas=(1.0, 1.0))
+
+
+def torch_sample(net, reg, stats, log_scale, steps, t_min, gen):
+    """Whole guided trajectory with the reference predictor step (torch RNG)."""
+    b = log_scale.shape[0]
+    tokens = torch.full((b, N_BINS), MASK_ID, dtype=torch.long)
+    grid = torch.linspace(1.0, t_min, steps + 1)
+    for i in range(steps):
+        u = torch.rand(b, N_BINS, generator=gen)
+        gumbel = -torch.log(
+            -torch.log(torch.rand(b, N_BINS, N_OUTPUT, generator=gen).clamp_min(1e-20))
+        )
+        tokens, _, _ = ref.predictor_step(
+            net, reg, stats, tokens, log_scale, float(grid[i]), float(grid[i + 1]),
+            i == steps - 1, u, gumbel, GUIDE.targets, GUIDE.gammas,
+        )  # fmt: skip
+    return tokens
+
+
+def _best(fn, reps):
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def run(cfg: ModelConfig, batch: int, steps: int, reps: int, try_compile: bool) -> dict:
+    k1, k2 = jax.random.split(jax.random.key(0))
+    params = SamplerParams(
+        jax.jit(lambda k: init_params(k, cfg))(k1),
+        jax.jit(lambda k: init_regressor(k, cfg))(k2),
+        jnp.array([1.0, 0.3, 2.0]),
+        jnp.array([0.8, 0.2, 1.5]),
+    )
+    scfg = SamplingConfig(steps=steps, corrector_steps=0)
+    scale = jnp.ones((batch,))
+
+    def jax_run():
+        with jax.default_matmul_precision("highest"):
+            out = sample(params, jax.random.key(1), scale, model_config=cfg,
+                         sampling_config=scfg, guidance=GUIDE)  # fmt: skip
+        out.block_until_ready()
+
+    t0 = time.perf_counter()
+    jax_run()
+    compile_s = time.perf_counter() - t0
+    jax_s = _best(jax_run, reps)
+
+    torch.set_float32_matmul_precision("highest")
+    net, reg = (
+        ref.DOSTransformer(cfg).eval(),
+        ref.PropertyRegressor(cfg.regressor, cfg.width).eval(),
+    )
+    flat = lambda p: traverse_util.flatten_dict(p["params"], sep="/")
+    net.load_state_dict(ref.state_dict_from_flax(flat(params.diffusion)), strict=True)
+    reg.load_state_dict(ref.state_dict_from_flax(flat(params.regressor)), strict=True)
+    stats = (torch.tensor([1.0, 0.3, 2.0]), torch.tensor([0.8, 0.2, 1.5]))
+    log_scale = torch.zeros(batch)
+    gen = torch.Generator().manual_seed(0)
+    eager = lambda: torch_sample(net, reg, stats, log_scale, steps, scfg.t_min, gen)
+    eager()  # warm-up (allocator, thread pool)
+    torch_s = _best(eager, reps)
+    row = {
+        "model": {"layers": cfg.num_layers, "width": cfg.width},
+        "batch": batch,
+        "steps": steps,
+        "guidance": "2 targets",
+        "jax_jit_cands_per_s": batch / jax_s,
+        "jax_compile_s": compile_s,
+        "torch_eager_cands_per_s": batch / torch_s,
+        "ratio_jax_over_torch_eager": torch_s / jax_s,
+        "torch_threads": torch.get_num_threads(),
+    }
+    if try_compile:
+        try:
+            cnet = torch.compile(net)
+            cnet.embedding_matrix = net.embedding_matrix
+            compiled = lambda: torch_sample(cnet, reg, stats, log_scale, steps, scfg.t_min, gen)
+            compiled()
+            row["torch_compile_cands_per_s"] = batch / _best(compiled, reps)
+        except Exception as e:  # torch.compile needs a working C++ toolchain on CPU
+            row["torch_compile_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+    return row
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one small configuration, < 1 min")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument("--out", default="results/bench_sampler_vs_torch.json")
+    args = parser.parse_args(argv)
+    if args.quick:
+        configs = [(ModelConfig.tiny(num_layers=2, width=64, cond_dim=32), 4, 4, 2)]
+    else:
+        configs = [(ModelConfig.tiny(), 16, 16, 1), (ModelConfig.tiny(), 64, 16, 1)]
+    rows = []
+    for cfg, batch, steps, reps in configs:
+        row = run(cfg, batch, steps, reps, args.compile)
+        rows.append(row)
+        extra = (
+            f", torch.compile {row['torch_compile_cands_per_s']:.2f}/s"
+            if "torch_compile_cands_per_s" in row
+            else (f", torch.compile failed ({row['torch_compile_error']})" if args.compile else "")
+        )
+        print(
+            f"DOSSampler {cfg.num_layers}x{cfg.width} B={batch} N={steps} guided: "
+            f"JAX jit {row['jax_jit_cands_per_s']:.2f} cand/s vs torch eager "
+            f"{row['torch_eager_cands_per_s']:.2f} cand/s = "
+            f"{row['ratio_jax_over_torch_eager']:.2f}x{extra}"
+        )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"device": jax.devices()[0].device_kind, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
