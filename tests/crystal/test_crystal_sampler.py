@@ -10,7 +10,7 @@ import pytest
 from jaxdos.crystal.batch import CrystalBatch, DosCondition, ScoreOutput
 from jaxdos.crystal.diffusion import lattice, wrapped_normal
 from jaxdos.crystal.diffusion.corruption import DiffusionConfig
-from jaxdos.crystal.diffusion.guidance import ClassifierFree, NoGuidance, guided_score
+from jaxdos.crystal.diffusion.guidance import ClassifierFree, guided_score
 from jaxdos.crystal.diffusion.num_atoms import ALEX_MP_20, NumAtomsDistribution, prior_batch
 from jaxdos.crystal.diffusion.sampler import (
     SELECTED_ATOMIC_NUMBERS,
@@ -162,7 +162,6 @@ def test_guided_score_is_lerp_of_one_batched_call():
         calls.append(args[1].num_graphs)
         return toy_score(*args)
 
-
     gamma = 2.5
     guided = jax.jit(guided_score, static_argnums=(0, 6))
     out = guided(counting, params, b, t, cond, jax.random.key(0), ClassifierFree(gamma=gamma))
@@ -230,3 +229,50 @@ def test_bad_inputs_raise_clear_errors():
         SamplerConfig(guidance="cfg")
     with pytest.raises(ValueError, match="num_steps"):
         dataclasses.replace(SamplerConfig(), num_steps=1)
+
+
+def test_overflow_diagnostics_are_accumulated_over_the_trajectory():
+    """A score function reporting an overflow at early (large-t) steps marks the whole run."""
+    from jaxdos.crystal.diffusion.losses import ScoreWithDiagnostics
+
+    def flagged(params, batch, t, cond, key):
+        out = toy_score(params, batch, t, cond, key)
+        need = jnp.int32(jnp.round(10 * t[0]))
+        return ScoreWithDiagnostics(out, t[0] > 0.9, {"need": need})
+
+    out = generate(
+        flagged, toy_params(G), key=jax.random.key(0), num_atoms=np.full(G, 4), config=FAST
+    )
+    assert out.overflow and int(out.stats["need"]) == 10
+    z = out.batch.atomic_numbers[out.batch.node_mask].reshape(G, 4)
+    np.testing.assert_array_equal(z, np.tile(PROTO_Z, (G, 1)))
+
+
+@pytest.mark.slow
+def test_gemnet_tiny_end_to_end_generation_with_cfg():
+    from jaxdos.crystal.denoiser import GemNetConfig, GemNetTDenoiser
+    from jaxdos.crystal.io import to_structures
+    from jaxdos.crystal.score import generate_with_model
+
+    model = GemNetTDenoiser(GemNetConfig.tiny().conditional())
+    b = jax.tree.map(jnp.asarray, prior_batch(np.full(2, 4)))
+    b = b._replace(
+        lattice=b.lattice * 4.0,
+        atomic_numbers=jnp.where(b.node_mask, 8, 0),
+        frac_coords=jax.random.uniform(jax.random.key(1), b.frac_coords.shape),
+    )
+    cond = DosCondition(jnp.ones((2, 256)), jnp.ones(2, bool))
+    params = {"params": jax.jit(model.init)(jax.random.key(0), b, jnp.full(2, 0.5), cond)["params"]}
+    cfg = SamplerConfig(num_steps=3, guidance=ClassifierFree(gamma=2.0))
+    gen, used = generate_with_model(
+        model,
+        params,
+        key=jax.random.key(0),
+        num_atoms=[3, 5],
+        dos=np.ones(256, np.float32),
+        config=cfg,
+    )
+    assert not gen.overflow
+    structs = to_structures(gen.batch)
+    assert [len(s) for s in structs] == [3, 5]
+    assert all(z in SELECTED_ATOMIC_NUMBERS for s in structs for z in s.atomic_numbers)
