@@ -79,7 +79,8 @@ def run_stage(
         if saved != config:
             raise ValueError(f"resume: {ckpt.directory} was written with config {saved}")
         it.set_state(data_state)
-        log(f"[{stage}] resumed at step {int(state.step)}")
+        if log is not None:
+            log(f"[{stage}] resumed at step {int(state.step)}")
     if regressor:
         step_fn = make_regressor_step(model_config, cfg)
         diff_params, mean, std = frozen

@@ -12,7 +12,7 @@ the usual warm-started decay min(decay, (1 + s) / (10 + s)) so short runs are no
 
 import dataclasses
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -118,6 +118,7 @@ def _apply(state: TrainState, grads, optimizer, ema_decay: float) -> TrainState:
     return TrainState(state.step + 1, params, opt_state, ema)
 
 
+@lru_cache(maxsize=8)  # configs are hashable: a resumed run in-process reuses the compiled step
 def make_train_step(model_config: ModelConfig, cfg: TrainConfig):
     """Jitted `step(state, batch, key) -> (state, metrics)` of the λ-DCE loss.
 
@@ -137,6 +138,7 @@ def make_train_step(model_config: ModelConfig, cfg: TrainConfig):
     return jax.jit(step, donate_argnums=(0,) if jax.default_backend() != "cpu" else ())
 
 
+@lru_cache(maxsize=8)
 def make_regressor_step(model_config: ModelConfig, cfg: TrainConfig):
     """Jitted `step(state, batch, key, diffusion_params, prop_mean, prop_std)` of r_φ's loss."""
     optimizer = make_optimizer(cfg)
