@@ -248,6 +248,16 @@ def run_rejection(
     scales = np.asarray(proposer.scales)
     if scales.ndim != 1 or scales.size == 0 or not np.all(np.isfinite(scales)) or scales.min() <= 0:
         raise ValueError("proposer.scales: expected a non-empty [S] array of finite K > 0")
+    logits = proposer.scale_logits
+    logits = (
+        np.zeros(scales.shape, np.float32) if logits is None else np.asarray(logits, np.float32)
+    )
+    if logits.shape != scales.shape or not np.any(np.isfinite(logits)) or np.any(np.isnan(logits)):
+        raise ValueError(f"proposer.scale_logits: expected [{scales.size}] with a finite entry")
+    if int(config.budget) >= 2**31:
+        raise ValueError(
+            f"proposals: expected < 2**31 (int32 example indices), got {config.budget}"
+        )
     if out is None:
         with tempfile.TemporaryDirectory() as tmp:
             return run_rejection(
@@ -267,12 +277,6 @@ def run_rejection(
     n_batches = -(-config.budget // batch)
     step = _make_step(proposer.sample, targets, batch, padded, mesh)
     params = sharding.replicate(proposer.params, mesh)
-    logits = proposer.scale_logits
-    logits = (
-        np.zeros(scales.shape, np.float32) if logits is None else np.asarray(logits, np.float32)
-    )
-    if logits.shape != scales.shape or not np.any(np.isfinite(logits)) or np.any(np.isnan(logits)):
-        raise ValueError(f"proposer.scale_logits: expected [{scales.size}] with a finite entry")
     scales = sharding.replicate(np.asarray(scales, np.float32), mesh)
     logits = sharding.replicate(logits, mesh)
     key = jax.random.key(int(config.seed))
