@@ -190,6 +190,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--baseline-trials", type=int, default=20, help="unique-nearest self-baseline")
     ap.add_argument("--checkpoint", help="sampler checkpoint folder (default: embedded tiny)")
+    ap.add_argument("--world", help="world file (default: the committed subset)")
     ap.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated subset")
     ap.add_argument("--out", default="runs/audit_dos")
     ap.add_argument("--quiet", action="store_true")
@@ -208,7 +209,7 @@ def main(argv=None):
     from jaxdos.sampler.checkpoint import load_default, load_sampler
 
     sampler = load_default() if args.checkpoint is None else load_sampler(args.checkpoint)
-    records = load_world("test")
+    records = load_world("test", args.world)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results, grids = {}, {}
