@@ -205,7 +205,6 @@ def main(argv=None):
         raise ValueError(f"budget_factor: expected >= 1, got {args.budget_factor}")
 
     from jaxdos.data.world import load_world
-
     from jaxdos.sampler.checkpoint import load_default, load_sampler
 
     sampler = load_default() if args.checkpoint is None else load_sampler(args.checkpoint)
