@@ -130,8 +130,9 @@ def run(args) -> Path:
     parts, split, family = [], "", []
     for start in starts:
         stop = min(start + args.chunk, args.n)
-        rec, header = load_records(chunks / f"chunk_{args.seed}_{start:07d}_{stop:07d}.npz",
-                                   oracle_version=ORACLE_VERSION)
+        rec, header = load_records(
+            chunks / f"chunk_{args.seed}_{start:07d}_{stop:07d}.npz", oracle_version=ORACLE_VERSION
+        )
         parts.append(rec)
         split += header["meta"]["split"]
         family += header["meta"]["family"]

@@ -1,4 +1,4 @@
-"""Chemical decoration rules for the prototype crystals: element pools, charge balance, bond lengths.
+"""Chemical decoration rules for prototype crystals: element pools, charge balance, bond lengths.
 
 Elements follow the paper's filter (Z <= 83, no Tc, Pm) and no noble gases. Ionic decorations are
 charge balanced with pymatgen's common oxidation states; bond lengths come from Shannon radii
@@ -46,7 +46,7 @@ _CATION_ELEMENTS = ALKALI + ALKALINE_EARTH + EARLY_TM + LATE_TM + ("Zn", "Cd", "
 ) + LANTHANIDES  # fmt: skip
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cations_with_charge(q: int) -> tuple[str, ...]:
     """Cation elements with +q among their common oxidation states (plus Cu/Ag +1, ...).
 
@@ -55,18 +55,21 @@ def cations_with_charge(q: int) -> tuple[str, ...]:
     from pymatgen.core import Element
 
     extra = {1: ("Cu", "Ag", "Tl"), 2: ("Sn", "Pb", "V", "Cr", "Ti"), 3: ("Ti", "V", "Mn")}
-    out = [s for s in _CATION_ELEMENTS if q in Element(s).common_oxidation_states
-           and (s not in LANTHANIDES or q == 3)]
+    out = [
+        s
+        for s in _CATION_ELEMENTS
+        if q in Element(s).common_oxidation_states and (s not in LANTHANIDES or q == 3)
+    ]
     out += [s for s in extra.get(q, ()) if s not in out]
     return tuple(out)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def ionic_radius(symbol: str, q: int) -> float:
     """Shannon radius of symbol^q (Angstrom), falling back to the average ionic or atomic radius."""
-    from pymatgen.core import Element, Species
-
     import warnings
+
+    from pymatgen.core import Element, Species
 
     try:
         with warnings.catch_warnings():
@@ -81,7 +84,7 @@ def ionic_radius(symbol: str, q: int) -> float:
     return r if r > 0 else float(el.atomic_radius)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _atomic_radius(symbol: str) -> float:
     from pymatgen.core import Element
 
@@ -95,7 +98,7 @@ def bond_length(a: str, b: str, qa: int | None = None, qb: int | None = None) ->
     return _atomic_radius(a) + _atomic_radius(b)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cation_weight(symbol: str, q: int) -> float:
     """Sampling weight of a cation: open d shells (d1..d9) are down-weighted to 0.05.
 
@@ -106,6 +109,8 @@ def cation_weight(symbol: str, q: int) -> float:
     from pymatgen.core import Element
 
     el = Element(symbol)
+    if 13 <= el.group <= 15 and q == el.group - 12:
+        return 0.15  # lone-pair s2 cations (Tl+, Sn2+, Pb2+, Bi3+, ...): metallic in this model
     if 57 <= el.Z <= 71 or not 3 <= el.group <= 12:
         return 1.0
     return 1.0 if el.group - q in (0, 10) else 0.05

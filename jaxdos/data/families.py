@@ -93,11 +93,10 @@ def _rutile(rng):
 def _ternary(rng, tpl, n, anion_charges, a_pool, b_radius, tolerance=None):
     """Charge-balanced A_nA B_nB X_nX with A from a_pool and B a cation of radius in b_radius."""
     x, qx = _anion(rng, anion_charges)
-    a = ch.pick(rng, a_pool)
-    qas = [q for q in (1, 2, 3, 4) if a in ch.cations_with_charge(q)]
-    if not qas:
+    options = [(a, q) for a in a_pool for q in (1, 2, 3, 4) if a in ch.cations_with_charge(q)]
+    if not options:
         return None
-    qa = ch.pick(rng, qas)
+    a, qa = ch.pick(rng, options, [ch.cation_weight(a, q) for a, q in options])
     rest = -n["X"] * qx - n["A"] * qa
     if rest <= 0 or rest % n["B"]:
         return None
@@ -162,7 +161,7 @@ def _corundum(rng):
 
 def _reo3(rng):
     if rng.random() < 0.4:  # WO3/MoO3 (d0) and metallic ReO3 (d1)
-        b = ch.pick(rng, ("W", "Re", "Mo"), [0.45, 0.2, 0.35])
+        b = ch.pick(rng, ("W", "Re", "Mo"), [0.5, 0.1, 0.4])
         return "reo3", {"B": b, "X": "O"}, ("B", "X", ch.bond_length(b, "O", 6, -2)), None
     b = ch.pick(rng, ("Sc", "Al", "Fe", "Ga", "In", "Cr", "Y"), [3, 3, 0.5, 3, 3, 0.5, 2])
     x = ch.pick(rng, ("F", "Cl"))
@@ -180,12 +179,18 @@ def _layered_mx2(rng):
         x = ch.pick(rng, ("S", "Se", "Te"))
         return "mos2", {"A": a, "X": x}, ("A", "X", 0.95 * ch.bond_length(a, x)), None
     if rng.random() < 0.5:
-        a = ch.pick(rng, ("Ti", "Zr", "Hf", "Sn", "Pt", "Pd", "Ta", "Nb", "V", "Ni"),
-                    [2, 3, 3, 3, 1, 0.5, 0.5, 0.5, 0.5, 0.5])
+        a = ch.pick(
+            rng,
+            ("Ti", "Zr", "Hf", "Sn", "Pt", "Pd", "Ta", "Nb", "V", "Ni"),
+            [2, 3, 3, 3, 1, 0.5, 0.5, 0.5, 0.5, 0.5],
+        )
         x = ch.pick(rng, ("S", "Se", "Te"))
         return "cdi2", {"A": a, "X": x}, ("A", "X", 0.95 * ch.bond_length(a, x)), None
-    a = ch.pick(rng, ("Mg", "Ca", "Cd", "Zn", "Fe", "Co", "Ni", "Mn", "Pb", "Ge", "V", "Ti"),
-                [3, 3, 3, 3, 0.5, 0.5, 0.5, 0.5, 2, 1, 0.3, 0.3])
+    a = ch.pick(
+        rng,
+        ("Mg", "Ca", "Cd", "Zn", "Fe", "Co", "Ni", "Mn", "Pb", "Ge", "V", "Ti"),
+        [3, 3, 3, 3, 0.5, 0.5, 0.5, 0.5, 2, 1, 0.3, 0.3],
+    )
     x = ch.pick(rng, ("Cl", "Br", "I"))
     return "cdi2", {"A": a, "X": x}, ("A", "X", ch.bond_length(a, x, 2, -1)), {"A": 2, "X": -1}
 
@@ -250,7 +255,7 @@ _FAMILIES = {
     "layered_abx2": (0.04, _layered),
     "corundum": (0.04, _corundum),
     "reo3": (0.03, _reo3),
-    "cuprite": (0.02, _cuprite),
+    "cuprite": (0.012, _cuprite),
     "layered_mx2": (0.06, _layered_mx2),
     "nias": (0.015, _nias),
     "intermetallic": (0.06, _intermetallic),
@@ -269,7 +274,7 @@ def _supercell(lattice, frac, symbols, axis):
     return lat, np.concatenate([f1, f2]), list(symbols) + list(symbols)
 
 
-def _substitute(rng, symbols, charges, species, donor: bool):
+def _substitute(rng, symbols, charges, species, donor: bool, family_is_metallic: bool):
     """Replace one cation site: by a same-charge element (alloy) or a +1 donor (doping)."""
     cation_roles = [r for r, q in (charges or {}).items() if q > 0]
     if cation_roles:
@@ -282,7 +287,7 @@ def _substitute(rng, symbols, charges, species, donor: bool):
         qn = q + 1 if donor else q
         pool = sorted(pool, key=lambda c: abs(ch.ionic_radius(c, qn) - r0))[:4]
         new = ch.pick(rng, pool, [ch.cation_weight(c, qn) for c in pool])
-    elif not donor:
+    elif not donor and family_is_metallic:
         host = ch.pick(rng, sorted(set(symbols) & set(ch.METALS)) or [None])
         if host is None:
             return None
@@ -310,9 +315,12 @@ def generate_crystal(seed: int, index: int, max_atoms: int = 20) -> Crystal:
         tag = family
         u = rng.random()
         if u < 0.30 and 2 * len(symbols) <= max_atoms:
-            donor = u < 0.07 and charges is not None and species.get("X") == "O"
+            donor = u < 0.025 and charges is not None and species.get("X") == "O"
             lattice, frac, sup = _supercell(lattice, frac, symbols, int(rng.integers(3)))
-            sub = _substitute(rng, sup, charges, species, donor)
+            sub = _substitute(
+                rng, sup, charges, species, donor, family in ("intermetallic", "elemental")
+            )
+            symbols, tag = sup, family + "+supercell"
             if sub is not None:
                 symbols, tag = sub, family + ("+donor" if donor else "+alloy")
         if len(symbols) > max_atoms:

@@ -1,4 +1,4 @@
-"""Prototype crystal templates: nominal geometry with labelled sites (roles), scaled to bond lengths.
+"""Prototype crystal templates: nominal geometry with labelled sites (roles), scaled to a bond.
 
 A template is a cell in nominal units plus a role per site ("A", "B", "X", ...). A decoration maps
 roles to elements and names one (role, role, distance) pair; `build` scales the lattice so the

@@ -97,15 +97,17 @@ class OracleConfig:
         if not 0.01 <= self.sigma <= 2.0:
             raise ValueError(f"sigma: expected in [0.01, 2] eV, got {self.sigma}")
         if not 0.5 <= self.s_on < self.s_cut <= 3.0:
-            raise ValueError(f"s_on, s_cut: expected 0.5 <= s_on < s_cut <= 3, got {self.s_on}, "
-                             f"{self.s_cut}")
+            raise ValueError(
+                f"s_on, s_cut: expected 0.5 <= s_on < s_cut <= 3, got {self.s_on}, {self.s_cut}"
+            )
         if not 0.0 < self.d_min_ratio <= 1.0:
             raise ValueError(f"d_min_ratio: expected in (0, 1], got {self.d_min_ratio}")
         if not 0.0 <= self.madelung <= 5.0:
             raise ValueError(f"madelung: expected in [0, 5] eV, got {self.madelung}")
         if self.z_ref < 1.0 or not 0.0 <= self.z_exponent <= 2.0:
-            raise ValueError(f"z_ref >= 1 and z_exponent in [0, 2] expected, got {self.z_ref}, "
-                             f"{self.z_exponent}")
+            raise ValueError(
+                f"z_ref >= 1 and z_exponent in [0, 2] expected, got {self.z_ref}, {self.z_exponent}"
+            )
         if self.min_distance <= 0:
             raise ValueError(f"min_distance: expected > 0, got {self.min_distance}")
 
@@ -180,7 +182,9 @@ def _openblas_local_threads():
     import glob
     import os
 
-    libs = glob.glob(os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "*openblas*"))
+    libs = glob.glob(
+        os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "*openblas*")
+    )
     for path in libs:
         try:
             fn = ctypes.CDLL(path).openblas_set_num_threads_local
@@ -239,10 +243,12 @@ def fermi_level(eigs, weights, n_elec, xp=jnp):
     flat = eigs.reshape(-1)
     occ = xp.broadcast_to(2.0 * weights[:, None], eigs.shape).reshape(-1)
     order = xp.argsort(flat)
-    e_sorted, cum = flat[order], xp.cumsum(occ[order])
-    tol = 1e-3
-    n = xp.clip(xp.searchsorted(cum, n_elec - tol), 0, flat.shape[0] - 2)
-    partial = cum[n] > n_elec + tol  # the level at n is only partly filled: a metal
+    e_sorted, occ_sorted = flat[order], occ[order]
+    cum = xp.cumsum(occ_sorted)
+    # Count levels by their mid-points, so float32 round-off in the cumulative sum (a few 1e-7
+    # for ~1e4 levels) can never move E_F by a level when levels hold only ~1e-4 electrons.
+    n = xp.clip(xp.sum(cum - 0.5 * occ_sorted < n_elec) - 1, 0, flat.shape[0] - 2)
+    partial = xp.abs(cum[n] - n_elec) > 0.25 * occ_sorted[n]  # the last level is part-filled
     homo, lumo = e_sorted[n], e_sorted[n + 1]
     return xp.where(partial, homo, homo + xp.minimum(0.5 * (lumo - homo), 3.0))
 
@@ -269,8 +275,10 @@ def model_eigenvalues(onsite, hop, src, dst, img, images, kpts, n_orb=None, n_k=
     h_t = h_t[:, :o, :o].at[0].add(jnp.diag(onsite))
     # Periodic gauge: H(k) = sum_T exp(2 pi i k.T) H_T (atom positions only change eigenvectors).
     angle = 2.0 * jnp.pi * (kpts @ images.T)  # [K, T]; real einsums are ~2x faster on CPU
-    hk = jax.lax.complex(jnp.einsum("kt,tij->kij", jnp.cos(angle), h_t),
-                         jnp.einsum("kt,tij->kij", jnp.sin(angle), h_t))
+    hk = jax.lax.complex(
+        jnp.einsum("kt,tij->kij", jnp.cos(angle), h_t),
+        jnp.einsum("kt,tij->kij", jnp.sin(angle), h_t),
+    )
     hk = 0.5 * (hk + jnp.conj(jnp.swapaxes(hk, 1, 2)))
     n_orb = o if n_orb is None else n_orb
     n_k = kpts.shape[0] if n_k is None else n_k
@@ -350,12 +358,15 @@ def model_dos(onsite, hop, src, dst, img, images, kpts, kweights, n_elec, n_atom
     return smear_dos(eigs, kweights, efermi, n_atoms, sigma=sigma), efermi, eigs
 
 
-def _crystal_eigs(onsite, vec, d0, rd, scale, src, dst, img, images, kpts, n_orb, n_k, *,
-                  cfg: OracleConfig):
-    hop = sk_blocks(vec, d0, rd[:, 0], rd[:, 1], s_on=cfg.s_on, s_cut=cfg.s_cut,
-                    d_min_ratio=cfg.d_min_ratio)
-    return model_eigenvalues(onsite, hop * scale[:, None, None], src, dst, img, images, kpts,
-                             n_orb, n_k)
+def _crystal_eigs(
+    onsite, vec, d0, rd, scale, src, dst, img, images, kpts, n_orb, n_k, *, cfg: OracleConfig
+):
+    hop = sk_blocks(
+        vec, d0, rd[:, 0], rd[:, 1], s_on=cfg.s_on, s_cut=cfg.s_cut, d_min_ratio=cfg.d_min_ratio
+    )
+    return model_eigenvalues(
+        onsite, hop * scale[:, None, None], src, dst, img, images, kpts, n_orb, n_k
+    )
 
 
 _jit_cache: dict = {}
@@ -370,7 +381,9 @@ def _stages(cfg: OracleConfig):
     return _jit_cache[cfg]
 
 
-def oracle_dos(atomic_numbers, frac_coords, lattice, num_atoms, *, config: OracleConfig | None = None):
+def oracle_dos(
+    atomic_numbers, frac_coords, lattice, num_atoms, *, config: OracleConfig | None = None
+):
     """Per-atom DOS and Fermi level of M crystals (host entry point).
 
     Crystals are split into jobs (a crystal, a slice of its k-points) and packed into a few static
@@ -403,8 +416,9 @@ def oracle_dos(atomic_numbers, frac_coords, lattice, num_atoms, *, config: Oracl
         args = pack_jobs(preps, jobs, bucket)
         out = np.asarray(eig_fn(*args))
         for b, (c, ks) in enumerate(jobs):
-            eigs[c].append((out[b, : ks.stop - ks.start, : preps[c].n_orbitals],
-                            preps[c].kweights[ks]))
+            eigs[c].append(
+                (out[b, : ks.stop - ks.start, : preps[c].n_orbitals], preps[c].kweights[ks])
+            )
     efermi = np.zeros((m,), np.float32)
     for c in range(m):
         e = np.concatenate([x[0] for x in eigs[c]])
@@ -418,7 +432,7 @@ def oracle_dos(atomic_numbers, frac_coords, lattice, num_atoms, *, config: Oracl
         ef_in = np.zeros((bucket.c,), np.float32)
         n_in = np.ones((bucket.c,), np.float32)
         offsets = {}
-        for b, (c, ks) in enumerate(jobs):
+        for b, (c, _) in enumerate(jobs):
             j = offsets.get(c, 0)
             e_c, w_c = eigs[c][j]
             offsets[c] = j + 1
@@ -429,6 +443,7 @@ def oracle_dos(atomic_numbers, frac_coords, lattice, num_atoms, *, config: Oracl
         for b, (c, _) in enumerate(jobs):
             dos[c] += out[b]
     return np.maximum(dos, 0.0).astype(np.float32), efermi
+
 
 def oracle_dos_structures(structures, *, config: OracleConfig | None = None):
     """`oracle_dos` for a list of pymatgen Structures (ordered sites only)."""

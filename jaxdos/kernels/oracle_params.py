@@ -18,6 +18,7 @@ Energies are eV; lengths Angstrom.
 
 import functools
 import re
+import warnings
 
 import numpy as np
 
@@ -129,7 +130,10 @@ def element_table() -> ElementTable:
             continue
         el = Element.from_Z(z)
         supported[z] = True
-        chi[z] = float(el.X) if np.isfinite(el.X) else 3.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # noble gases: pymatgen warns and returns NaN
+            x = float(el.X)
+        chi[z] = x if np.isfinite(x) else 3.0
         period, group = el.row, el.group
         orbitals = el.atomic_orbitals or {}
         lanthanide = 57 <= z <= 71

@@ -1,7 +1,7 @@
-"""Host-side preparation for the tight-binding oracle: validation, neighbour lists, k-grids, packing.
+"""Host side of the tight-binding oracle: validation, neighbour lists, k-grids, packing.
 
 Everything here is numpy. A crystal becomes a `Prepared` (orbital list, bond list with periodic
-images, the time-reversal-reduced Gamma-centred k-grid); `plan_jobs`/`pack_jobs` pad a list of them to one
+images, the time-reversal-reduced Gamma-centred k-grid); `plan_jobs`/`pack_jobs` pad them to one
 static shape (sizes rounded up to a few buckets) so the jitted oracle compiles once per bucket.
 A crystal's k-list may span several jobs; the DOS is linear in the k weights.
 """
@@ -165,8 +165,9 @@ def prepare_crystals(atomic_numbers, frac_coords, lattice, num_atoms, cfg) -> li
         shift = cfg.madelung * dchi / np.maximum(np.bincount(i, weights=w, minlength=nc), 1e-6)
         onsite = (table.onsite[zc] + shift[:, None])[mask]
         # Images: the zero translation first (on-site terms live there), then the used ones.
-        uniq, img = np.unique(np.concatenate([np.zeros((1, 3), int), shifts]), axis=0,
-                              return_inverse=True)
+        uniq, img = np.unique(
+            np.concatenate([np.zeros((1, 3), int), shifts]), axis=0, return_inverse=True
+        )
         img = np.asarray(img).reshape(-1)
         zero_row = img[0]
         perm = np.arange(len(uniq))
