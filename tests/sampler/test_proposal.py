@@ -66,3 +66,48 @@ def test_rejection_loop_runs_the_real_sampler():
         example_index=jnp.arange(12),
     )
     np.testing.assert_array_equal(got.tokens, np.asarray(direct))
+
+
+_SHARDED = """
+import sys
+import numpy as np
+from test_proposal import _run_real
+r = _run_real()
+np.savez(sys.argv[1], tokens=r.tokens, scale=r.scale, index=r.index)
+"""
+
+
+def _run_real():
+    params, mc, dist = _tiny()
+    targets = Targets.of(band_gap=1.0)
+    proposer = guided_proposer(
+        params, mc, dist, targets, sampling_config=SamplingConfig.fast(steps=3)
+    )
+    cfg = RejectionConfig(accept=6, proposals=60, batch_size=12, seed=7)
+    return run_rejection(proposer, targets, cfg, progress=False)
+
+
+@pytest.mark.slow  # compiles the real sampler twice (1 and 8 devices)
+def test_real_sampler_eight_devices_equal_one(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    env = dict(
+        os.environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=8",
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=os.pathsep.join([str(here.parents[1]), str(here)]),
+    )
+    out = tmp_path / "eight.npz"
+    proc = subprocess.run(
+        [sys.executable, "-c", _SHARDED, str(out)], env=env, capture_output=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    one = _run_real()
+    with np.load(out) as eight:
+        np.testing.assert_array_equal(one.index, eight["index"])
+        np.testing.assert_array_equal(one.tokens, eight["tokens"])
+        np.testing.assert_array_equal(one.scale, eight["scale"])
