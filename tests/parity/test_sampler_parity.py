@@ -128,7 +128,7 @@ def test_guidance_gradient_matches(models):
     np.testing.assert_allclose(jgrad, grad.numpy(), atol=1e-6 + 1e-4 * np.abs(jgrad).max())
 
 
-@pytest.mark.parametrize("step", [0, 5, 7])  # 7 = last step of 8: every masked bin unmasks
+@pytest.mark.parametrize("step", [0, 7])  # 7 = last step of 8: every masked bin unmasks
 def test_next_tokens_match_given_same_noise(models, step):
     params, net, reg, _ = models
     tokens, log_scale = _inputs(2)
