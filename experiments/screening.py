@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from jaxdos.crystal.io import write_cif, write_extxyz  # noqa: E402
+from jaxdos.crystal.io import write_extxyz  # noqa: E402
 from jaxdos.data.world import load_world  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
@@ -118,8 +118,8 @@ def write_structures(folder: Path, stage: dict, select: np.ndarray, limit: int =
     crystals = Crystals(*(stage[f][idx] for f in _CRYSTAL_FIELDS))
     structures = to_structures(crystals)
     for j, s in zip(idx, structures, strict=True):
-        write_cif(folder / f"crystal_{j:05d}.cif", s)
-    write_extxyz(folder / "crystals.extxyz", structures)
+        s.to(filename=str(folder / f"crystal_{j:05d}.cif"))
+    write_extxyz(structures, folder / "crystals.extxyz")
 
 
 def plot_dos_pairs(path: Path, stage: dict, select: np.ndarray, *, title: str, limit: int = 6):

@@ -1,5 +1,22 @@
-"""End-to-end pipeline: property targets -> DOS (stage 1) -> crystals (stage 2) -> scores."""
+"""End-to-end pipeline: property targets -> DOS (stage 1) -> crystals (stage 2) -> scores.
 
+sample_dos(targets, accept=...)      DOSSampler + prior + guidance + rejection
+generate_crystals(dos, ...)          CDOSGen with classifier-free guidance
+score(crystals)                      tight-binding oracle, properties, TCM verdicts
+"""
+
+from jaxdos.pipeline.crystals import CrystalModel, default_crystal_model, generate_crystals
 from jaxdos.pipeline.dos import AcceptedDOS, sample_dos
+from jaxdos.pipeline.score import Crystals, Scores, score, uniqueness_novelty
 
-__all__ = ["sample_dos", "AcceptedDOS"]
+__all__ = [
+    "sample_dos",
+    "AcceptedDOS",
+    "generate_crystals",
+    "CrystalModel",
+    "default_crystal_model",
+    "score",
+    "Crystals",
+    "Scores",
+    "uniqueness_novelty",
+]
