@@ -13,11 +13,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from jaxdos.crystal.io import write_extxyz  # noqa: E402
-from jaxdos.data.world import load_world  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from experiments.rundir import RunDir  # noqa: E402
+from jaxdos.crystal.io import write_extxyz  # noqa: E402
+from jaxdos.data.world import load_world  # noqa: E402
 from jaxdos.kernels.grid import bin_centres  # noqa: E402
 from jaxdos.kernels.metrics import compare  # noqa: E402
 from jaxdos.kernels.properties import all_properties  # noqa: E402
