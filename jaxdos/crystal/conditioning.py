@@ -55,9 +55,9 @@ class DosEmbedding(nn.Module):
 
 def scalar_property_embedding(prop: ScalarProperty, cond: ScalarCondition, dim: int) -> Array:
     """MatterGen's conditional scalar embedding `[G, dim]`, zero where `use_cond` is False."""
-    v = cond.value.astype(jnp.float32)
+    v = jnp.where(cond.use_cond, cond.value.astype(jnp.float32), 1.0)  # NaN-safe placeholder
     if prop.log10:
-        v = jnp.log10(jnp.where(cond.use_cond, v, 1.0))
+        v = jnp.log10(v)
     v = (v - prop.mean) / prop.std
     emb = noise_level_encoding(jnp.where(cond.use_cond, v, 0.0), dim)
     return jnp.where(cond.use_cond[:, None], emb, 0.0)

@@ -95,10 +95,13 @@ class GemNetTDenoiser(nn.Module):
         if cfg.dos_dim is not None:
             if cond is None:
                 cond = DosCondition(jnp.zeros((g, cfg.dos_dim)), jnp.zeros((g,), bool))
+            m = cond.use_cond & batch.graph_mask
+            # Zero the DOS of unconditional crystals before the MLP so a NaN placeholder there can
+            # never reach the outputs or the gradients (0 * NaN = NaN under jnp.where's VJP).
+            dos = jnp.where(m[:, None], cond.dos.astype(jnp.float32), 0.0)
             emb = DosEmbedding(
                 cfg.dos_emb_size, name="property_embeddings_adapt_dos_conditional_embedding_module"
-            )(cond.dos.astype(jnp.float32))
-            m = cond.use_cond & batch.graph_mask
+            )(dos)
             adapters.append(("dos", jnp.where(m[:, None], emb, 0.0), m))
         elif cond is not None:
             raise ValueError("cond given to an unconditional model (config.dos_dim is None)")
@@ -131,7 +134,11 @@ class GemNetTDenoiser(nn.Module):
 
 
 def check_inputs(
-    config: GemNetConfig, batch: CrystalBatch, t, cond: DosCondition | None = None
+    config: GemNetConfig,
+    batch: CrystalBatch,
+    t,
+    cond: DosCondition | None = None,
+    properties: Mapping[str, ScalarCondition] | None = None,
 ) -> None:
     """Host-side validation of a denoiser call; raises ValueError naming the field and range."""
     z = np.asarray(batch.atomic_numbers)
@@ -186,6 +193,15 @@ def check_inputs(
             raise ValueError("cond.dos: expected finite values >= 0 (states / eV / atom)")
         if np.asarray(cond.use_cond).shape != (g,):
             raise ValueError(f"cond.use_cond: expected shape ({g},)")
+    known = {p.name: p for p in config.properties}
+    for name, pc in (properties or {}).items():
+        if name not in known:
+            raise ValueError(f"properties: {name!r} has no adapter (known: {sorted(known)})")
+        v, u = np.asarray(pc.value, np.float64), np.asarray(pc.use_cond, bool)
+        if v.shape != (g,) or u.shape != (g,):
+            raise ValueError(f"properties[{name!r}]: value and use_cond must have shape ({g},)")
+        if not np.all(np.isfinite(v[u])) or (known[name].log10 and np.any(v[u] <= 0)):
+            raise ValueError(f"properties[{name!r}].value: expected finite (and > 0 if log10)")
 
 
 _JIT_CACHE: dict = {}
@@ -197,6 +213,7 @@ def apply_checked(
     batch: CrystalBatch,
     t,
     cond: DosCondition | None = None,
+    properties: Mapping[str, ScalarCondition] | None = None,
     max_tries: int = 4,
 ) -> tuple[ScoreOutput, GemNetTDenoiser]:
     """Validate, run jitted, and re-run with grown graph budgets until nothing overflows.
@@ -206,14 +223,14 @@ def apply_checked(
     Returns:
         (score, the model actually used: reuse it to keep the grown budgets).
     """
-    check_inputs(model.config, batch, t, cond)
+    check_inputs(model.config, batch, t, cond, properties)
     for _ in range(max_tries + 1):
         fn = _JIT_CACHE.get(model.config)
         if fn is None:
             fn = _JIT_CACHE[model.config] = jax.jit(
-                lambda p, b, tt, c, _m=model: _m.apply(p, b, tt, c, mutable=["diagnostics"])
+                lambda p, b, tt, c, pr, _m=model: _m.apply(p, b, tt, c, pr, mutable=["diagnostics"])
             )
-        out, diag = fn(params, batch, jnp.asarray(t), cond)
+        out, diag = fn(params, batch, jnp.asarray(t), cond, properties)
         if not bool(diag["diagnostics"]["graph_overflow"][0]):
             return out, model
         stats = jax.device_get(diag["diagnostics"]["graph_stats"][0])

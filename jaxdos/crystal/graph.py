@@ -47,6 +47,7 @@ __all__ = [
     "GraphStats",
     "PeriodicGraph",
     "build_graph",
+    "build_graph_jit",
     "build_graph_checked",
     "grow_budgets",
     "image_offsets",
@@ -99,6 +100,7 @@ class GraphStats(NamedTuple):
     images_needed: Array  # max over the batch of per-direction images, after MatterGen's cap
     half_edges_needed: Array  # kept (s<t) edges before appending reverses
     in_degree_needed: Array  # max incoming edges of any atom
+    atoms_needed: Array | int = 0  # most atoms in one crystal (beyond A they would be dropped)
 
 
 class PeriodicGraph(NamedTuple):
@@ -189,6 +191,8 @@ def build_graph(batch: CrystalBatch, config: GraphConfig) -> PeriodicGraph:
     frac = jnp.mod(batch.frac_coords.astype(jnp.float32), 1.0)
     cart = jnp.einsum("ni,nij->nj", frac, lattice[batch.batch])
     dense = _dense_view(batch, a)  # [G, A]
+    gid = jnp.where(batch.node_mask, batch.batch, g)
+    per_crystal = jax.ops.segment_sum(batch.node_mask.astype(jnp.int32), gid, num_segments=g + 1)
     dense_ok = dense < n
     cart_p = jnp.concatenate([cart, jnp.zeros((1, 3), cart.dtype)])
     dcart = cart_p[dense]  # [G, A, 3]
@@ -265,11 +269,13 @@ def build_graph(batch: CrystalBatch, config: GraphConfig) -> PeriodicGraph:
         images_needed=jnp.max(rep).astype(jnp.int32),
         half_edges_needed=n_keep.astype(jnp.int32),
         in_degree_needed=jnp.max(counts).astype(jnp.int32),
+        atoms_needed=jnp.max(per_crystal[:g]).astype(jnp.int32),
     )
     overflow = (
         (stats.images_needed > config.image_budget)
         | (stats.half_edges_needed > e_half)
         | (stats.in_degree_needed > k_in)
+        | (stats.atoms_needed > a)
     )
     return PeriodicGraph(
         idx_s=idx_s.astype(jnp.int32),
@@ -296,17 +302,19 @@ def grow_budgets(config: GraphConfig, stats: GraphStats, num_nodes: int) -> Grap
 
     images = max(config.image_budget, int(stats.images_needed))
     per_atom = math.ceil(2 * int(stats.half_edges_needed) / max(num_nodes, 1))
-    edges = max(config.edges_per_atom, pow2(per_atom) if per_atom > config.edges_per_atom else 0)
-    deg = max(config.max_in_degree, pow2(int(stats.in_degree_needed)))
+    edges = config.edges_per_atom if per_atom <= config.edges_per_atom else max(2, pow2(per_atom))
+    deg = int(stats.in_degree_needed)
     return dataclasses.replace(
         config,
         image_budget=min(images, config.max_cell_images_per_dim),
-        edges_per_atom=max(2, edges + edges % 2),
-        max_in_degree=deg,
+        max_atoms_per_crystal=max(config.max_atoms_per_crystal, int(stats.atoms_needed)),
+        edges_per_atom=edges,
+        max_in_degree=config.max_in_degree if deg <= config.max_in_degree else pow2(deg),
     )
 
 
-_build_jit = jax.jit(build_graph, static_argnums=1)
+# One jitted builder shared by every host-side caller (its cache is keyed on the static config).
+build_graph_jit = jax.jit(build_graph, static_argnums=1)
 
 
 def build_graph_checked(
@@ -321,7 +329,7 @@ def build_graph_checked(
         RuntimeError: if the budgets still overflow after `max_tries` re-runs.
     """
     for _ in range(max_tries + 1):
-        graph = _build_jit(batch, config)
+        graph = build_graph_jit(batch, config)
         if not bool(graph.overflow):
             return graph, config
         config = grow_budgets(config, jax.device_get(graph.stats), batch.num_nodes)

@@ -26,8 +26,16 @@ GRAPH = GraphConfig(
     edges_per_atom=128,
     max_in_degree=128,
 )
+# One interaction block and one residual layer per stack keep the compile short on 2 CPU cores;
+# the 4-block MatterGen layout is covered by the (slow) mattergen_base forward.
 BASE = GemNetConfig.tiny(
-    num_blocks=2, emb_size_atom=32, emb_size_edge=32, latent_dim=32, num_radial=16, graph=GRAPH
+    num_blocks=1,
+    num_atom=1,
+    emb_size_atom=32,
+    emb_size_edge=32,
+    latent_dim=32,
+    num_radial=16,
+    graph=GRAPH,
 )
 COND = dataclasses.replace(
     BASE,
@@ -177,10 +185,12 @@ def test_param_layout(setup):
     flat = flatten_dict(setup["params"]["params"], sep="/")
     assert flat["fc_atom/kernel"].shape == (32, 101)
     assert flat["gemnet/atom_emb/embeddings/embedding"].shape == (101, 32)
-    assert flat["gemnet/int_blocks_1/trip_interaction/mlp_cbf/weight"].shape == (16, 8, 16)
+    assert flat["gemnet/int_blocks_0/trip_interaction/mlp_cbf/weight"].shape == (16, 8, 16)
+    assert "gemnet/out_blocks_1/out_forces/linear/kernel" in flat
+    assert "gemnet/lattice_out_blocks_1/mlp_1/linear/kernel" in flat
     assert flat["gemnet/mlp_cbf3/weight"].shape == (7, 16, 8)
     for name in ("dos", "dft_band_gap"):
-        np.testing.assert_array_equal(flat[f"gemnet/cond_mixin_layers_{name}_1/kernel"], 0.0)
+        np.testing.assert_array_equal(flat[f"gemnet/cond_mixin_layers_{name}_0/kernel"], 0.0)
         assert flat[f"gemnet/cond_adapt_layers_{name}_0_0/kernel"].shape == (64, 32)
 
 
@@ -219,6 +229,11 @@ def test_bad_inputs_raise():
         check_inputs(big, b, T)
     with pytest.raises(ValueError, match="t"):
         check_inputs(COND, b, T[:2])
+    bad = {"dft_band_gap": ScalarCondition(jnp.array([jnp.nan, 0, 0]), jnp.ones(3, bool))}
+    with pytest.raises(ValueError, match="dft_band_gap"):
+        check_inputs(COND, b, T, cond, bad)
+    with pytest.raises(ValueError, match="no adapter"):
+        check_inputs(COND, b, T, cond, {"hhi_score": bad["dft_band_gap"]})
 
 
 @pytest.mark.slow

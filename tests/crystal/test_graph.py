@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from periodic_reference import brute_force_edges, pad_batch, random_crystal
 
-from jaxdos.crystal.graph import GraphConfig, build_graph, build_graph_checked
+from jaxdos.crystal.graph import GraphConfig, build_graph_checked, build_graph_jit
 
 
 def _edges_of(graph, batch):
@@ -130,20 +130,27 @@ def test_overflow_detected_and_padding_inert():
     rng = np.random.default_rng(3)
     f, lat = random_crystal(rng, 4, scale=3.0)
     batch = pad_batch([f], [lat], [np.ones(4, np.int32)], 6, 2)
+    # Every budget too small, the per-crystal atom budget included (4 atoms > 3).
     small = GraphConfig(
         cutoff=4.0,
         max_neighbors=50,
-        max_atoms_per_crystal=4,
-        image_budget=2,
+        max_atoms_per_crystal=3,
+        image_budget=1,
         edges_per_atom=2,
         max_in_degree=2,
     )
-    g = jax.jit(build_graph, static_argnums=1)(batch, small)
+    g = build_graph_jit(batch, small)
     assert bool(g.overflow)
-    assert int(g.stats.half_edges_needed) > 6 * 2 // 2
+    assert int(g.stats.atoms_needed) == 4 and int(g.stats.images_needed) == 2
+    assert int(g.stats.half_edges_needed) > 6 * 2 // 2 and int(g.stats.in_degree_needed) > 2
+    with pytest.raises(RuntimeError, match="overflows"):
+        build_graph_checked(batch, small, max_tries=0)
     graph, used = build_graph_checked(batch, small)
     assert not bool(graph.overflow)
+    assert used.max_atoms_per_crystal == 4 and used.image_budget == 2
     assert used.edges_per_atom > 2 and used.max_in_degree > 2
+    ref, *_ = brute_force_edges([np.asarray(batch.frac_coords)[:4]], [lat], 4.0, 50, 5)
+    assert _edges_of(graph, batch)[0] == ref
     gg = jax.device_get(graph)
     assert np.all(gg.idx_s[gg.edge_mask] < 4) and np.all(gg.idx_t[gg.edge_mask] < 4)
     assert np.all(gg.dist[~gg.edge_mask] == 4.0)
