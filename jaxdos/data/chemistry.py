@@ -111,6 +111,8 @@ def cation_weight(symbol: str, q: int) -> float:
     el = Element(symbol)
     if 13 <= el.group <= 15 and q == el.group - 12:
         return 0.15  # lone-pair s2 cations (Tl+, Sn2+, Pb2+, Bi3+, ...): metallic in this model
+    if el.group == 11 and q == 1:
+        return 0.15  # Cu+/Ag+/Au+: d10 under a wide s band, metallic or gapped-metal here
     if 57 <= el.Z <= 71 or not 3 <= el.group <= 12:
         return 1.0
     return 1.0 if el.group - q in (0, 10) else 0.05

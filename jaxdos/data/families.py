@@ -65,7 +65,7 @@ def _tetrahedral(rng, tpl):
         (2, -2): (("Be", "Zn", "Cd", "Hg", "Mg"), ("O", "S", "Se", "Te")),
         (1, -1): (("Cu", "Ag"), ("Cl", "Br", "I")),
     }
-    qa, qx = ch.pick(rng, list(pairs), [0.45, 0.45, 0.1])
+    qa, qx = ch.pick(rng, list(pairs), [0.47, 0.47, 0.06])
     a, x = ch.pick(rng, pairs[(qa, qx)][0]), ch.pick(rng, pairs[(qa, qx)][1])
     return tpl, {"A": a, "X": x}, ("A", "X", ch.bond_length(a, x)), {"A": qa, "X": qx}
 
@@ -161,7 +161,7 @@ def _corundum(rng):
 
 def _reo3(rng):
     if rng.random() < 0.4:  # WO3/MoO3 (d0) and metallic ReO3 (d1)
-        b = ch.pick(rng, ("W", "Re", "Mo"), [0.5, 0.1, 0.4])
+        b = ch.pick(rng, ("W", "Re", "Mo"), [0.55, 0.05, 0.4])
         return "reo3", {"B": b, "X": "O"}, ("B", "X", ch.bond_length(b, "O", 6, -2)), None
     b = ch.pick(rng, ("Sc", "Al", "Fe", "Ga", "In", "Cr", "Y"), [3, 3, 0.5, 3, 3, 0.5, 2])
     x = ch.pick(rng, ("F", "Cl"))
@@ -169,7 +169,7 @@ def _reo3(rng):
 
 
 def _cuprite(rng):
-    a, x = ch.pick(rng, ("Cu", "Ag", "Au")), ch.pick(rng, ("O", "S", "Se"))
+    a, x = ch.pick(rng, ("Cu", "Ag")), ch.pick(rng, ("O", "S", "Se"))
     return "cuprite", {"A": a, "X": x}, ("A", "X", ch.bond_length(a, x, 1, -2)), {"A": 1, "X": -2}
 
 
@@ -257,8 +257,8 @@ _FAMILIES = {
     "reo3": (0.03, _reo3),
     "cuprite": (0.012, _cuprite),
     "layered_mx2": (0.06, _layered_mx2),
-    "nias": (0.015, _nias),
-    "intermetallic": (0.06, _intermetallic),
+    "nias": (0.01, _nias),
+    "intermetallic": (0.05, _intermetallic),
     "elemental": (0.04, _elemental),
 }
 FAMILY_WEIGHTS = {k: v[0] for k, v in _FAMILIES.items()}
