@@ -121,6 +121,7 @@ def _compare(size, adapt, num_atoms, seed):
         "lattice": _rel(out.lattice, ref.cell.numpy()),
         "type_logits": _rel(out.type_logits, ref.atomic_numbers.numpy()),
     }
+    print(f"relative errors {errs}")  # shown with `pytest -s`
     assert max(errs.values()) <= TOL, errs
     return errs
 
