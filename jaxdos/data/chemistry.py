@@ -100,7 +100,7 @@ def bond_length(a: str, b: str, qa: int | None = None, qb: int | None = None) ->
 
 @functools.cache
 def cation_weight(symbol: str, q: int) -> float:
-    """Sampling weight of a cation: open d shells (d1..d9) are down-weighted to 0.05.
+    """Sampling weight of a cation: open d shells (d1..d9) are down-weighted to 0.02.
 
     A non-spin-polarised tight-binding model makes every partly filled d shell metallic (real
     NiO, CoO, ... are Mott/charge-transfer insulators), so closed-shell cations (s/p, d0, d10,
@@ -115,7 +115,7 @@ def cation_weight(symbol: str, q: int) -> float:
         return 0.15  # Cu+/Ag+/Au+: d10 under a wide s band, metallic or gapped-metal here
     if 57 <= el.Z <= 71 or not 3 <= el.group <= 12:
         return 1.0
-    return 1.0 if el.group - q in (0, 10) else 0.05
+    return 1.0 if el.group - q in (0, 10) else 0.02
 
 
 def pick(rng: np.random.Generator, items, weights=None):
