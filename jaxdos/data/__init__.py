@@ -16,6 +16,7 @@ from jaxdos.data.pipelines import (
     dos_batches,
 )
 from jaxdos.data.records import MAX_ATOMS, Records, load_records, save_records
+from jaxdos.data.world import load_world
 
 __all__ = [
     "MAX_ATOMS",
@@ -36,4 +37,5 @@ __all__ = [
     "DosBatch",
     "crystal_batches",
     "dos_batches",
+    "load_world",
 ]
