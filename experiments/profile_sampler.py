@@ -112,9 +112,13 @@ def parts(cfg: ModelConfig, batch: int, steps: int, repeats: int) -> dict:
 
 
 def lever_bf16(cfg: ModelConfig, batch: int, steps: int, repeats: int) -> dict:
-    """Whole guided trajectory, float32 vs bfloat16 matmuls (same weights)."""
+    """Whole guided trajectory, float32 vs bfloat16 matmuls (same weights).
+
+    The two variants are timed alternately (f32, bf16, f32, ...) so that a load change on a shared
+    machine biases neither.
+    """
     scfg = SamplingConfig(steps=steps, corrector_steps=1)
-    res = {}
+    calls = {}
     for name, flag in (("f32", False), ("bf16", True)):
         c = dataclasses.replace(cfg, bf16=flag)
         params, _, log_scale, _ = _setup(c, batch)
@@ -124,7 +128,14 @@ def lever_bf16(cfg: ModelConfig, batch: int, steps: int, repeats: int) -> dict:
             )
         )
         x0 = initial_tokens(batch)
-        res[name] = _best(lambda run=run, p=params, x0=x0: run(p, jax.random.key(1), x0), repeats)
+        calls[name] = lambda run=run, p=params, x0=x0: run(p, jax.random.key(1), x0)
+        jax.block_until_ready(calls[name]())  # compile
+    res = {name: float("inf") for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(call())
+            res[name] = min(res[name], time.perf_counter() - t0)
     return res
 
 
