@@ -1,4 +1,4 @@
-"""Cheap checks of the throughput benchmarks' plumbing (the timed runs themselves are too slow here).
+"""Cheap checks of the throughput benchmarks' plumbing (the timed runs are too slow here).
 
 * gpu_suite.sh parses, names every benchmark the issue lists and gives every step a timeout;
 * bench_crystal_vs_mattergen skips with the install hint (and writes its JSON) without mattergen;
