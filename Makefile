@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-parity run test test-slow lint bench
+.PHONY: install install-parity run test test-slow lint bench world audit train-default
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -33,3 +33,14 @@ lint: install
 
 bench: install
 	$(BIN)/python -m experiments.bench_kernels --quick
+
+world: install
+	$(BIN)/python -m experiments.make_world --n 20000 --out data/world-v1
+
+audit: install
+	$(BIN)/python -m experiments.audit_dos
+
+# Retrain the embedded default models (jaxdos/assets/) on the committed world subset.
+train-default: install
+	$(BIN)/python -m experiments.train_sampler --preset tiny --steps 600 --workdir runs/sampler_tiny --export jaxdos/assets/sampler_tiny
+	$(BIN)/python -m experiments.train_crystal --make-default
