@@ -156,8 +156,8 @@ if [[ $DRY == 1 ]]; then
   step bench_end_to_end 120 -- -m experiments.bench_end_to_end --quick --skip-screen \
     "$(o bench_end_to_end)"
 else
-  # 262144 proposals; the 1M figure is projected from this rate (the step must fit its budget).
-  step bench_end_to_end 90 -- -m experiments.bench_end_to_end --n 262144 --batch 8192 \
+  # 65536 proposals (8 batches); the 1M figure is projected from this rate (fits the step budget).
+  step bench_end_to_end 120 -- -m experiments.bench_end_to_end --n 65536 --batch 8192 \
     --skip-screen "$(o bench_end_to_end)"
 fi
 step parity_tests "$([[ $DRY == 1 ]] && echo 300 || echo 100)" "${PARITY_ENV[@]}" -- \
