@@ -162,7 +162,7 @@ def _mattergen_sampler(denoiser, steps: int):
                 score=score,
                 batch_idx=batch_idx,
             )
-            batch = batch.replace(**{k: v[0] for k, v in out.items()}, **geometry)
+            batch = batch.replace(**{**{k: v[0] for k, v in out.items()}, **geometry})
             mean_batch = mean_batch.replace(**{k: v[1] for k, v in out.items()})
             score = module.score_fn(batch, t)
             out = apply(
@@ -172,7 +172,7 @@ def _mattergen_sampler(denoiser, steps: int):
                 broadcast={"t": t, "batch": batch, "dt": dt},
                 batch_idx=batch_idx,
             )
-            batch = batch.replace(**{k: v[0] for k, v in out.items()}, **geometry)
+            batch = batch.replace(**{**{k: v[0] for k, v in out.items()}, **geometry})
             mean_batch = mean_batch.replace(**{k: v[1] for k, v in out.items()})
         return batch, mean_batch
 
