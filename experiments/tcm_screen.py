@@ -22,6 +22,7 @@ from experiments.rundir import RunDir
 from experiments.screening import crystal_stage, plot_dos_pairs, write_structures
 from jaxdos.pipeline import sample_dos
 from jaxdos.pipeline.crystals import DEFAULT_STEPS
+from jaxdos.sampler.config import SamplingConfig
 from jaxdos.sampler.targets import Targets, TCMType1, TCMType2
 
 __all__ = ["ScreenConfig", "run", "main"]
@@ -39,6 +40,7 @@ class ScreenConfig:
         crystals_per_dos: CDOSGen crystals per accepted DOS (>= 1).
         guidance: classifier-free guidance strength gamma (>= 0).
         steps: CDOSGen predictor-corrector steps (>= 2).
+        dos_steps: DOSSampler denoising steps (>= 1; the paper preset is 128).
         uncond: unconditional crystals for the baseline (default: as many as the pipeline makes).
         dos_batch: DOSSampler proposals per jitted batch.
         crystal_batch: crystals per jitted CDOSGen batch.
@@ -46,19 +48,20 @@ class ScreenConfig:
         devices: devices for the DOSSampler (None: all).
     """
 
-    accept: int = 16
-    proposals: int = 16384
+    accept: int = 4
+    proposals: int = 1024
     crystals_per_dos: int = 4
     guidance: float = 2.0
     steps: int = DEFAULT_STEPS
+    dos_steps: int = 16
     uncond: int | None = None
-    dos_batch: int = 256
+    dos_batch: int = 128
     crystal_batch: int = 32
     seed: int = 0
     devices: int | None = None
 
     def __post_init__(self):
-        for name in ("accept", "crystals_per_dos", "dos_batch", "crystal_batch"):
+        for name in ("accept", "crystals_per_dos", "dos_batch", "crystal_batch", "dos_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
         if self.proposals < self.accept:
@@ -98,9 +101,10 @@ def run(cfg: ScreenConfig, out, *, resume: bool = False, force: bool = False) ->
             proposals=cfg.proposals,
             seed=cfg.seed + i,
             out=folder,
-            resume=(folder / "shard_00000").exists() or folder.exists(),
+            resume=folder.exists(),
             devices=cfg.devices,
             batch_size=cfg.dos_batch,
+            sampling_config=SamplingConfig(steps=cfg.dos_steps),
         )
         dos_seconds = time.perf_counter() - t0
         summary["types"][name] = {
@@ -171,13 +175,14 @@ def run(cfg: ScreenConfig, out, *, resume: bool = False, force: bool = False) ->
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--accept", type=int, default=16, help="accepted DOS per TCM type")
-    p.add_argument("--proposals", type=int, default=16384, help="DOS proposal budget per type")
+    p.add_argument("--accept", type=int, default=4, help="accepted DOS per TCM type")
+    p.add_argument("--proposals", type=int, default=1024, help="DOS proposal budget per type")
     p.add_argument("--crystals-per-dos", type=int, default=4)
     p.add_argument("--guidance", type=float, default=2.0, help="CFG gamma for CDOSGen")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="CDOSGen sampler steps")
+    p.add_argument("--dos-steps", type=int, default=16, help="DOSSampler steps (paper: 128)")
     p.add_argument("--uncond", type=int, default=None, help="unconditional baseline crystals")
-    p.add_argument("--dos-batch", type=int, default=256)
+    p.add_argument("--dos-batch", type=int, default=128)
     p.add_argument("--crystal-batch", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--devices", type=int, default=None)
@@ -192,6 +197,7 @@ def main(argv=None) -> None:
             crystals_per_dos=a.crystals_per_dos,
             guidance=a.guidance,
             steps=a.steps,
+            dos_steps=a.dos_steps,
             uncond=a.uncond,
             dos_batch=a.dos_batch,
             crystal_batch=a.crystal_batch,

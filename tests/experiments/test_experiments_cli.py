@@ -1,0 +1,73 @@
+"""The experiment commands: bad input fails before any compute; a tiny screen runs end to end and
+an interrupted run resumes to the same final results."""
+
+import json
+import shutil
+
+import pytest
+
+from experiments import multi_property, tcm_screen, te_translation
+
+
+@pytest.mark.parametrize(
+    "module, argv, message",
+    [
+        (tcm_screen, ["--accept", "0"], "accept: expected >= 1"),
+        (tcm_screen, ["--proposals", "2", "--accept", "4"], "proposals: expected >= accept"),
+        (tcm_screen, ["--guidance", "-1"], "guidance: expected a finite value >= 0"),
+        (tcm_screen, ["--steps", "1"], "steps: expected >= 2"),
+        (tcm_screen, ["--bogus-flag"], "unrecognized arguments"),
+        (te_translation, ["--references", "1"], "references: expected >= 2"),
+        (multi_property, ["--samples", "1"], "samples: expected >= 2"),
+        (multi_property, ["--sweep", "0"], "sweep: expected values >= 1"),
+    ],
+)
+def test_bad_flags_exit_with_a_named_error(module, argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        module.main([*argv, "--out", str(tmp_path / "run")])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # nothing was started
+
+
+def test_refuses_another_runs_folder(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit):
+        tcm_screen.main(["--out", str(tmp_path / "run")])
+    assert "holds no jaxdos run" in capsys.readouterr().err
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+
+
+TINY = dict(
+    accept=1,
+    proposals=64,
+    crystals_per_dos=2,
+    steps=4,
+    dos_steps=4,
+    uncond=4,
+    dos_batch=32,
+    crystal_batch=4,
+    seed=0,
+)
+
+
+@pytest.mark.slow
+def test_tcm_screen_end_to_end_and_resume(tmp_path):
+    cfg = tcm_screen.ScreenConfig(**TINY)
+    out = tmp_path / "screen"
+    first = tcm_screen.run(cfg, out)
+    for name in ("table4.md", "table4.csv", "summary.json", "run.json"):
+        assert (out / name).exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["uncond"]["crystals"] == 4
+    for t in summary["types"].values():
+        assert 0.0 <= t["acceptance_rate"] <= 1.0
+    # Interrupt: lose the unconditional stage's last chunk and the tables, then resume.
+    shutil.rmtree(out / "stages" / "crystals_uncond")
+    (out / "table4.md").unlink()
+    with pytest.raises(ValueError, match="--resume"):
+        tcm_screen.run(cfg, out)
+    second = tcm_screen.run(cfg, out, resume=True)
+    assert second["table"] == first["table"]
+    assert json.loads((out / "summary.json").read_text())["uncond"] == summary["uncond"]
