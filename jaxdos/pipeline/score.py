@@ -46,14 +46,14 @@ class Crystals(NamedTuple):
 
 
 class Scores(NamedTuple):
-    """Oracle scores of M crystals; rows of invalid crystals hold zeros.
+    """Oracle scores of M crystals; invalid crystals hold a zero DOS and NaN properties.
 
     Fields:
         valid: `[M]` bool, the oracle accepted the crystal.
         reason: `[M]` str, why a crystal is invalid ("" when valid).
         dos: `[M, 256]` per-atom DOS (states / eV / atom).
         efermi: `[M]` eV.
-        properties: name -> `[M]` (band_gap, dos_at_fermi, integrated_dos).
+        properties: name -> `[M]` (band_gap, dos_at_fermi, integrated_dos); NaN when invalid.
         tcm: `TCMResult` of numpy arrays `[M]`; verdicts are False for invalid crystals.
     """
 
@@ -126,7 +126,8 @@ def score(crystals) -> Scores:
         dos[valid], efermi[valid] = oracle_dos(
             *(np.asarray(f)[valid] for f in crystals), config=cfg
         )
-    props = {k: np.asarray(v) for k, v in all_properties(dos).items()}
+    # Invalid crystals have no spectrum: NaN, not the properties of an all-zero DOS.
+    props = {k: np.where(valid, np.asarray(v), np.nan) for k, v in all_properties(dos).items()}
     tcm = TCMResult(*(np.asarray(v) for v in tcm_filter(dos)))
     verdicts = {
         f: getattr(tcm, f) & valid

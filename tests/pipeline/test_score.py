@@ -21,6 +21,7 @@ def test_score_matches_oracle_and_flags_degenerate_crystals():
     np.testing.assert_allclose(s.dos[[0, 2]], ref_dos, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(s.efermi[[0, 2]], ref_ef, rtol=1e-5, atol=1e-5)
     assert np.all(s.dos[1] == 0) and not s.tcm.is_tcm[1]
+    assert np.isnan(s.properties["band_gap"][1]) and np.isfinite(s.properties["band_gap"][0])
 
 
 def test_structure_round_trip():
