@@ -8,31 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from jaxdos.crystal.gemnet.scaling import GEMNET_DT_JSON
+
 STANDINS = Path(__file__).parent / "standins"
 INSTALL_HINT = "install the parity extra: scripts/install_parity.sh"
 
-# fairchem gemnet-dT "tri_gaussian128" values that mattergen's gemnet-dT.json holds
-# (values as rounded in spec mattergen.md section 2.6; the exact values do not matter for
-# parity because the converter reads every scale factor from the state_dict). Blocks 4 stay 1.0.
-GEMNET_DT_SCALES = {
-    "TripInteraction_1_had_rbf": 18.8736,
-    "TripInteraction_1_sum_cbf": 7.99685,
-    "AtomUpdate_1_sum": 1.22046,
-    "TripInteraction_2_had_rbf": 16.1082,
-    "TripInteraction_2_sum_cbf": 7.61463,
-    "AtomUpdate_2_sum": 0.96910,
-    "TripInteraction_3_had_rbf": 15.0193,
-    "TripInteraction_3_sum_cbf": 7.02518,
-    "AtomUpdate_3_sum": 0.89032,
-    "OutBlock_0_sum": 1.64378,
-    "OutBlock_0_had": 16.1610,
-    "OutBlock_1_sum": 1.10777,
-    "OutBlock_1_had": 13.5468,
-    "OutBlock_2_sum": 0.94779,
-    "OutBlock_2_had": 12.7543,
-    "OutBlock_3_sum": 0.90593,
-    "OutBlock_3_had": 13.4850,
-}
+# mattergen's gemnet-dT.json values (the exact values do not matter for parity: the converter reads
+# every scale factor from the state_dict). Blocks 4 stay 1.0.
+GEMNET_DT_SCALES = GEMNET_DT_JSON
 
 
 def _has(module: str) -> bool:
