@@ -20,7 +20,7 @@ $(VENV)/.parity-installed: $(BIN)/python scripts/install_parity.sh
 install-parity: install $(VENV)/.parity-installed
 
 run: install
-	$(BIN)/python -m experiments.tcm_screen
+	$(BIN)/python -m experiments.tcm_screen --out runs/tcm_screen --resume
 
 test: install-parity
 	$(BIN)/python -m pytest -q
