@@ -147,6 +147,8 @@ METRIC_ROWS = ("cosine", "pearson", "jensen_shannon", "band_gap", "dos_at_fermi"
 
 def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
     """A random permutation with no fixed point (sigma(i) != i), n >= 2."""
+    if n < 2:
+        raise ValueError(f"n: a derangement needs n >= 2, got {n}")
     while True:
         perm = rng.permutation(n)
         if np.all(perm != np.arange(n)):
@@ -159,6 +161,8 @@ def conditioning_metrics(cond: np.ndarray, gen: np.ndarray, seed: int = 0) -> di
     Returns {metric: (matched mean, random-pairing mean)} for cosine, Pearson, JS divergence and the
     MAE of E_BG, DOS(E_F), N(E_F) between conditioning DOS and generated crystals' DOS.
     """
+    if len(cond) < 2:  # no mismatched pair exists
+        return {k: (float("nan"), float("nan")) for k in METRIC_ROWS}
     perm = derangement(len(cond), np.random.default_rng(seed))
     out = {}
     for other in (gen, gen[perm]):  # matched pairs, then the random-pairing baseline

@@ -4,6 +4,7 @@ an interrupted run resumes to the same final results."""
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from experiments import multi_property, tcm_screen, te_translation
@@ -71,3 +72,16 @@ def test_tcm_screen_end_to_end_and_resume(tmp_path):
     second = tcm_screen.run(cfg, out, resume=True)
     assert second["table"] == first["table"]
     assert json.loads((out / "summary.json").read_text())["uncond"] == summary["uncond"]
+
+
+def test_conditioning_metrics_matched_beats_random_pairing(rng):
+    from experiments.screening import conditioning_metrics, derangement
+
+    cond = rng.random((6, 256)).astype(np.float32)
+    noisy = cond + 0.01 * rng.random((6, 256)).astype(np.float32)
+    m = conditioning_metrics(cond, noisy, seed=0)
+    assert m["cosine"][0] > 0.99 > m["cosine"][1]
+    assert m["jensen_shannon"][0] < m["jensen_shannon"][1]
+    perm = derangement(6, rng)
+    assert np.all(perm != np.arange(6)) and sorted(perm) == list(range(6))
+    assert all(np.isnan(v).all() for v in conditioning_metrics(cond[:1], noisy[:1]).values())
