@@ -1,13 +1,13 @@
 """CDOSGen: MatterGen-style crystal diffusion (GemNet-T) with DOS adapters.
 
-    batch.py       CrystalBatch / DosCondition / ScoreOutput contracts
-    graph.py       periodic radius graph + triplets with static budgets
-    gemnet/        the GemNet-T score network; denoiser.py wraps it (time encoding, heads)
-    conditioning.py  DOS embedding (eq. 2) and adapters (eqs. 3-4)
-    diffusion/     D3PM types, wrapped-normal coordinates, VP lattice, losses, PC sampler, CFG
-    generate.py / score.py   host-side sampling entry points (budget regrowth on overflow)
-    train.py / fit.py        training steps and loop; checkpoint.py the embedded default
-    io.py          Structures, CIF / extxyz outputs; convert/ MatterGen checkpoints
+batch.py       CrystalBatch / DosCondition / ScoreOutput contracts
+graph.py       periodic radius graph + triplets with static budgets
+gemnet/        the GemNet-T score network; denoiser.py wraps it (time encoding, heads)
+conditioning.py  DOS embedding (eq. 2) and adapters (eqs. 3-4)
+diffusion/     D3PM types, wrapped-normal coordinates, VP lattice, losses, PC sampler, CFG
+generate.py / score.py   host-side sampling entry points (budget regrowth on overflow)
+train.py / fit.py        training steps and loop; checkpoint.py the embedded default
+io.py          Structures, CIF / extxyz outputs; convert/ MatterGen checkpoints
 """
 
 from jaxdos.crystal.batch import (
