@@ -36,14 +36,11 @@ GOAL_S = 600.0
 def _sampler():
     """(params, model config, K distribution, source): the embedded tiny sampler or random init."""
     import jax
-    import jax.numpy as jnp
     import numpy as np
 
     from jaxdos.sampler.checkpoint import load_default
     from jaxdos.sampler.config import ModelConfig
-    from jaxdos.sampler.model import init_params
-    from jaxdos.sampler.regressor import init_regressor
-    from jaxdos.sampler.sampling import SamplerParams
+    from jaxdos.sampler.sampling import init_sampler_params
     from jaxdos.sampler.scale import ScaleDistribution
 
     try:
@@ -52,8 +49,7 @@ def _sampler():
     except ValueError:
         pass
     mc = ModelConfig.tiny()
-    k1, k2 = jax.random.split(jax.random.key(0))
-    params = SamplerParams(init_params(k1, mc), init_regressor(k2, mc), jnp.zeros(3), jnp.ones(3))
+    params = init_sampler_params(jax.random.key(0), mc)
     rng = np.random.default_rng(0)
     dist = ScaleDistribution.from_arrays(rng.uniform(0.5, 3.0, 512), rng.uniform(0.0, 4.0, 512))
     return params, mc, dist, "random init (no embedded checkpoint)"

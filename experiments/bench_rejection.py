@@ -21,23 +21,14 @@ __all__ = ["main"]
 
 def _setup(preset: str):
     import jax
-    import jax.numpy as jnp
     import numpy as np
 
     from jaxdos.sampler.config import ModelConfig
-    from jaxdos.sampler.model import init_params
-    from jaxdos.sampler.regressor import init_regressor
-    from jaxdos.sampler.sampling import SamplerParams
+    from jaxdos.sampler.sampling import init_sampler_params
     from jaxdos.sampler.scale import ScaleDistribution
 
     mc = getattr(ModelConfig, preset)()
-    k1, k2 = jax.random.split(jax.random.key(0))
-    params = SamplerParams(
-        diffusion=init_params(k1, mc),
-        regressor=init_regressor(k2, mc),
-        prop_mean=jnp.zeros(3),
-        prop_std=jnp.ones(3),
-    )
+    params = init_sampler_params(jax.random.key(0), mc)
     rng = np.random.default_rng(0)
     dist = ScaleDistribution.from_arrays(rng.uniform(0.5, 3.0, 512), rng.uniform(0.0, 4.0, 512))
     return params, mc, dist

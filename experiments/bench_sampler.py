@@ -26,9 +26,7 @@ import jax.numpy as jnp
 from jaxdos.kernels.tokenizer import N_OUTPUT
 from jaxdos.sampler.config import ModelConfig, SamplingConfig
 from jaxdos.sampler.guidance import ClassifierGuidance, NoGuidance
-from jaxdos.sampler.model import init_params
-from jaxdos.sampler.regressor import init_regressor
-from jaxdos.sampler.sampling import SamplerParams, sample
+from jaxdos.sampler.sampling import init_sampler_params, sample
 
 L = 256
 GUIDE = ClassifierGuidance(targets=(("band_gap", 2.0), ("integrated_dos", 2.0)), gammas=(1.0, 1.0))
@@ -72,10 +70,7 @@ def time_sampler(params, cfg, scfg, guidance, batch, reps):
 
 def bench(preset: str, batch: int, steps: int, correctors: int, reps: int, peak: float) -> dict:
     cfg = getattr(ModelConfig, preset)()
-    key = jax.random.key(0)
-    params = SamplerParams(
-        init_params(key, cfg), init_regressor(key, cfg), jnp.zeros(3), jnp.ones(3)
-    )
+    params = init_sampler_params(jax.random.key(0), cfg)
     scfg = SamplingConfig(steps=steps, corrector_steps=correctors)
     t_guided = time_sampler(params, cfg, scfg, GUIDE, batch, reps)
     t_plain = time_sampler(params, cfg, scfg, NoGuidance(), batch, reps)

@@ -34,21 +34,17 @@ __all__ = ["main", "child"]
 def child(n: int, per_device: int, steps: int, preset: str, repeats: int) -> dict:
     """Time the sharded guided trajectory on the first `n` devices (runs inside the subprocess)."""
     import jax
-    import jax.numpy as jnp
     import numpy as np
 
     from jaxdos import sharding
     from jaxdos.sampler.config import ModelConfig, SamplingConfig
-    from jaxdos.sampler.model import init_params
-    from jaxdos.sampler.regressor import init_regressor
-    from jaxdos.sampler.sampling import SamplerParams, initial_tokens, sample_from
+    from jaxdos.sampler.sampling import init_sampler_params, initial_tokens, sample_from
     from jaxdos.sampler.targets import Targets, guidance_for, prior_mask
 
     if jax.device_count() < n:
         return {"devices": n, "skipped": f"only {jax.device_count()} devices visible"}
     cfg = getattr(ModelConfig, preset)()
-    k1, k2 = jax.random.split(jax.random.key(0))
-    params = SamplerParams(init_params(k1, cfg), init_regressor(k2, cfg), jnp.zeros(3), jnp.ones(3))
+    params = init_sampler_params(jax.random.key(0), cfg)
     targets = Targets.of(band_gap=2.0, integrated_dos=2.0)
     scfg = SamplingConfig(steps=steps, corrector_steps=1)
     guidance = guidance_for(targets, 1.0)

@@ -31,12 +31,11 @@ import numpy as np
 from experiments.bench_sampler import GUIDE, flops_per_nfe
 from jaxdos.kernels.grid import N_BINS
 from jaxdos.sampler.config import ModelConfig, SamplingConfig
-from jaxdos.sampler.model import init_params, log_probs
-from jaxdos.sampler.regressor import init_regressor
+from jaxdos.sampler.model import log_probs
 from jaxdos.sampler.sampling import (
-    SamplerParams,
     SamplerState,
     guided_step_logits,
+    init_sampler_params,
     initial_tokens,
     sample_from,
     sampler_step,
@@ -62,8 +61,7 @@ def _cost(jitted, *args) -> dict:
 
 
 def _setup(cfg: ModelConfig, batch: int):
-    k1, k2 = jax.random.split(jax.random.key(0))
-    params = SamplerParams(init_params(k1, cfg), init_regressor(k2, cfg), jnp.zeros(3), jnp.ones(3))
+    params = init_sampler_params(jax.random.key(0), cfg)
     tokens = jax.random.randint(jax.random.key(3), (batch, N_BINS), 0, 1025)
     tokens = jnp.where(jax.random.uniform(jax.random.key(4), (batch, N_BINS)) < 0.5, 1025, tokens)
     log_scale = jnp.zeros(batch)

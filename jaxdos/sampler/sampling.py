@@ -36,10 +36,11 @@ from jaxdos.kernels.tokenizer import BG_ID, MASK_ID
 from jaxdos.sampler.config import ModelConfig, SamplingConfig
 from jaxdos.sampler.guidance import ClassifierGuidance, Guidance, NoGuidance, guided_logits
 from jaxdos.sampler.loss import time_grid, unmask_prob
-from jaxdos.sampler.model import log_probs
-from jaxdos.sampler.regressor import predict_properties
+from jaxdos.sampler.model import init_params, log_probs
+from jaxdos.sampler.regressor import init_regressor, predict_properties
 
 __all__ = [
+    "init_sampler_params",
     "SamplerParams",
     "SamplerState",
     "initial_tokens",
@@ -57,6 +58,18 @@ class SamplerParams(NamedTuple):
     regressor: dict
     prop_mean: jax.Array
     prop_std: jax.Array
+
+
+def init_sampler_params(key, model_config: ModelConfig) -> SamplerParams:
+    """Freshly initialised network and regressor with identity property statistics (0 mean, 1 std):
+    the untrained sampler that benchmarks and tests run."""
+    k_net, k_reg = jax.random.split(key)
+    return SamplerParams(
+        diffusion=init_params(k_net, model_config),
+        regressor=init_regressor(k_reg, model_config),
+        prop_mean=jnp.zeros(3),
+        prop_std=jnp.ones(3),
+    )
 
 
 class SamplerState(NamedTuple):

@@ -7,24 +7,16 @@ import pytest
 
 from jaxdos.kernels.tokenizer import BG_ID
 from jaxdos.sampler.config import ModelConfig, SamplingConfig
-from jaxdos.sampler.model import init_params
 from jaxdos.sampler.proposal import conditioned_scale_logits, guided_proposer
-from jaxdos.sampler.regressor import init_regressor
 from jaxdos.sampler.rejection import RejectionConfig, run_rejection
-from jaxdos.sampler.sampling import SamplerParams, sample
+from jaxdos.sampler.sampling import init_sampler_params, sample
 from jaxdos.sampler.scale import ScaleDistribution
 from jaxdos.sampler.targets import Targets, guidance_for, prior_mask
 
 
 def _tiny():
     mc = ModelConfig.tiny(num_layers=1, width=32, num_heads=2, cond_dim=16)
-    k1, k2 = jax.random.split(jax.random.key(0))
-    params = SamplerParams(
-        diffusion=init_params(k1, mc),
-        regressor=init_regressor(k2, mc),
-        prop_mean=jnp.zeros(3),
-        prop_std=jnp.ones(3),
-    )
+    params = init_sampler_params(jax.random.key(0), mc)
     rng = np.random.default_rng(0)
     dist = ScaleDistribution.from_arrays(rng.uniform(0.5, 3.0, 200), rng.uniform(0.0, 4.0, 200))
     return params, mc, dist
