@@ -69,6 +69,26 @@ def _setup(cfg: ModelConfig, batch: int):
     return params, tokens.astype(jnp.int32), log_scale, ex_keys
 
 
+def _jitted_step(cfg, scfg, ex_keys, log_scale, prior):
+    """One guided predictor (+ corrector) step `(params, tokens, i) -> tokens`, jitted."""
+
+    def step(p, x, i):
+        state = sampler_step(
+            p,
+            SamplerState(x),
+            i,
+            ex_keys,
+            log_scale,
+            prior,
+            model_config=cfg,
+            sampling_config=scfg,
+            guidance=GUIDE,
+        )
+        return state.tokens
+
+    return jax.jit(step)
+
+
 def parts(cfg: ModelConfig, batch: int, steps: int, repeats: int) -> dict:
     """Cost analysis and times of the network, the guided logits and the whole step."""
     params, tokens, log_scale, ex_keys = _setup(cfg, batch)
@@ -79,21 +99,7 @@ def parts(cfg: ModelConfig, batch: int, steps: int, repeats: int) -> dict:
         lambda p, x, ls, tt: guided_step_logits(p, x, ls, tt, model_config=cfg, guidance=GUIDE)[0]
     )
     prior = jnp.zeros((batch, N_BINS), bool)
-    step = jax.jit(
-        lambda p, x, i: (
-            sampler_step(
-                p,
-                SamplerState(x),
-                i,
-                ex_keys,
-                log_scale,
-                prior,
-                model_config=cfg,
-                sampling_config=scfg,
-                guidance=GUIDE,
-            ).tokens
-        )
-    )
+    step = _jitted_step(cfg, scfg, ex_keys, log_scale, prior)
     i0 = jnp.int32(0)
     out = {
         "cost_forward": _cost(fwd, params.diffusion, tokens, log_scale, t),
@@ -154,21 +160,7 @@ def lever_scan(cfg: ModelConfig, batch: int, steps: int, repeats: int) -> dict:
             guidance=GUIDE,
         )
     )
-    step = jax.jit(
-        lambda p, x, i: (
-            sampler_step(
-                p,
-                SamplerState(x),
-                i,
-                ex_keys,
-                log_scale,
-                prior,
-                model_config=cfg,
-                sampling_config=scfg,
-                guidance=GUIDE,
-            ).tokens
-        )
-    )
+    step = _jitted_step(cfg, scfg, ex_keys, log_scale, prior)
     x0 = initial_tokens(batch)
 
     def loop():
