@@ -10,17 +10,28 @@ Table 3 conditions CDOSGen on test-split DOS and compares matched pairs with ran
 
 The paper's S.U.N. needs a stability oracle (energy above hull) the offline world does not have;
 the tables report U.N. (unique and novel vs the training split) in its place.
+
+Multi-host (docs/multihost.md): every process runs the same command with its own --process-id and
+a shared --out; the DOS sampling is sharded over all devices of all processes, each process
+generates and scores its share of the crystal chunks, and process 0 writes the tables (the same
+tables as a single-process run with the same seed):
+
+    python -m experiments.multi_property --out runs/mp --coordinator 127.0.0.1:12345 \\
+        --num-processes 2 --process-id 0 &
+    python -m experiments.multi_property --out runs/mp --coordinator 127.0.0.1:12345 \\
+        --num-processes 2 --process-id 1
 """
 
 import argparse
 import dataclasses
 
 import numpy as np
-from jaxdos.data.world import load_world
 from tqdm import tqdm
 
+from experiments import cli
 from experiments.rundir import RunDir
 from experiments.screening import conditioning_metrics, crystal_stage
+from jaxdos.data.world import load_world
 from jaxdos.kernels.properties import PROPERTY_NAMES
 from jaxdos.pipeline import sample_dos
 from jaxdos.pipeline.crystals import DEFAULT_STEPS
@@ -187,6 +198,7 @@ def run(cfg: MultiPropertyConfig, out, *, resume: bool = False, force: bool = Fa
             rows,
         )
     rd.write_json("summary.json", {"metrics_table3": metrics})
+    rd.barrier("multi_property-written")  # no process leaves before process 0 has written
     return tables
 
 
@@ -198,10 +210,8 @@ def main(argv=None) -> None:
     p.add_argument("--guidance", type=float, default=2.0)
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     p.add_argument("--crystal-batch", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/multi_property")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--force", action="store_true")
+    cli.add_run_flags(p, out="runs/multi_property")
+    cli.add_multihost_flags(p)
     a = p.parse_args(argv)
     try:
         cfg = MultiPropertyConfig(
@@ -213,11 +223,13 @@ def main(argv=None) -> None:
             crystal_batch=a.crystal_batch,
             seed=a.seed,
         )
+        cli.start_multihost(a)
         tables = run(cfg, a.out, resume=a.resume, force=a.force)
     except ValueError as err:
         p.error(str(err))
-    for md in tables.values():
-        tqdm.write(md)
+    if cli.is_main_process():
+        for md in tables.values():
+            tqdm.write(md)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,13 @@ Layout of `out/`:
 
 A run never overwrites another run's results: an existing folder needs `resume=True` (same config)
 or `force=True` (wipe it). A killed run resumes from its last completed chunk.
+
+Multi-host (after `jax.distributed` started, see experiments/cli.py): every process claims the same
+shared folder; all of them check it before process 0 writes, and a failure on any process is raised
+on every process so that none waits at a barrier for ever. Process p computes the chunks i with
+i % P == p of each stage (each chunk is seeded by i alone, so the split changes no result), a
+barrier follows every stage, then every process reads all chunks. Run-level files (run.json,
+tables, JSON) are written by process 0 only; `main` tells the experiments who writes the rest.
 """
 
 import csv
@@ -52,12 +59,28 @@ class RunDir:
             ValueError: `out` holds another run's results and neither `resume` nor `force` is
                 set, or `resume` is set but the stored config differs, or `out` is not writable.
         """
+        import jax
+
         self.path = Path(out)
         self.config = json.loads(json.dumps(config))
+        self.process, self.processes = jax.process_index(), jax.process_count()
+        # Every process reads the folder's state before anyone changes it, so all decide alike.
+        _agree(_attempt(lambda: self._check(resume, force)))
+        _agree(_attempt(lambda: self._claim(force)) if self.main else None)
+        if self.processes > 1:  # the others write stage chunks into the same folder
+            probe = f".write_probe.{self.process}"
+            _agree(None if self.main else _attempt(lambda: self._probe(probe)))
+
+    @property
+    def main(self) -> bool:
+        """True on the process that writes run-level files (process 0)."""
+        return self.process == 0
+
+    def _check(self, resume: bool, force: bool) -> None:
         meta = self.path / "run.json"
         if self.path.exists() and any(self.path.iterdir()):
             if force:
-                shutil.rmtree(self.path)
+                return
             elif not meta.exists():
                 raise ValueError(
                     f"out: {self.path} is not empty and holds no jaxdos run; pick another"
@@ -76,16 +99,24 @@ class RunDir:
                         if stored.get(k) != self.config.get(k)
                     )
                     raise ValueError(f"out: --resume with a different config (fields {diff})")
+
+    def _claim(self, force: bool) -> None:
+        meta = self.path / "run.json"
+        if force and self.path.exists() and any(self.path.iterdir()):
+            shutil.rmtree(self.path)
+        self._probe(".write_probe")
+        if not meta.exists():
+            record = {"command": sys.argv, "config": self.config, "versions": versions()}
+            self._atomic_write(meta, json.dumps(record, indent=2).encode())
+
+    def _probe(self, name: str) -> None:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            probe = self.path / ".write_probe"
+            probe = self.path / name
             probe.write_text("ok")
             probe.unlink()
         except OSError as err:
             raise ValueError(f"out: {self.path} is not writable ({err})") from err
-        if not meta.exists():
-            record = {"command": sys.argv, "config": self.config, "versions": versions()}
-            self._atomic_write(meta, json.dumps(record, indent=2).encode())
 
     @staticmethod
     def _atomic_write(path: Path, data: bytes) -> None:
@@ -104,11 +135,12 @@ class RunDir:
         """Run `work(i)` for every chunk i not yet on disk; return all chunks concatenated.
 
         `work(i)` returns a dict of arrays with a shared leading axis; it must be deterministic in i
-        (seeded by i) so that a resumed run equals an uninterrupted one.
+        (seeded by i) so that a resumed run equals an uninterrupted one. With several processes
+        each runs only `my_chunks(n_chunks)`, and all wait for each other before reading.
         """
         folder = self.path / "stages" / name
         folder.mkdir(parents=True, exist_ok=True)
-        for i in range(n_chunks):
+        for i in self.my_chunks(n_chunks):
             chunk = folder / f"chunk_{i:05d}.npz"
             if not chunk.exists():
                 arrays = work(i)
@@ -117,7 +149,19 @@ class RunDir:
                 os.replace(tmp, chunk)
             if progress is not None:
                 progress(i)
+        self.barrier(f"stage-{name}")
         return self.load_stage(name, n_chunks)
+
+    def my_chunks(self, n_chunks: int) -> range:
+        """The chunks of a stage this process computes (all of them in a single-process run)."""
+        return range(self.process, n_chunks, self.processes)
+
+    def barrier(self, name: str) -> None:
+        """Wait until every process got here (nothing to wait for in a single-process run)."""
+        if self.processes > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"jaxdos-rundir-{name}")
 
     def load_stage(self, name: str, n_chunks: int) -> dict:
         """Concatenate the first `n_chunks` chunks of a stage."""
@@ -130,20 +174,45 @@ class RunDir:
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def write_table(self, name: str, header: Sequence[str], rows: Sequence[Sequence]) -> str:
-        """Write `name.csv` and `name.md`; return the markdown."""
+        """Write `name.csv` and `name.md` (process 0 only); return the markdown."""
 
         def fmt(v):
             return f"{v:.4g}" if isinstance(v, float | np.floating) else str(v)
 
-        with open(self.path / f"{name}.csv", "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(header)
-            writer.writerows(rows)
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
         md = "\n".join(lines) + "\n"
-        (self.path / f"{name}.md").write_text(md)
+        if self.main:
+            with open(self.path / f"{name}.csv", "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(header)
+                writer.writerows(rows)
+            (self.path / f"{name}.md").write_text(md)
         return md
 
     def write_json(self, name: str, obj) -> None:
-        self._atomic_write(self.path / name, json.dumps(obj, indent=2, default=float).encode())
+        """Write `name` (process 0 only)."""
+        if self.main:
+            self._atomic_write(self.path / name, json.dumps(obj, indent=2, default=float).encode())
+
+
+def _attempt(step: Callable[[], None]) -> ValueError | None:
+    try:
+        step()
+    except ValueError as err:
+        return err
+    return None
+
+
+def _agree(error: ValueError | None) -> None:
+    """Raise `error`; with several processes, raise on all of them if any one failed."""
+    import jax
+
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        failed = multihost_utils.process_allgather(np.asarray([error is not None], np.int32))
+        if error is None and np.any(failed):
+            error = ValueError("out: another process could not claim the folder (see its error)")
+    if error is not None:
+        raise error

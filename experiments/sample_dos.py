@@ -25,6 +25,8 @@ Multi-host (every process runs the same command; each writes its own shard):
 import argparse
 import sys
 
+from experiments import cli
+
 __all__ = ["main", "build_targets"]
 
 
@@ -65,19 +67,10 @@ def _parser():
     ap.add_argument("--gamma", type=float, default=1.0, help="guidance strength (0: none)")
     ap.add_argument("--steps", type=int, help="denoising steps (default: SamplingConfig)")
     ap.add_argument("--checkpoint", help="sampler checkpoint folder (default: embedded tiny)")
-    ap.add_argument("--out", default="runs/sample_dos", help="output folder")
-    ap.add_argument("--resume", action="store_true", help="continue the run in --out")
     ap.add_argument("--devices", type=int, help="use the first N local devices (default all)")
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
-    ap.add_argument("--coordinator", help="multi-host: host:port of process 0")
-    ap.add_argument("--num-processes", type=int, help="multi-host: number of processes")
-    ap.add_argument("--process-id", type=int, help="multi-host: this process's id")
-    ap.add_argument(
-        "--auto-cluster",
-        action="store_true",
-        help="multi-host: let JAX detect SLURM / Open MPI / TPU pod settings",
-    )
+    cli.add_run_flags(ap, out="runs/sample_dos", force=False)
+    cli.add_multihost_flags(ap)
     return ap
 
 
@@ -100,13 +93,8 @@ def main(argv=None):
     if argv and argv[0] == "merge":
         return _merge_main(argv[1:])
     args = _parser().parse_args(argv)
-    from jaxdos import sharding
-
     # Multi-host start and all validation come before any model is loaded or compiled.
-    sharding.initialize_distributed(
-        args.coordinator, args.num_processes, args.process_id, auto=args.auto_cluster
-    )
-    import jax
+    cli.start_multihost(args)
 
     from jaxdos.pipeline import sample_dos
     from jaxdos.sampler.config import SamplingConfig
@@ -115,8 +103,7 @@ def main(argv=None):
     targets = build_targets(args)
     # The budget too is checked before a checkpoint is read.
     RejectionConfig(accept=args.accept, proposals=args.proposals, batch_size=args.batch_size)
-    if args.devices is not None and jax.process_count() > 1:
-        raise ValueError("devices: --devices selects local devices; omit it in multi-host runs")
+    cli.check_local_devices(args.devices)
     sampling = None if args.steps is None else SamplingConfig(steps=args.steps)
     sampler = None
     if args.checkpoint is not None:
@@ -137,7 +124,7 @@ def main(argv=None):
         progress=not args.quiet,
         sampler=sampler,
     )
-    if jax.process_index() == 0:
+    if cli.is_main_process():
         print(
             f"{targets.describe()}: accepted {len(result)}/{result.requested} from "
             f"{result.proposals} proposals (rate {result.acceptance_rate:.4%}); "

@@ -2,6 +2,8 @@
 
 A chunk generates crystals (for a slice of the conditioning DOS, or unconditionally), scores them
 with the oracle right away, and is written atomically, so a killed run loses at most one chunk.
+In a multi-host run each process generates its share of the chunks (`RunDir.stage`) and process 0
+alone builds the structures for the uniqueness / novelty check and writes structures and figures.
 """
 
 import functools
@@ -52,7 +54,8 @@ def crystal_stage(rd: RunDir, name: str, *, cfg, seed: int, dos=None, n: int | N
 
     `cfg` supplies crystals_per_dos, guidance, steps and crystal_batch. Returns the concatenated
     arrays of all chunks (crystal fields, `source` DOS index, `oracle_dos`, properties, TCM
-    verdicts) plus `crystals_per_second`, `unique` and `novel` fractions.
+    verdicts) plus `crystals_per_second` (per process-second of generation), `unique` and `novel`
+    fractions (NaN on processes other than 0, which do not report them).
     """
     if dos is not None:
         per_chunk = max(1, cfg.crystal_batch // cfg.crystals_per_dos)
@@ -61,7 +64,7 @@ def crystal_stage(rd: RunDir, name: str, *, cfg, seed: int, dos=None, n: int | N
         per_chunk = cfg.crystal_batch
         total = n
     n_chunks = -(-total // per_chunk)
-    bar = tqdm(total=n_chunks, desc=name, unit="chunk")
+    bar = tqdm(total=len(rd.my_chunks(n_chunks)), desc=name, unit="chunk", disable=not rd.main)
 
     def work(i):
         rows = np.arange(i * per_chunk, min((i + 1) * per_chunk, total))
@@ -103,6 +106,9 @@ def crystal_stage(rd: RunDir, name: str, *, cfg, seed: int, dos=None, n: int | N
     out = rd.stage(name, n_chunks, work, progress=lambda i: bar.update(1))
     bar.close()
     out["crystals_per_second"] = len(out["source"]) / max(out["gen_seconds"].sum(), 1e-9)
+    if not rd.main:
+        out["unique"] = out["novel"] = float("nan")
+        return out
     crystals = Crystals(*(out[f] for f in _CRYSTAL_FIELDS))
     generated = [s for s, ok in zip(to_structures(crystals), out["valid"], strict=True) if ok]
     out["unique"], out["novel"] = uniqueness_novelty(generated, training_structures())

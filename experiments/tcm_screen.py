@@ -9,6 +9,18 @@
 
 Every stage is chunked in a `RunDir`; after a kill, `--resume` continues from the last chunk and
 gives the same final tables as an uninterrupted run.
+
+Multi-host (docs/multihost.md): every process runs the same command with its own --process-id and
+a shared --out; the DOS sampling is sharded over all devices of all processes, each process
+generates and scores its share of the crystal chunks, and process 0 writes the tables, structures
+and figures. The result equals a single-process run with the same seed.
+
+    python -m experiments.tcm_screen --out runs/tcm --coordinator 127.0.0.1:12345 \
+        --num-processes 2 --process-id 0 &
+    python -m experiments.tcm_screen --out runs/tcm --coordinator 127.0.0.1:12345 \
+        --num-processes 2 --process-id 1
+    srun --nodes=4 --ntasks-per-node=1 python -m experiments.tcm_screen --out /shared/tcm \
+        --auto-cluster
 """
 
 import argparse
@@ -18,6 +30,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from experiments import cli
 from experiments.rundir import RunDir
 from experiments.screening import crystal_stage, plot_dos_pairs, write_structures
 from jaxdos.pipeline import sample_dos
@@ -160,8 +173,9 @@ def run(cfg: ScreenConfig, out, *, resume: bool = False, force: bool = False) ->
             unique=s["unique"],
             novel=s["novel"],
         )
-        write_structures(rd.path / f"structures_{name}", s, s[name])
-        plot_dos_pairs(rd.path / f"tcm_{name}.png", s, s[name], title=f"TCM {name} hits")
+        if rd.main:
+            write_structures(rd.path / f"structures_{name}", s, s[name])
+            plot_dos_pairs(rd.path / f"tcm_{name}.png", s, s[name], title=f"TCM {name} hits")
     summary["uncond"] = {
         "crystals": len(base["valid"]),
         **base_yield,
@@ -170,6 +184,7 @@ def run(cfg: ScreenConfig, out, *, resume: bool = False, force: bool = False) ->
     }
     table = rd.write_table("table4", header, rows)
     rd.write_json("summary.json", summary)
+    rd.barrier("tcm_screen-written")  # no process leaves before process 0 has written
     return {"table": table, **summary}
 
 
@@ -184,11 +199,9 @@ def main(argv=None) -> None:
     p.add_argument("--uncond", type=int, default=None, help="unconditional baseline crystals")
     p.add_argument("--dos-batch", type=int, default=128)
     p.add_argument("--crystal-batch", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--devices", type=int, default=None)
-    p.add_argument("--out", default="runs/tcm_screen")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--force", action="store_true", help="overwrite the run in --out")
+    p.add_argument("--devices", type=int, default=None, help="use the first N local devices")
+    cli.add_run_flags(p, out="runs/tcm_screen")
+    cli.add_multihost_flags(p)
     a = p.parse_args(argv)
     try:
         cfg = ScreenConfig(
@@ -204,9 +217,13 @@ def main(argv=None) -> None:
             seed=a.seed,
             devices=a.devices,
         )
+        cli.start_multihost(a)
+        cli.check_local_devices(cfg.devices)
         result = run(cfg, a.out, resume=a.resume, force=a.force)
     except ValueError as err:
         p.error(str(err))
+    if not cli.is_main_process():
+        return
     tqdm.write(result["table"])
     tqdm.write(f"results in {a.out}/ (table4.md, summary.json, structures_*/, *.png)")
 

@@ -7,16 +7,25 @@ against the random-pairing baseline of Section 5.3 (each generated DOS scored ag
 reference's DOS).
 
 python -m experiments.te_translation [--references 8] [--crystals-per-dos 4] [--cif a.cif ...]
+
+Multi-host (docs/multihost.md): every process runs the same command with its own --process-id and
+a shared --out; each process generates and scores its share of the crystal chunks, and process 0
+writes the tables, structures and figures (the same as a single-process run with the same seed):
+
+    python -m experiments.te_translation --out runs/te --coordinator 127.0.0.1:12345 \\
+        --num-processes 2 --process-id 0 &
+    python -m experiments.te_translation --out runs/te --coordinator 127.0.0.1:12345 \\
+        --num-processes 2 --process-id 1
 """
 
 import argparse
 import dataclasses
 
 import numpy as np
-from jaxdos.data.world import load_world
 from pymatgen.core import Structure
 from tqdm import tqdm
 
+from experiments import cli
 from experiments.rundir import RunDir
 from experiments.screening import (
     conditioning_metrics,
@@ -25,6 +34,7 @@ from experiments.screening import (
     plot_dos_pairs,
     write_structures,
 )
+from jaxdos.data.world import load_world
 from jaxdos.kernels.filters import screen_te
 from jaxdos.pipeline.crystals import DEFAULT_STEPS
 from jaxdos.pipeline.score import score
@@ -114,8 +124,9 @@ def run(cfg: TranslationConfig, out, *, resume: bool = False, force: bool = Fals
     rows.append(["TE-filter pass rate", f"{te.sum() / n:.2%}", f"{te_random.sum() / n:.2%}"])
     rows.append(["valid crystals", f"{valid.mean():.2%}", "-"])
     table = rd.write_table("table5", ["metric", "translation", "random pairing"], rows)
-    write_structures(rd.path / "structures", stage, valid)
-    plot_dos_pairs(rd.path / "translation.png", stage, valid, title="reference vs translated")
+    if rd.main:
+        write_structures(rd.path / "structures", stage, valid)
+        plot_dos_pairs(rd.path / "translation.png", stage, valid, title="reference vs translated")
     summary = {
         "references": names,
         "metrics": metrics,
@@ -126,6 +137,7 @@ def run(cfg: TranslationConfig, out, *, resume: bool = False, force: bool = Fals
         "novel": stage["novel"],
     }
     rd.write_json("summary.json", summary)
+    rd.barrier("te_translation-written")  # no process leaves before process 0 has written
     return {"table": table, **summary}
 
 
@@ -137,10 +149,8 @@ def main(argv=None) -> None:
     p.add_argument("--guidance", type=float, default=2.0)
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     p.add_argument("--crystal-batch", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/te_translation")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--force", action="store_true")
+    cli.add_run_flags(p, out="runs/te_translation")
+    cli.add_multihost_flags(p)
     a = p.parse_args(argv)
     try:
         cfg = TranslationConfig(
@@ -152,10 +162,12 @@ def main(argv=None) -> None:
             crystal_batch=a.crystal_batch,
             seed=a.seed,
         )
+        cli.start_multihost(a)
         result = run(cfg, a.out, resume=a.resume, force=a.force)
     except ValueError as err:
         p.error(str(err))
-    tqdm.write(result["table"])
+    if cli.is_main_process():
+        tqdm.write(result["table"])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,80 @@
+"""Flags every long-running experiment command shares: its results folder and the multi-host start.
+
+    add_run_flags(parser, out="runs/name")   # --out, --resume, --force, --seed
+    add_multihost_flags(parser)              # --coordinator, --num-processes, --process-id,
+                                             # --auto-cluster
+    start_multihost(args)                    # validate them and start jax.distributed
+
+`start_multihost` must run before anything touches a JAX backend: `jax.distributed.initialize`
+refuses to start once devices exist. See docs/multihost.md for the launch commands.
+"""
+
+import argparse
+
+__all__ = [
+    "add_run_flags",
+    "add_multihost_flags",
+    "start_multihost",
+    "check_local_devices",
+    "is_main_process",
+]
+
+
+def add_run_flags(
+    parser: argparse.ArgumentParser, *, out: str, force: bool = True, seed: int = 0
+) -> None:
+    """--out (default `out`), --resume, --seed (default `seed`) and, if `force`, --force."""
+    parser.add_argument("--out", default=out, help=f"output folder (default {out})")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    if force:
+        parser.add_argument("--force", action="store_true", help="overwrite the run in --out")
+    parser.add_argument("--seed", type=int, default=seed, help=f"run seed (default {seed})")
+
+
+def add_multihost_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of `jaxdos.sharding.initialize_distributed` (all absent: single process)."""
+    group = parser.add_argument_group(
+        "multi-host",
+        "every process runs the same command with its own --process-id (or set "
+        "JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID); --out must be shared",
+    )
+    group.add_argument("--coordinator", help="host:port of process 0")
+    group.add_argument("--num-processes", type=int, help="number of processes")
+    group.add_argument("--process-id", type=int, help="this process's id, in [0, num-processes)")
+    group.add_argument(
+        "--auto-cluster",
+        action="store_true",
+        help="let JAX detect SLURM / Open MPI / TPU pod settings",
+    )
+
+
+def start_multihost(args: argparse.Namespace) -> bool:
+    """Validate the multi-host flags and start the runtime; True if this run is multi-process.
+
+    Raises:
+        ValueError: naming the flag that is missing or out of range (before any compute).
+    """
+    from jaxdos import sharding
+
+    return sharding.initialize_distributed(
+        args.coordinator, args.num_processes, args.process_id, auto=args.auto_cluster
+    )
+
+
+def check_local_devices(devices: int | None) -> None:
+    """--devices picks the first N devices of the global list, i.e. process 0's in a multi-host run.
+
+    Raises:
+        ValueError: naming `devices` when it is given in a multi-process run.
+    """
+    import jax
+
+    if devices is not None and jax.process_count() > 1:
+        raise ValueError("devices: --devices selects local devices; omit it in multi-host runs")
+
+
+def is_main_process() -> bool:
+    """True on process 0, the one that prints the results (always true in a single-process run)."""
+    import jax
+
+    return jax.process_index() == 0
