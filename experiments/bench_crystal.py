@@ -12,15 +12,13 @@ power-of-two atom buckets over `--draws` num_atoms draws from the training distr
 shapes = distinct jitted-sampler compilations those draws needed. Random-init weights: speed only.
 """
 
-import argparse
-import json
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments import benchio
 from jaxdos.crystal.batch import DosCondition
 from jaxdos.crystal.denoiser import GemNetConfig, GemNetTDenoiser
 from jaxdos.crystal.diffusion.guidance import ClassifierFree, NoGuidance
@@ -87,15 +85,15 @@ def padding_and_shapes(model, params, g, draws, steps):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--quick", action="store_true")
+    p = benchio.parser(
+        __doc__, quick="tiny network, G=4, 4 steps (CPU smoke)", out="runs/bench_crystal.json"
+    )
     p.add_argument("--sizes", nargs="+", default=["tiny", "mattergen_base"])
     p.add_argument("--batch", nargs="+", type=int, default=[1, 4, 16])
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--draws", type=int, default=6)
     p.add_argument("--gamma", type=float, default=2.0)
-    p.add_argument("--out", default="runs/bench_crystal.json")
     args = p.parse_args(argv)
     if args.quick:
         args.sizes, args.batch, args.steps, args.repeats, args.draws = ["tiny"], [4], 4, 1, 3
@@ -118,11 +116,11 @@ def main(argv=None):
                     "guidance": name,
                     "steps": args.steps,
                     "ratio_vs_unguided": ratio,
-                    "device": jax.devices()[0].device_kind,
+                    "device": benchio.device_kind(),
                     **r,
                 }
                 rows.append(row)
-                print(
+                benchio.summary(
                     f"{size:15s} G={g:3d} {name:8s} {r['structures_per_s']:9.3f} struct/s "
                     f"({args.steps} steps) = {r['structures_per_s_1000_steps']:8.4f} struct/s "
                     f"@1000 steps; first call {r['first_call_seconds']:.1f}s; "
@@ -138,13 +136,11 @@ def main(argv=None):
                 "batch": max(args.batch),
             }
         )
-        print(
+        benchio.summary(
             f"{size:15s} padding waste {waste:.1%} of atom slots; {compiled} compiled sampler "
             f"shapes for {args.draws} random batches of G={max(args.batch)}"
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=1))
+    benchio.write_json(args.out, rows)
     return rows
 
 

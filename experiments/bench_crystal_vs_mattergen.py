@@ -35,13 +35,14 @@ torch_scatter / torch_sparse of tests/parity/standins when the compiled packages
 same environment the parity suite runs in; its speed is mattergen's as installed here.
 """
 
-import argparse
 import importlib.util
 import json
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from experiments import benchio
 
 __all__ = ["main"]
 
@@ -269,29 +270,27 @@ def bench(g: int, steps: int, repeats: int, seed: int = 0) -> dict:
         "mattergen_structures_per_s": g / mg_s,
         "ratio_jax_over_mattergen": mg_s / jx_s,
         "torch_threads": torch.get_num_threads(),
-        "device": jax.devices()[0].device_kind,
+        "device": benchio.device_kind(),
     }
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="4 steps, G=4, one repeat")
+    p = benchio.parser(
+        __doc__, quick="4 steps, G=4, one repeat", out="results/bench_crystal_vs_mattergen.json"
+    )
     p.add_argument("--batch", type=int, nargs="+", default=[8, 32])
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--out", default="results/bench_crystal_vs_mattergen.json")
     args = p.parse_args(argv)
     if args.quick:
         args.batch, args.steps, args.repeats = [4], 4, 1
     if args.steps < 2 or min(args.batch) < 1:
         raise ValueError(f"--steps >= 2 and --batch >= 1 expected, got {args.steps}, {args.batch}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     missing = _missing()
     if missing:
         msg = f"skipped: {missing} not importable (install it with scripts/install_parity.sh)"
-        print(f"crystal vs mattergen: {msg}")
-        out.write_text(json.dumps({"skipped": msg}, indent=1))
+        benchio.summary(f"crystal vs mattergen: {msg}")
+        benchio.write_json(args.out, {"skipped": msg})
         return None
     sys.path.insert(0, str(PARITY))  # mg_reference / parity_helpers (+ torch_scatter stand-ins)
     import parity_helpers  # noqa: F401  (before mattergen: stand-ins on sys.path, numpy.math)
@@ -300,7 +299,7 @@ def main(argv=None):
     for g in args.batch:
         r = bench(g, args.steps, args.repeats)
         rows.append(r)
-        print(
+        benchio.summary(
             f"crystal PC sampler TINY G={g} N={args.steps} K=1 no-CFG fp32: jaxdos "
             f"{r['jax_structures_per_s']:.3f} struct/s vs mattergen "
             f"{r['mattergen_structures_per_s']:.3f} struct/s = "
@@ -309,7 +308,7 @@ def main(argv=None):
             f"{r['jax_atom_slots']} slots), {r['jax_compiled_shapes']} compiled shape(s), "
             f"first call {r['jax_first_call_s']:.1f}s"
         )
-    out.write_text(json.dumps(rows, indent=1))
+    benchio.write_json(args.out, rows)
     return rows
 
 

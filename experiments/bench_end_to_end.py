@@ -19,13 +19,13 @@ reports its wall time, if both embedded models (DOS sampler and crystal) exist; 
 which is missing and times nothing. `--skip-screen` leaves it out.
 """
 
-import argparse
-import json
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from experiments import benchio
 
 __all__ = ["main", "time_rejection", "time_tcm_screen"]
 
@@ -88,7 +88,7 @@ def time_rejection(n: int, batch: int, steps: int, correctors: int) -> dict:
         "corrector_steps": correctors,
         "batch": batch,
         "devices": jax.device_count(),
-        "device_kind": jax.devices()[0].device_kind,
+        "device_kind": benchio.device_kind(),
         "proposals": res.proposals,
         "accepted": len(res),
         "seconds": seconds,
@@ -126,15 +126,15 @@ def time_tcm_screen(timeout: float) -> dict:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="N=16, batch 8, 8 steps (CPU)")
+    p = benchio.parser(
+        __doc__, quick="N=16, batch 8, 8 steps (CPU)", out="results/bench_end_to_end.json"
+    )
     p.add_argument("--n", type=int, default=TARGET, help="proposals to time")
     p.add_argument("--batch", type=int, default=8192)
     p.add_argument("--steps", type=int, default=128)
     p.add_argument("--correctors", type=int, default=1)
     p.add_argument("--skip-screen", action="store_true")
     p.add_argument("--screen-timeout", type=float, default=1800.0)
-    p.add_argument("--out", default="results/bench_end_to_end.json")
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.batch, args.steps = 16, 8, 8
@@ -143,7 +143,7 @@ def main(argv=None):
     row = time_rejection(args.n, args.batch, args.steps, args.correctors)
     at128 = row["projected_1M_seconds_at_128_steps"]
     verdict = "meets" if at128 <= GOAL_S else "misses"
-    print(
+    benchio.summary(
         f"end-to-end rejection tiny/{row['steps']} steps K={row['corrector_steps']} "
         f"B={row['batch']} on {row['devices']}x {row['device_kind']}: {row['proposals']} proposals "
         f"in {row['seconds']:.1f}s = {row['proposals_per_s']:.1f}/s -> 1M in "
@@ -155,13 +155,11 @@ def main(argv=None):
     if screen is None:
         screen = time_tcm_screen(args.screen_timeout)
     if screen.get("tcm_screen") == "ok":
-        print(f"default tcm_screen: {screen['seconds']:.1f}s wall")
+        benchio.summary(f"default tcm_screen: {screen['seconds']:.1f}s wall")
     else:
         reason = f" ({screen['reason']})" if "reason" in screen else ""
-        print(f"default tcm_screen: {screen['tcm_screen']}{reason}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"rejection": row, "screen": screen}, indent=1))
+        benchio.summary(f"default tcm_screen: {screen['tcm_screen']}{reason}")
+    benchio.write_json(args.out, {"rejection": row, "screen": screen})
     return row, screen
 
 

@@ -10,8 +10,6 @@ generated once, so host memory stays ~chunk * 1 KiB whatever N is.
     python -m experiments.bench_kernels --append docs/benchmarks.md   # full 1M run, adds a row
 """
 
-import argparse
-import json
 import platform
 import time
 
@@ -19,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments import benchio
 from jaxdos.kernels import filters, properties
 from jaxdos.kernels.grid import BIN_WIDTH, E_WINDOW, FERMI_INDEX
 
@@ -131,11 +130,9 @@ def run(n: int, chunk: int) -> dict:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="64k spectra instead of 1M")
+    p = benchio.parser(__doc__, quick="64k spectra instead of 1M", out=None)
     p.add_argument("--n", type=int, default=None, help="number of spectra (default 1M)")
     p.add_argument("--chunk", type=int, default=65536, help="spectra per jitted call")
-    p.add_argument("--out", default=None, help="write the JSON result here")
     p.add_argument("--append", default=None, help="append a table row to this benchmarks.md")
     p.add_argument("--hardware", default="2-core CPU (CI-class VM)", help="label for the row")
     args = p.parse_args(argv)
@@ -145,17 +142,16 @@ def main(argv=None):
     res = run(n, min(args.chunk, n))
     cmd = "python -m experiments.bench_kernels" + (" --quick" if args.quick else "")
     res["command"] = cmd
-    print(
+    benchio.summary(
         f"jax-jit   properties+tcm  n={res['n_spectra']}  {res['jax_dos_per_s']:.3e} DOS/s"
         f"  (compile {res['compile_s']:.2f} s, {res['device']})"
     )
-    print(
+    benchio.summary(
         f"numpy-vec properties+tcm  n={res['n_spectra']}  {res['numpy_dos_per_s']:.3e} DOS/s"
         f"  ratio jax/numpy = {res['ratio']:.2f}x"
     )
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(res, f, indent=2)
+        benchio.write_json(args.out, res)
     if args.append:
         row = (
             f"| {DATE} | {args.hardware} | `{cmd}` | properties+TCM filter, JAX jit: "

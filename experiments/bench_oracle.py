@@ -1,14 +1,12 @@
 """Benchmark: crystals/s of the JAX tight-binding oracle vs the numpy reference, same crystals.
 
-    python -m experiments.bench_oracle [--quick] [--n 200] [--json out.json]
+    python -m experiments.bench_oracle [--quick] [--n 200] [--out out.json]
 
 The JAX oracle is timed after a warm-up call on the same crystals (compilation excluded and
 reported separately); the numpy reference (`tests/kernels/oracle_reference.py`, dense per-bond
 loops, full k-grid) runs on the first few of them. Crystals come from the world generator.
 """
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -16,6 +14,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from experiments import benchio
 from jaxdos.data.families import generate_crystal, to_arrays
 from jaxdos.kernels.oracle import ORACLE_VERSION, oracle_dos
 
@@ -51,22 +50,27 @@ def run(n: int, n_ref: int, seed: int) -> dict:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="< 1 minute on CPU (after compile)")
+    # --json: the flag's first name, still accepted
+    ap = benchio.parser(
+        __doc__,
+        quick="< 1 minute on CPU (after compile)",
+        out="bench_oracle.json",
+        out_aliases=("--json",),
+    )
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--n-ref", type=int, default=20)
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--json", type=Path, default=Path("bench_oracle.json"))
     args = ap.parse_args(argv)
     n, n_ref = (48, 6) if args.quick else (args.n, args.n_ref)
     res = run(n, n_ref, args.seed)
-    print(
+    benchio.summary(
         f"oracle {res['backend']}: jax {res['jax_crystals_per_s']:.1f} crystals/s "
         f"(first call {res['jax_first_call_s']:.0f} s incl. compile), numpy reference "
         f"{res['numpy_ref_crystals_per_s']:.2f} crystals/s, ratio {res['speedup']:.1f}x, "
         f"max rel diff {res['max_rel_dos_diff_vs_ref']:.1e}"
     )
-    args.json.write_text(json.dumps(res, indent=1))
+    benchio.write_json(args.out, res)
+    return res
 
 
 if __name__ == "__main__":

@@ -11,10 +11,9 @@ randomly initialised network (throughput does not depend on training) and the ta
 E_BG = 2.0 eV ± 10 %; compile time is excluded (one warm-up batch each). Writes JSON.
 """
 
-import argparse
-import json
 import time
-from pathlib import Path
+
+from experiments import benchio
 
 __all__ = ["main"]
 
@@ -100,13 +99,13 @@ def bench(preset: str, batch: int, batches: int, steps: int) -> dict:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m experiments.bench_rejection")
-    ap.add_argument("--quick", action="store_true", help="one small configuration (< 1 min)")
+    ap = benchio.parser(
+        __doc__, quick="one small configuration (< 1 min)", out="runs/bench_rejection.json"
+    )
     ap.add_argument("--preset", default="tiny", choices=("tiny", "paper"))
     ap.add_argument("--batch", type=int, nargs="+", default=[64, 256])
     ap.add_argument("--batches", type=int, default=4)
     ap.add_argument("--steps", type=int, default=32)
-    ap.add_argument("--out", default="runs/bench_rejection.json")
     args = ap.parse_args(argv)
     if args.quick:
         args.batch, args.batches, args.steps = [16], 2, 2
@@ -114,13 +113,13 @@ def main(argv=None):
     for b in args.batch:
         r = bench(args.preset, b, args.batches, args.steps)
         rows.append(r)
-        print(
+        benchio.summary(
             f"rejection {r['preset']} batch={b} steps={r['steps']} devices={r['devices']}: "
             f"{r['streamed_per_s']:.1f} proposals/s streamed vs {r['naive_per_s']:.1f} naive "
             f"host loop ({r['ratio']:.2f}x)"
         )
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(rows, indent=1))
+    benchio.write_json(args.out, rows)
+    return rows
 
 
 if __name__ == "__main__":

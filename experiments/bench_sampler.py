@@ -15,14 +15,12 @@ FLOPs per trajectory (forward only; the guidance backward is counted as 2x its f
     trajectory = B N (1 + K) (network + guidance)  (K corrector steps; none after the last step)
 """
 
-import argparse
-import json
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
+from experiments import benchio
 from jaxdos.kernels.tokenizer import N_OUTPUT
 from jaxdos.sampler.config import ModelConfig, SamplingConfig
 from jaxdos.sampler.guidance import ClassifierGuidance, NoGuidance
@@ -91,14 +89,14 @@ def bench(preset: str, batch: int, steps: int, correctors: int, reps: int, peak:
         "gflop_per_trajectory": flops / 1e9,
         "mfu": flops / t_guided / peak,
         "peak_gflops": peak / 1e9,
-        "device": jax.devices()[0].device_kind,
+        "device": benchio.device_kind(),
     }
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="< 1 minute on CPU (few steps, small B)")
-    p.add_argument("--out", default="results/bench_sampler.json")
+    p = benchio.parser(
+        __doc__, quick="< 1 minute on CPU (few steps, small B)", out="results/bench_sampler.json"
+    )
     args = p.parse_args(argv)
     if args.quick:
         plan = [("tiny", 4, 4, 1), ("tiny", 16, 4, 1), ("paper", 2, 2, 0)]
@@ -111,7 +109,7 @@ def main(argv=None):
     for preset, batch, steps, corr in plan:
         row = bench(preset, batch, steps, corr, reps, peak)
         rows.append(row)
-        print(
+        benchio.summary(
             f"{preset:5s} B={batch:4d} N={steps} K={corr}: guided "
             f"{row['guided_candidates_per_s']:.2f}"
             f" cand/s vs unguided {row['unguided_candidates_per_s']:.2f} (ratio "
@@ -119,9 +117,7 @@ def main(argv=None):
             f"share {100 * row['guidance_share']:.0f}%, MFU {100 * row['mfu']:.1f}% of "
             f"{row['peak_gflops']:.0f} GFLOP/s measured matmul peak"
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=1))
+    benchio.write_json(args.out, rows)
     return rows
 
 

@@ -8,16 +8,14 @@ float32 with matmul precision "highest" on both sides, batch B. One line per con
 candidates/s of each implementation and the JAX/torch-eager ratio; JSON to --out.
 """
 
-import argparse
-import json
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import torch
 from flax import traverse_util
 
+from experiments import benchio
 from experiments.reference import torch_sampler as ref
 from jaxdos.kernels.grid import N_BINS
 from jaxdos.kernels.tokenizer import MASK_ID, N_OUTPUT
@@ -116,10 +114,12 @@ def run(cfg: ModelConfig, batch: int, steps: int, reps: int, try_compile: bool) 
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one small configuration, < 1 min")
+    parser = benchio.parser(
+        __doc__,
+        quick="one small configuration, < 1 min",
+        out="results/bench_sampler_vs_torch.json",
+    )
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
-    parser.add_argument("--out", default="results/bench_sampler_vs_torch.json")
     args = parser.parse_args(argv)
     if args.quick:
         configs = [(ModelConfig.tiny(num_layers=2, width=64, cond_dim=32), 4, 4, 2)]
@@ -134,15 +134,14 @@ def main(argv=None):
             if "torch_compile_cands_per_s" in row
             else (f", torch.compile failed ({row['torch_compile_error']})" if args.compile else "")
         )
-        print(
+        benchio.summary(
             f"DOSSampler {cfg.num_layers}x{cfg.width} B={batch} N={steps} guided: "
             f"JAX jit {row['jax_jit_cands_per_s']:.2f} cand/s vs torch eager "
             f"{row['torch_eager_cands_per_s']:.2f} cand/s = "
             f"{row['ratio_jax_over_torch_eager']:.2f}x{extra}"
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": jax.devices()[0].device_kind, "rows": rows}, indent=1))
+    benchio.write_json(args.out, {"device": benchio.device_kind(), "rows": rows})
+    return rows
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
+
+from experiments import benchio
 
 __all__ = ["main", "child"]
 
@@ -82,7 +83,7 @@ def child(n: int, per_device: int, steps: int, preset: str, repeats: int) -> dic
     return {
         "devices": n,
         "platform": jax.default_backend(),
-        "device_kind": jax.devices()[0].device_kind,
+        "device_kind": benchio.device_kind(),
         "preset": preset,
         "per_device_batch": per_device,
         "global_batch": batch,
@@ -111,15 +112,15 @@ def _spawn(n: int, args) -> dict:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="tiny preset, 4 steps, 8 per device")
+    p = benchio.parser(
+        __doc__, quick="tiny preset, 4 steps, 8 per device", out="results/bench_scaling.json"
+    )
     p.add_argument("--devices", type=int, nargs="+", default=[1, 2, 4, 8])
     p.add_argument("--per-device", type=int, default=256)
     p.add_argument("--steps", type=int, default=32)
     p.add_argument("--preset", default="tiny", choices=("tiny", "paper"))
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per device count")
-    p.add_argument("--out", default="results/bench_scaling.json")
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
@@ -134,21 +135,19 @@ def main(argv=None):
         row = _spawn(n, args)
         rows.append(row)
         if "skipped" in row:
-            print(f"scaling N={n}: skipped ({row['skipped']})")
+            benchio.summary(f"scaling N={n}: skipped ({row['skipped']})")
             continue
         if base is None:
             base = row
         row["throughput_vs_first"] = row["cands_per_s"] / base["cands_per_s"]
         row["weak_efficiency"] = row["cands_per_s"] / (base["cands_per_s"] * n / base["devices"])
-        print(
+        benchio.summary(
             f"scaling {row['platform']} {row['preset']} N={n} B/dev={row['per_device_batch']} "
             f"steps={row['steps']}: {row['cands_per_s']:.2f} cand/s vs "
             f"{base['cands_per_s']:.2f} at N={base['devices']}: weak-scaling efficiency "
             f"{100 * row['weak_efficiency']:.0f}%, throughput x{row['throughput_vs_first']:.2f}"
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=1))
+    benchio.write_json(args.out, rows)
     return rows
 
 
