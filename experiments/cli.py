@@ -1,6 +1,9 @@
 """Flags every long-running experiment command shares: its results folder and the multi-host start.
 
     add_run_flags(parser, out="runs/name")   # --out, --resume, --force, --seed
+    add_crystal_flags(parser, settings)      # --crystals-per-dos, --guidance, --steps,
+                                             # --corrector-steps, --crystal-batch
+    crystal_settings(args)                   # those flags as keyword arguments
     add_multihost_flags(parser)              # --coordinator, --num-processes, --process-id,
                                              # --auto-cluster
     start_multihost(args)                    # validate them and start jax.distributed
@@ -13,6 +16,8 @@ import argparse
 
 __all__ = [
     "add_run_flags",
+    "add_crystal_flags",
+    "crystal_settings",
     "add_multihost_flags",
     "start_multihost",
     "check_local_devices",
@@ -29,6 +34,29 @@ def add_run_flags(
     if force:
         parser.add_argument("--force", action="store_true", help="overwrite the run in --out")
     parser.add_argument("--seed", type=int, default=seed, help=f"run seed (default {seed})")
+
+
+_CRYSTAL_FLAGS = {
+    "crystals_per_dos": (int, "CDOSGen crystals per DOS"),
+    "guidance": (float, "classifier-free guidance gamma of CDOSGen"),
+    "steps": (int, "CDOSGen sampler steps (MatterGen: 1000)"),
+    "corrector_steps": (int, "Langevin corrector iterations per CDOSGen step (MatterGen: 1)"),
+    "crystal_batch": (int, "crystals per jitted CDOSGen batch"),
+}
+
+
+def add_crystal_flags(parser: argparse.ArgumentParser, defaults) -> None:
+    """The `experiments.screening.CrystalSettings` fields as flags, defaults from `defaults`."""
+    for name, (kind, text) in _CRYSTAL_FLAGS.items():
+        value = getattr(defaults, name)
+        parser.add_argument(
+            "--" + name.replace("_", "-"), type=kind, default=value, help=f"{text} ({value})"
+        )
+
+
+def crystal_settings(args: argparse.Namespace) -> dict:
+    """The parsed `add_crystal_flags` values, as keyword arguments of a config."""
+    return {name: getattr(args, name) for name in _CRYSTAL_FLAGS}
 
 
 def add_multihost_flags(parser: argparse.ArgumentParser) -> None:

@@ -30,11 +30,11 @@ from tqdm import tqdm
 
 from experiments import cli
 from experiments.rundir import RunDir
-from experiments.screening import conditioning_metrics, crystal_stage
+from experiments.screening import CrystalSettings, conditioning_metrics, crystal_stage
 from jaxdos.data.world import load_world
 from jaxdos.kernels.properties import PROPERTY_NAMES
 from jaxdos.pipeline import sample_dos
-from jaxdos.pipeline.crystals import DEFAULT_STEPS
+from jaxdos.sampler.config import SamplingConfig
 from jaxdos.sampler.targets import Targets
 
 __all__ = ["MultiPropertyConfig", "SETTINGS", "run", "main"]
@@ -54,30 +54,29 @@ SHORT = {"band_gap": "E_BG", "dos_at_fermi": "DOS(E_F)", "integrated_dos": "N(E_
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class MultiPropertyConfig:
-    """Settings (recorded in run.json).
+class MultiPropertyConfig(CrystalSettings):
+    """Settings (recorded in run.json), with the inherited CDOSGen settings.
 
     Attributes:
         samples: accepted DOS (and crystals, one per DOS) per setting (>= 2).
         proposals: DOSSampler proposal budget per setting (>= samples).
+        dos_steps: DOSSampler denoising steps (>= 1; the paper preset is 128).
         sweep: crystals-per-DOS values for the Table 11 sweep on E_BG = 2.0 (empty: skip).
-        guidance: classifier-free guidance gamma of CDOSGen (>= 0).
-        steps: CDOSGen sampler steps (>= 2).
-        crystal_batch: crystals per jitted batch.
         seed: run seed.
-        crystals_per_dos: CDOSGen crystals per DOS in the Table 1/3 settings.
+        crystals_per_dos: CDOSGen crystals per DOS in the Table 1/3 settings (default 1 here).
     """
 
     samples: int = 16
     proposals: int = 8192
+    dos_steps: int = 16
     sweep: tuple[int, ...] = ()
-    guidance: float = 2.0
-    steps: int = DEFAULT_STEPS
-    crystal_batch: int = 32
     seed: int = 0
     crystals_per_dos: int = 1
 
     def __post_init__(self):
+        super().__post_init__()
+        if self.dos_steps < 1:
+            raise ValueError(f"dos_steps: expected >= 1, got {self.dos_steps}")
         if self.samples < 2:
             raise ValueError(f"samples: expected >= 2, got {self.samples}")
         if self.proposals < self.samples:
@@ -86,10 +85,6 @@ class MultiPropertyConfig:
             )
         if any(k < 1 for k in self.sweep):
             raise ValueError(f"sweep: expected values >= 1, got {self.sweep}")
-        if self.steps < 2:
-            raise ValueError(f"steps: expected >= 2, got {self.steps}")
-        if not np.isfinite(self.guidance) or self.guidance < 0:
-            raise ValueError(f"guidance: expected a finite value >= 0, got {self.guidance}")
 
 
 def _hits(values: np.ndarray, target: float) -> np.ndarray:
@@ -129,6 +124,7 @@ def run(cfg: MultiPropertyConfig, out, *, resume: bool = False, force: bool = Fa
             Targets.of(**dict(zip(PROPERTY_NAMES, targets, strict=True))),
             accept=cfg.samples,
             proposals=cfg.proposals,
+            sampling_config=SamplingConfig(steps=cfg.dos_steps),
             seed=cfg.seed + 10 + i,
             out=folder,
             resume=folder.exists(),
@@ -173,6 +169,7 @@ def run(cfg: MultiPropertyConfig, out, *, resume: bool = False, force: bool = Fa
             Targets.of(band_gap=2.0),
             accept=cfg.samples,
             proposals=cfg.proposals,
+            sampling_config=SamplingConfig(steps=cfg.dos_steps),
             seed=cfg.seed + 10,
             out=rd.path / "dos_s2_x_x",
             resume=True,
@@ -206,10 +203,9 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--samples", type=int, default=16)
     p.add_argument("--proposals", type=int, default=8192)
+    p.add_argument("--dos-steps", type=int, default=16, help="DOSSampler steps (paper: 128)")
     p.add_argument("--sweep", type=int, nargs="*", default=())
-    p.add_argument("--guidance", type=float, default=2.0)
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    p.add_argument("--crystal-batch", type=int, default=32)
+    cli.add_crystal_flags(p, MultiPropertyConfig)
     cli.add_run_flags(p, out="runs/multi_property")
     cli.add_multihost_flags(p)
     a = p.parse_args(argv)
@@ -217,10 +213,9 @@ def main(argv=None) -> None:
         cfg = MultiPropertyConfig(
             samples=a.samples,
             proposals=a.proposals,
+            dos_steps=a.dos_steps,
             sweep=tuple(a.sweep),
-            guidance=a.guidance,
-            steps=a.steps,
-            crystal_batch=a.crystal_batch,
+            **cli.crystal_settings(a),
             seed=a.seed,
         )
         cli.start_multihost(a)

@@ -6,6 +6,7 @@ In a multi-host run each process generates its share of the chunks (`RunDir.stag
 alone builds the structures for the uniqueness / novelty check and writes structures and figures.
 """
 
+import dataclasses
 import functools
 import time
 from pathlib import Path
@@ -23,7 +24,11 @@ from jaxdos.data.world import load_world  # noqa: E402
 from jaxdos.kernels.grid import bin_centres  # noqa: E402
 from jaxdos.kernels.metrics import compare  # noqa: E402
 from jaxdos.kernels.properties import all_properties  # noqa: E402
-from jaxdos.pipeline.crystals import generate_crystals  # noqa: E402
+from jaxdos.pipeline.crystals import (  # noqa: E402
+    DEFAULT_CORRECTOR_STEPS,
+    DEFAULT_STEPS,
+    generate_crystals,
+)
 from jaxdos.pipeline.score import (  # noqa: E402
     Crystals,
     from_records,
@@ -33,6 +38,7 @@ from jaxdos.pipeline.score import (  # noqa: E402
 )
 
 __all__ = [
+    "CrystalSettings",
     "crystal_stage",
     "conditioning_metrics",
     "write_structures",
@@ -43,16 +49,48 @@ __all__ = [
 _CRYSTAL_FIELDS = Crystals._fields
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CrystalSettings:
+    """The CDOSGen settings every experiment shares (its config inherits them; all in run.json).
+
+    Attributes:
+        crystals_per_dos: crystals generated per conditioning DOS (>= 1).
+        guidance: classifier-free guidance strength gamma (>= 0; MatterGen/paper 2.0).
+        steps: CDOSGen sampler steps (>= 2; MatterGen 1000).
+        corrector_steps: Langevin corrector iterations per step (0..10; MatterGen 1).
+        crystal_batch: crystals per jitted CDOSGen batch (>= 1).
+    """
+
+    crystals_per_dos: int = 4
+    guidance: float = 2.0
+    steps: int = DEFAULT_STEPS
+    corrector_steps: int = DEFAULT_CORRECTOR_STEPS
+    crystal_batch: int = 32
+
+    def __post_init__(self):
+        for name in ("crystals_per_dos", "crystal_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
+        if self.steps < 2:
+            raise ValueError(f"steps: expected >= 2, got {self.steps}")
+        if not 0 <= self.corrector_steps <= 10:
+            raise ValueError(f"corrector_steps: expected 0..10, got {self.corrector_steps}")
+        if not np.isfinite(self.guidance) or self.guidance < 0:
+            raise ValueError(f"guidance: expected a finite value >= 0, got {self.guidance}")
+
+
 @functools.lru_cache(maxsize=1)
 def training_structures():
     """The world's training split as Structures (the novelty reference)."""
     return to_structures(from_records(load_world("train")))
 
 
-def crystal_stage(rd: RunDir, name: str, *, cfg, seed: int, dos=None, n: int | None = None) -> dict:
+def crystal_stage(
+    rd: RunDir, name: str, *, cfg: CrystalSettings, seed: int, dos=None, n: int | None = None
+) -> dict:
     """Generate crystals (conditioned on `dos` rows, or `n` unconditional ones) and score them.
 
-    `cfg` supplies crystals_per_dos, guidance, steps and crystal_batch. Returns the concatenated
+    Returns the concatenated
     arrays of all chunks (crystal fields, `source` DOS index, `oracle_dos`, properties, TCM
     verdicts) plus `crystals_per_second` (per process-second of generation), `unique` and `novel`
     fractions (NaN on processes other than 0, which do not report them).
@@ -75,6 +113,7 @@ def crystal_stage(rd: RunDir, name: str, *, cfg, seed: int, dos=None, n: int | N
                 crystals_per_dos=cfg.crystals_per_dos,
                 gamma=cfg.guidance,
                 steps=cfg.steps,
+                corrector_steps=cfg.corrector_steps,
                 seed=seed * 100003 + i,
                 batch_size=cfg.crystal_batch,
             )
@@ -83,6 +122,7 @@ def crystal_stage(rd: RunDir, name: str, *, cfg, seed: int, dos=None, n: int | N
             crystals, source = generate_crystals(
                 num_samples=rows.size,
                 steps=cfg.steps,
+                corrector_steps=cfg.corrector_steps,
                 seed=seed * 100003 + i,
                 batch_size=cfg.crystal_batch,
             )

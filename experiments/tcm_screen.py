@@ -27,14 +27,12 @@ import argparse
 import dataclasses
 import time
 
-import numpy as np
 from tqdm import tqdm
 
 from experiments import cli
 from experiments.rundir import RunDir
-from experiments.screening import crystal_stage, plot_dos_pairs, write_structures
+from experiments.screening import CrystalSettings, crystal_stage, plot_dos_pairs, write_structures
 from jaxdos.pipeline import sample_dos
-from jaxdos.pipeline.crystals import DEFAULT_STEPS
 from jaxdos.sampler.config import SamplingConfig
 from jaxdos.sampler.targets import Targets, TCMType1, TCMType2
 
@@ -44,45 +42,34 @@ TYPES = {"type1": TCMType1, "type2": TCMType2}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class ScreenConfig:
-    """Settings of one screen (all recorded in run.json).
+class ScreenConfig(CrystalSettings):
+    """Settings of one screen (all recorded in run.json), with the inherited CDOSGen settings.
 
     Attributes:
         accept: accepted DOS per TCM type (>= 1).
         proposals: DOSSampler proposal budget per type (>= accept).
-        crystals_per_dos: CDOSGen crystals per accepted DOS (>= 1).
-        guidance: classifier-free guidance strength gamma (>= 0).
-        steps: CDOSGen predictor-corrector steps (>= 2).
         dos_steps: DOSSampler denoising steps (>= 1; the paper preset is 128).
         uncond: unconditional crystals for the baseline (default: as many as the pipeline makes).
         dos_batch: DOSSampler proposals per jitted batch.
-        crystal_batch: crystals per jitted CDOSGen batch.
         seed: the run seed.
         devices: devices for the DOSSampler (None: all).
     """
 
     accept: int = 4
     proposals: int = 1024
-    crystals_per_dos: int = 4
-    guidance: float = 2.0
-    steps: int = DEFAULT_STEPS
     dos_steps: int = 16
     uncond: int | None = None
     dos_batch: int = 128
-    crystal_batch: int = 32
     seed: int = 0
     devices: int | None = None
 
     def __post_init__(self):
-        for name in ("accept", "crystals_per_dos", "dos_batch", "crystal_batch", "dos_steps"):
+        super().__post_init__()
+        for name in ("accept", "dos_batch", "dos_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
         if self.proposals < self.accept:
             raise ValueError(f"proposals: expected >= accept ({self.accept}), got {self.proposals}")
-        if self.steps < 2:
-            raise ValueError(f"steps: expected >= 2, got {self.steps}")
-        if not np.isfinite(self.guidance) or self.guidance < 0:
-            raise ValueError(f"guidance: expected a finite value >= 0, got {self.guidance}")
         if self.uncond is not None and self.uncond < 1:
             raise ValueError(f"uncond: expected >= 1, got {self.uncond}")
         if self.devices is not None and self.devices < 1:
@@ -192,13 +179,10 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--accept", type=int, default=4, help="accepted DOS per TCM type")
     p.add_argument("--proposals", type=int, default=1024, help="DOS proposal budget per type")
-    p.add_argument("--crystals-per-dos", type=int, default=4)
-    p.add_argument("--guidance", type=float, default=2.0, help="CFG gamma for CDOSGen")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="CDOSGen sampler steps")
     p.add_argument("--dos-steps", type=int, default=16, help="DOSSampler steps (paper: 128)")
     p.add_argument("--uncond", type=int, default=None, help="unconditional baseline crystals")
     p.add_argument("--dos-batch", type=int, default=128)
-    p.add_argument("--crystal-batch", type=int, default=32)
+    cli.add_crystal_flags(p, ScreenConfig)
     p.add_argument("--devices", type=int, default=None, help="use the first N local devices")
     cli.add_run_flags(p, out="runs/tcm_screen")
     cli.add_multihost_flags(p)
@@ -207,13 +191,10 @@ def main(argv=None) -> None:
         cfg = ScreenConfig(
             accept=a.accept,
             proposals=a.proposals,
-            crystals_per_dos=a.crystals_per_dos,
-            guidance=a.guidance,
-            steps=a.steps,
             dos_steps=a.dos_steps,
             uncond=a.uncond,
             dos_batch=a.dos_batch,
-            crystal_batch=a.crystal_batch,
+            **cli.crystal_settings(a),
             seed=a.seed,
             devices=a.devices,
         )

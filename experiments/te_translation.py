@@ -28,6 +28,7 @@ from tqdm import tqdm
 from experiments import cli
 from experiments.rundir import RunDir
 from experiments.screening import (
+    CrystalSettings,
     conditioning_metrics,
     crystal_stage,
     derangement,
@@ -36,44 +37,29 @@ from experiments.screening import (
 )
 from jaxdos.data.world import load_world
 from jaxdos.kernels.filters import screen_te
-from jaxdos.pipeline.crystals import DEFAULT_STEPS
 from jaxdos.pipeline.score import score
 
 __all__ = ["TranslationConfig", "run", "main"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class TranslationConfig:
-    """Settings (recorded in run.json).
+class TranslationConfig(CrystalSettings):
+    """Settings (recorded in run.json), with the inherited CDOSGen settings.
 
     Attributes:
         references: TE-like reference crystals taken from the world's test split (>= 2).
         cif: user CIF files used as references instead (each <= 20 atoms).
-        crystals_per_dos: crystals generated per reference (>= 1).
-        guidance: classifier-free guidance gamma (>= 0).
-        steps: CDOSGen sampler steps (>= 2).
-        crystal_batch: crystals per jitted batch.
         seed: run seed.
     """
 
     references: int = 8
     cif: tuple[str, ...] = ()
-    crystals_per_dos: int = 4
-    guidance: float = 2.0
-    steps: int = DEFAULT_STEPS
-    crystal_batch: int = 32
     seed: int = 0
 
     def __post_init__(self):
+        super().__post_init__()
         if not self.cif and self.references < 2:
             raise ValueError(f"references: expected >= 2, got {self.references}")
-        for name in ("crystals_per_dos", "crystal_batch"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
-        if self.steps < 2:
-            raise ValueError(f"steps: expected >= 2, got {self.steps}")
-        if not np.isfinite(self.guidance) or self.guidance < 0:
-            raise ValueError(f"guidance: expected a finite value >= 0, got {self.guidance}")
 
 
 def reference_dos(cfg: TranslationConfig) -> tuple[np.ndarray, list[str]]:
@@ -145,10 +131,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--references", type=int, default=8)
     p.add_argument("--cif", nargs="*", default=(), help="reference CIF files (instead of world)")
-    p.add_argument("--crystals-per-dos", type=int, default=4)
-    p.add_argument("--guidance", type=float, default=2.0)
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    p.add_argument("--crystal-batch", type=int, default=32)
+    cli.add_crystal_flags(p, TranslationConfig)
     cli.add_run_flags(p, out="runs/te_translation")
     cli.add_multihost_flags(p)
     a = p.parse_args(argv)
@@ -156,10 +139,7 @@ def main(argv=None) -> None:
         cfg = TranslationConfig(
             references=a.references,
             cif=tuple(a.cif),
-            crystals_per_dos=a.crystals_per_dos,
-            guidance=a.guidance,
-            steps=a.steps,
-            crystal_batch=a.crystal_batch,
+            **cli.crystal_settings(a),
             seed=a.seed,
         )
         cli.start_multihost(a)

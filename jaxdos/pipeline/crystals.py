@@ -1,10 +1,16 @@
 """Stage 2 of the pipeline: crystals from DOS with CDOSGen (or unconditionally).
 
-Work is cut into fixed-size batches of `batch_size` crystals (the last one padded with repeats and
-trimmed), so the jitted sampler compiles once per run whatever the number of DOS. Batch b is seeded
-by `fold_in(key(seed), b)`: the same seed gives the same crystals however the work is resumed.
+Work is cut into fixed-size batches of min(`batch_size`, crystals) (the last one padded with
+repeats and trimmed), so the jitted sampler compiles once per run whatever the number of DOS. Batch
+b is seeded by `fold_in(key(seed), b)`: the same seed gives the same crystals however the work is
+resumed.
+
+Graph budgets grown after an overflow are kept for the later batches of the same call but not across
+calls: larger budgets change the network output in the last ulp (reduction order), so carrying them
+over would make a chunk's crystals depend on which chunks ran before it in the process.
 """
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -20,9 +26,16 @@ from jaxdos.crystal.score import generate_with_model
 from jaxdos.kernels.oracle_params import supported_z
 from jaxdos.pipeline.score import MAX_ATOMS, Crystals
 
-__all__ = ["CrystalModel", "default_crystal_model", "generate_crystals", "DEFAULT_STEPS"]
+__all__ = [
+    "CrystalModel",
+    "default_crystal_model",
+    "generate_crystals",
+    "DEFAULT_STEPS",
+    "DEFAULT_CORRECTOR_STEPS",
+]
 
 DEFAULT_STEPS = 100  # CPU default of the pipeline; MatterGen's is 1000 (`--steps 1000`)
+DEFAULT_CORRECTOR_STEPS = 1  # MatterGen's
 
 
 class CrystalModel(NamedTuple):
@@ -33,8 +46,9 @@ class CrystalModel(NamedTuple):
     num_atoms: object  # jaxdos.crystal.diffusion.num_atoms.NumAtomsDistribution
 
 
+@functools.cache
 def default_crystal_model() -> CrystalModel:
-    """The embedded `tiny` CDOSGen checkpoint (pre-trained on the world, DOS fine-tuned)."""
+    """The embedded `tiny` CDOSGen checkpoint (pre-trained on the world, DOS fine-tuned); cached."""
     params, config, num_atoms = load_default()
     return CrystalModel(GemNetTDenoiser(config), params, num_atoms)
 
@@ -55,6 +69,7 @@ def generate_crystals(
     steps: int = DEFAULT_STEPS,
     seed: int = 0,
     batch_size: int = 32,
+    corrector_steps: int = DEFAULT_CORRECTOR_STEPS,
     model: CrystalModel | None = None,
     on_batch: Callable[[int, int], None] | None = None,
 ) -> tuple[Crystals, np.ndarray]:
@@ -67,7 +82,9 @@ def generate_crystals(
         gamma: classifier-free guidance strength (paper/MatterGen default 2.0; 0 = unconditional).
         steps: predictor-corrector steps (>= 2).
         seed: run seed.
-        batch_size: crystals per jitted sampler call.
+        batch_size: crystals per jitted sampler call (at most the number of crystals).
+        corrector_steps: Langevin corrector iterations per step (MatterGen: 1; 0 = predictor only,
+            half the network calls).
         model: a `CrystalModel`; default the embedded checkpoint.
         on_batch: called as `on_batch(done, total)` after each batch (progress).
 
@@ -84,6 +101,8 @@ def generate_crystals(
         raise ValueError(f"steps: expected >= 2, got {steps}")
     if batch_size < 1:
         raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
+    if not 0 <= corrector_steps <= 10:
+        raise ValueError(f"corrector_steps: expected 0..10, got {corrector_steps}")
     if not np.isfinite(gamma) or gamma < 0:
         raise ValueError(f"gamma: expected a finite value >= 0, got {gamma}")
     if dos is None:
@@ -99,8 +118,14 @@ def generate_crystals(
         cond = cond[source]
     model = model or default_crystal_model()
     guidance = NoGuidance() if cond is None else ClassifierFree(gamma=float(gamma))
-    config = SamplerConfig(num_steps=steps, guidance=guidance, allowed_elements=_allowed_elements())
+    config = SamplerConfig(
+        num_steps=steps,
+        guidance=guidance,
+        allowed_elements=_allowed_elements(),
+        num_corrector_steps=corrector_steps,
+    )
     total = source.size
+    batch_size = min(batch_size, total)
     rng = np.random.default_rng(seed)
     num_atoms = model.num_atoms.sample(rng, total)
     key = jax.random.key(seed)

@@ -1,0 +1,68 @@
+"""`jaxdos.pipeline.generate_crystals`: argument checks, batching, seeds, source index."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdos.crystal.batch import DosCondition
+from jaxdos.crystal.denoiser import GemNetConfig, GemNetTDenoiser
+from jaxdos.crystal.diffusion.num_atoms import NumAtomsDistribution, prior_batch
+from jaxdos.kernels.oracle_params import supported_z
+from jaxdos.pipeline.crystals import CrystalModel, generate_crystals
+
+DOS = np.abs(np.random.default_rng(0).normal(size=(2, 256))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def model():
+    config = GemNetConfig.tiny(
+        num_blocks=1, num_atom=1, emb_size_atom=32, emb_size_edge=32, latent_dim=32, num_radial=16
+    ).conditional()
+    net = GemNetTDenoiser(config)
+    b = jax.tree.map(jnp.asarray, prior_batch(np.full(2, 3)))
+    b = b._replace(lattice=b.lattice * 4.0, atomic_numbers=jnp.where(b.node_mask, 8, 0))
+    cond = DosCondition(jnp.ones((2, 256)), jnp.ones(2, bool))
+    params = {"params": jax.jit(net.init)(jax.random.key(0), b, jnp.full(2, 0.5), cond)["params"]}
+    return CrystalModel(net, params, NumAtomsDistribution.from_counts([2, 3, 3]))
+
+
+def _gen(model, **kw):
+    args = dict(crystals_per_dos=2, steps=2, corrector_steps=0, seed=3, batch_size=3, model=model)
+    return generate_crystals(DOS, **{**args, **kw})
+
+
+@pytest.mark.parametrize(
+    "kw, field",
+    [
+        (dict(crystals_per_dos=0), "crystals_per_dos"),
+        (dict(steps=1), "steps"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(corrector_steps=11), "corrector_steps"),
+        (dict(gamma=float("nan")), "gamma"),
+        (dict(gamma=-1.0), "gamma"),
+    ],
+)
+def test_bad_arguments_name_the_field(kw, field):
+    with pytest.raises(ValueError, match=field):
+        generate_crystals(DOS, **kw)
+
+
+def test_unconditional_needs_num_samples():
+    with pytest.raises(ValueError, match="num_samples"):
+        generate_crystals(None)
+
+
+def test_batches_seeds_and_source(model):
+    crystals, source = _gen(model)  # 4 crystals in batches of 3: the last batch is padded
+    np.testing.assert_array_equal(source, [0, 0, 1, 1])
+    assert set(crystals.num_atoms.tolist()) <= {2, 3}
+    allowed = set(int(z) for z in supported_z())
+    for z, n in zip(crystals.atomic_numbers, crystals.num_atoms, strict=True):
+        assert set(z[:n].tolist()) <= allowed and not z[n:].any()
+    assert np.all((crystals.frac_coords >= 0) & (crystals.frac_coords < 1))
+    again, _ = _gen(model)
+    for a, b in zip(crystals, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    other, _ = _gen(model, seed=4)
+    assert not np.array_equal(other.lattice, crystals.lattice)
