@@ -93,14 +93,18 @@ def _hits(values: np.ndarray, target: float) -> np.ndarray:
 
 
 def _row(label, targets, stage) -> list:
+    """One Table 1 row; rates and MAEs over valid crystals ("n/a" when none is valid)."""
     valid = stage["valid"]
-    row = [label]
+    hits, maes = [], []
     for name, t in zip(PROPERTY_NAMES, targets, strict=True):
-        row.append("-" if t is None else f"{_hits(stage[name][valid], t).mean():.1%}")
-    for name, t in zip(PROPERTY_NAMES, targets, strict=True):
-        row.append("-" if t is None else f"{np.abs(stage[name][valid] - t).mean():.3f}")
-    row += [f"{valid.mean():.1%}", f"{stage['novel']:.1%}"]
-    return row
+        if t is None or not valid.any():
+            hits.append("-" if t is None else "n/a")
+            maes.append(hits[-1])
+            continue
+        v = stage[name][valid]
+        hits.append(f"{_hits(v, t).mean():.1%}")
+        maes.append(f"{np.abs(v - t).mean():.3f}")
+    return [label, *hits, *maes, f"{valid.mean():.1%}", f"{stage['novel']:.1%}"]
 
 
 def _label(targets) -> str:
@@ -164,7 +168,8 @@ def run(cfg: MultiPropertyConfig, out, *, resume: bool = False, force: bool = Fa
         [[k, f"{a:.3f}", f"{b:.3f}"] for k, (a, b) in metrics.items()],
     )
     tables = {"table1": table1, "table3": table3}
-    if cfg.sweep:
+    sweep = cfg.sweep
+    if sweep:
         acc = sample_dos(
             Targets.of(band_gap=2.0),
             accept=cfg.samples,
@@ -175,7 +180,12 @@ def run(cfg: MultiPropertyConfig, out, *, resume: bool = False, force: bool = Fa
             resume=True,
         )
         rows = []
-        for k in cfg.sweep:
+        if len(acc) == 0:
+            tqdm.write(
+                f"sweep: no E_BG=2 DOS accepted within {cfg.proposals} proposals; no Table 11"
+            )
+            sweep = ()
+        for k in sweep:
             sweep_cfg = dataclasses.replace(cfg, crystals_per_dos=k)
             st = crystal_stage(rd, f"sweep_{k}", dos=acc.dos, cfg=sweep_cfg, seed=cfg.seed + 500)
             hit = _hits(st["band_gap"], 2.0) & st["valid"]
@@ -189,11 +199,12 @@ def run(cfg: MultiPropertyConfig, out, *, resume: bool = False, force: bool = Fa
                     f"{np.abs(st['band_gap'][st['valid']] - 2.0).mean():.3f}",
                 ]
             )
-        tables["table11"] = rd.write_table(
-            "table11",
-            ["crystals per DOS", "crystals", "±10% E_BG", "DOS with >= 1 hit", "MAE E_BG"],
-            rows,
-        )
+        if rows:
+            tables["table11"] = rd.write_table(
+                "table11",
+                ["crystals per DOS", "crystals", "±10% E_BG", "DOS with >= 1 hit", "MAE E_BG"],
+                rows,
+            )
     rd.write_json("summary.json", {"metrics_table3": metrics})
     rd.barrier("multi_property-written")  # no process leaves before process 0 has written
     return tables

@@ -166,6 +166,8 @@ def test_multi_property_end_to_end_sweep_and_resume(tmp_path, capsys):
                 assert hit == mae == "-", label
             elif valid > 0:  # rates and MAEs are over the valid crystals
                 assert 0.0 <= pct(hit) <= 1.0 and 0.0 <= float(mae) < math.inf, label
+            else:
+                assert hit == mae == "n/a", label
     for stage in ("reference_dos", "unconditional"):
         assert stage_arrays(out, stage, "valid").shape == (2,)
 
