@@ -30,18 +30,8 @@ from jaxdos.crystal.fit import FitConfig, evaluate, fit
 from jaxdos.crystal.train import FinetuneAdapters, FinetuneFull, Pretrain, TrainBatch, TrainConfig
 from jaxdos.data.budgets import CrystalBudgets
 from jaxdos.data.pipelines import crystal_batches
-from jaxdos.data.records import Records, load_records
-
-
-def _load(args) -> tuple[Records, Records]:
-    if args.records:
-        recs, _ = load_records(args.records, oracle_version=None)
-        perm = np.random.default_rng(args.seed).permutation(len(recs))
-        n_val = max(1, len(recs) // 10)
-        return recs.take(np.sort(perm[n_val:])), recs.take(np.sort(perm[:n_val]))
-    from jaxdos.data.world import load_world  # the world module lands separately
-
-    return load_world("train"), load_world("val")
+from jaxdos.data.records import Records
+from jaxdos.data.world import train_val_records
 
 
 def _init_params(model, budgets, records, seed):
@@ -125,7 +115,7 @@ def main(argv=None):
         help=f"pre-train then fine-tune, export to {DEFAULT_DIR}",
     )
     args = p.parse_args(argv)
-    train, val = _load(args)
+    train, val = train_val_records(args.records, args.seed)
     workdir = Path(args.workdir)
     if args.make_default:
         pre, _ = run_stage(args, "pretrain", train, val, workdir / "pretrain")

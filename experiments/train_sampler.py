@@ -16,21 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxdos.data.records import Records, load_records
+from jaxdos.data.world import train_val_records
 from jaxdos.sampler.config import ModelConfig
 from jaxdos.sampler.fit import fit
 from jaxdos.sampler.train import TrainConfig
-
-
-def _load(args) -> tuple[Records, Records]:
-    if args.records:
-        recs, _ = load_records(args.records, oracle_version=None)
-        perm = np.random.default_rng(args.seed).permutation(len(recs))
-        n_val = max(1, len(recs) // 10)
-        return recs.take(np.sort(perm[n_val:])), recs.take(np.sort(perm[:n_val]))
-    from jaxdos.data.world import load_world  # the world module lands separately
-
-    return load_world("train"), load_world("val")
 
 
 def main(argv=None) -> Path:
@@ -61,7 +50,7 @@ def main(argv=None) -> Path:
     )
     train_config = TrainConfig(steps=args.steps, lr=args.lr, **common)
     regressor_config = TrainConfig(steps=args.regressor_steps, lr=args.lr, **common)
-    train, val = _load(args)
+    train, val = train_val_records(args.records, args.seed)
     if args.max_records:
         train = train.take(np.arange(min(args.max_records, len(train))))
     print(f"train {len(train)} records, val {len(val)}; model {model_config}")

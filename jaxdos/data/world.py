@@ -24,6 +24,7 @@ __all__ = [
     "generate_records",
     "load_world",
     "load_world_file",
+    "train_val_records",
     "realism_stats",
 ]
 
@@ -104,6 +105,17 @@ def load_world(split: str = "all", path=None) -> Records:
         with resources.as_file(resources.files("jaxdos").joinpath("assets", SUBSET_FILE)) as p:
             return load_world_file(Path(p), split)[0]
     return load_world_file(path, split)[0]
+
+
+def train_val_records(records=None, seed: int = 0) -> tuple[Records, Records]:
+    """Training and validation records: the world's splits, or a user `Records` .npz of which a
+    seeded 10 % (at least one record) is held out for validation."""
+    if records is None:
+        return load_world("train"), load_world("val")
+    recs, _ = load_records(records, oracle_version=None)
+    perm = np.random.default_rng(seed).permutation(len(recs))
+    n_val = max(1, len(recs) // 10)
+    return recs.take(np.sort(perm[n_val:])), recs.take(np.sort(perm[:n_val]))
 
 
 def realism_stats(records: Records) -> dict:

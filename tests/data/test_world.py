@@ -15,6 +15,7 @@ from jaxdos.data.world import (
     load_world_file,
     realism_stats,
     split_of,
+    train_val_records,
 )
 from jaxdos.kernels.oracle import ORACLE_VERSION
 
@@ -87,6 +88,19 @@ def test_subset_loads_with_splits_and_versions(tmp_path):
     with pytest.raises(ValueError, match="split"):
         load_world("training")
     assert ORACLE_VERSION == "tb-v1"
+
+
+def test_train_val_records_from_world_or_a_file(tmp_path):
+    train, val = train_val_records()
+    assert (len(train), len(val)) == (len(load_world("train")), len(load_world("val")))
+    records = load_world("test")
+    path = tmp_path / "user.npz"
+    save_records(path, records, oracle_version=ORACLE_VERSION)
+    train, val = train_val_records(path, seed=3)
+    assert len(val) == max(1, len(records) // 10) and len(train) + len(val) == len(records)
+    assert not set(train.ids.tolist()) & set(val.ids.tolist())
+    again, _ = train_val_records(path, seed=3)
+    np.testing.assert_array_equal(again.ids, train.ids)
 
 
 @needs_subset
