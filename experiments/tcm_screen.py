@@ -56,7 +56,7 @@ class ScreenConfig(CrystalSettings):
     """
 
     accept: int = 4
-    proposals: int = 1024
+    proposals: int = 512
     dos_steps: int = 16
     uncond: int | None = None
     dos_batch: int = 128
@@ -137,9 +137,12 @@ def run(cfg: ScreenConfig, out, *, resume: bool = False, force: bool = False) ->
             "1.0x",
         ]
     ]
-    for name, s in stages.items():
-        if name == "uncond":
+    for name in TYPES:
+        if name not in stages:  # no DOS passed the criteria within the budget: nothing to generate
+            n = summary["types"][name]["proposals"]
+            rows.append([f"DOS-intermediated {name}", 0, f"(0 DOS accepted of {n})", *["n/a"] * 4])
             continue
+        s = stages[name]
         y, yt = float(s["is_tcm"].mean()), float(s[name].mean())
         rows.append(
             [
@@ -178,7 +181,7 @@ def run(cfg: ScreenConfig, out, *, resume: bool = False, force: bool = False) ->
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--accept", type=int, default=4, help="accepted DOS per TCM type")
-    p.add_argument("--proposals", type=int, default=1024, help="DOS proposal budget per type")
+    p.add_argument("--proposals", type=int, default=512, help="DOS proposal budget per type")
     p.add_argument("--dos-steps", type=int, default=16, help="DOSSampler steps (paper: 128)")
     p.add_argument("--uncond", type=int, default=None, help="unconditional baseline crystals")
     p.add_argument("--dos-batch", type=int, default=128)

@@ -62,6 +62,13 @@ def test_tcm_screen_end_to_end_and_resume(tmp_path):
         assert (out / name).exists()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["uncond"]["crystals"] == 4
+    # One row per arm, also for a TCM type that accepted no DOS.
+    rows = first["table"].splitlines()[2:]
+    assert [r.split(" | ")[0].lstrip("| ") for r in rows] == [
+        "unconditional CDOSGen",
+        "DOS-intermediated type1",
+        "DOS-intermediated type2",
+    ]
     for t in summary["types"].values():
         assert 0.0 <= t["acceptance_rate"] <= 1.0
     # Interrupt: lose the unconditional stage's last chunk and the tables, then resume.
