@@ -176,6 +176,16 @@ def process_row_range(global_batch: int, mesh: Mesh) -> tuple[int, int]:
     return min(mine) * per, (max(mine) + 1) * per
 
 
+def _int_from_env(var: str, name: str) -> int | None:
+    value = os.environ.get(var)
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name}: expected an integer in ${var}, got {value!r}") from None
+
+
 def initialize_distributed(
     coordinator: str | None = None,
     num_processes: int | None = None,
@@ -199,10 +209,10 @@ def initialize_distributed(
     """
     env = os.environ
     coordinator = coordinator or env.get("JAX_COORDINATOR_ADDRESS") or None
-    if num_processes is None and env.get("JAX_NUM_PROCESSES"):
-        num_processes = int(env["JAX_NUM_PROCESSES"])
-    if process_id is None and env.get("JAX_PROCESS_ID"):
-        process_id = int(env["JAX_PROCESS_ID"])
+    if num_processes is None:
+        num_processes = _int_from_env("JAX_NUM_PROCESSES", "num_processes")
+    if process_id is None:
+        process_id = _int_from_env("JAX_PROCESS_ID", "process_id")
     given = [coordinator is not None, num_processes is not None, process_id is not None]
     if not any(given):
         if auto:

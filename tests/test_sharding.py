@@ -55,6 +55,9 @@ def test_initialize_distributed_flags(monkeypatch):
     with pytest.raises(ValueError, match="coordinator, process_id"):
         sharding.initialize_distributed()
     assert sharding.initialize_distributed("127.0.0.1:1234", 1, 0) is False
+    monkeypatch.setenv("JAX_PROCESS_ID", "one")
+    with pytest.raises(ValueError, match=r"process_id: expected an integer in \$JAX_PROCESS_ID"):
+        sharding.initialize_distributed()
 
 
 def test_eight_fake_devices():
