@@ -136,11 +136,9 @@ def _markdown(results: dict, samples: int) -> str:
         for v, d in results[c]["variants"].items():
             props = [k for k in d if isinstance(d[k], dict)] or ["-"]
             for p in props:
-                h = d.get(p, {})
-                lines.append(
-                    f"| {c} | {v} | {d['proposals']} | {d['n']} | {p} | "
-                    f"{h.get('hit_rate', float('nan')):.3f} | {h.get('mae', float('nan')):.3f} |"
-                )
+                h = d.get(p)  # None: no target in this setting, nothing to score
+                scored = "- | -" if h is None else f"{h['hit_rate']:.3f} | {h['mae']:.3f}"
+                lines.append(f"| {c} | {v} | {d['proposals']} | {d['n']} | {p} | {scored} |")
     return "\n".join(lines) + "\n"
 
 
