@@ -21,6 +21,10 @@ from experiments import multi_property, tcm_screen, te_translation
         (te_translation, ["--references", "1"], "references: expected >= 2"),
         (multi_property, ["--samples", "1"], "samples: expected >= 2"),
         (multi_property, ["--sweep", "0"], "sweep: expected values >= 1"),
+        (multi_property, ["--dos-batch", "0"], "dos_batch: expected >= 1"),
+        (te_translation, ["--corrector-steps", "11"], "corrector_steps: expected 0..10"),
+        (te_translation, ["--crystal-batch", "0"], "crystal_batch: expected >= 1"),
+        (multi_property, ["--crystals-per-dos", "0"], "crystals_per_dos: expected >= 1"),
     ],
 )
 def test_bad_flags_exit_with_a_named_error(module, argv, message, tmp_path, capsys):
