@@ -6,7 +6,7 @@ unconditional and reference-DOS (world test split) baselines go through the same
 Table 3 conditions CDOSGen on test-split DOS and compares matched pairs with random pairing.
 `--sweep 1 2 4` repeats the E_BG = 2.0 setting with that many crystals per DOS (Table 11 layout).
 
-    python -m experiments.multi_property [--samples 8] [--sweep 1 2 4]   # ~20 min on a 2-core CPU
+    python -m experiments.multi_property [--samples 8] [--sweep 1 2 4]   # ~10 min on a 2-core CPU
 
 The paper's S.U.N. needs a stability oracle (energy above hull) the offline world does not have;
 the tables report U.N. (unique and novel vs the training split) in its place.
@@ -69,7 +69,7 @@ class MultiPropertyConfig(CrystalSettings):
     """
 
     samples: int = 8
-    proposals: int = 512
+    proposals: int = 256
     dos_steps: int = 16
     dos_batch: int = 32
     sweep: tuple[int, ...] = ()
@@ -219,7 +219,7 @@ def run(cfg: MultiPropertyConfig, out, *, resume: bool = False, force: bool = Fa
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--samples", type=int, default=8, help="accepted DOS per setting")
-    p.add_argument("--proposals", type=int, default=512, help="DOS proposal budget per setting")
+    p.add_argument("--proposals", type=int, default=256, help="DOS proposal budget per setting")
     p.add_argument("--dos-steps", type=int, default=16, help="DOSSampler steps (paper: 128)")
     p.add_argument("--dos-batch", type=int, default=32, help="DOSSampler proposals per batch")
     p.add_argument("--sweep", type=int, nargs="*", default=())
