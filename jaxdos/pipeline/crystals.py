@@ -1,9 +1,9 @@
 """Stage 2 of the pipeline: crystals from DOS with CDOSGen (or unconditionally).
 
 Work is cut into fixed-size batches of min(`batch_size`, crystals) (the last one padded with
-repeats and trimmed), so the jitted sampler compiles once per run whatever the number of DOS. Batch
-b is seeded by `fold_in(key(seed), b)`: the same seed gives the same crystals however the work is
-resumed.
+repeats and trimmed): the jitted sampler compiles once per batch size, and a small call is not
+padded up to a large batch. Batch b is seeded by `fold_in(key(seed), b)`: the same seed gives the
+same crystals however the work is resumed.
 
 Graph budgets grown after an overflow are kept for the later batches of the same call but not across
 calls: larger budgets change the network output in the last ulp (reduction order), so carrying them
