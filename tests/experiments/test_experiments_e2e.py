@@ -142,6 +142,7 @@ def test_multi_property_end_to_end_sweep_and_resume(tmp_path, capsys):
         "samples": 2,
         "proposals": 64,
         "dos_steps": 2,
+        "dos_batch": 32,
         "sweep": [1, 2],
         "seed": 0,
     }
