@@ -101,8 +101,6 @@ def generate_crystals(
         raise ValueError(f"steps: expected >= 2, got {steps}")
     if batch_size < 1:
         raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
-    if not 0 <= corrector_steps <= 10:
-        raise ValueError(f"corrector_steps: expected 0..10, got {corrector_steps}")
     if not np.isfinite(gamma) or gamma < 0:
         raise ValueError(f"gamma: expected a finite value >= 0, got {gamma}")
     if dos is None:
@@ -116,14 +114,15 @@ def generate_crystals(
         cond = check_condition_dos(dos, np.shape(dos)[0])
         source = np.repeat(np.arange(cond.shape[0]), crystals_per_dos)
         cond = cond[source]
-    model = model or default_crystal_model()
     guidance = NoGuidance() if cond is None else ClassifierFree(gamma=float(gamma))
+    # Checks num_corrector_steps (and the rest of the sampler settings) before the model loads.
     config = SamplerConfig(
         num_steps=steps,
         guidance=guidance,
         allowed_elements=_allowed_elements(),
         num_corrector_steps=corrector_steps,
     )
+    model = model or default_crystal_model()
     total = source.size
     batch_size = min(batch_size, total)
     rng = np.random.default_rng(seed)
