@@ -12,9 +12,16 @@ guidance, no rejection), prior + guidance (no rejection), prior + guidance + rej
 conditioning hit rates (±10 %) and MAEs of each target property are reported for all three, and the
 Table 8 statistics (from `jaxdos.kernels.audit.audit`) for the final, rejected set. Writes
 `audit_dos.md`, `audit_dos.json` and `audit_dos.png` (samples vs their cosine-nearest reference).
+
+Rates (plausibility, agreement, non-negativity, hit rates) carry 95 % Wilson intervals and MAEs
+bootstrap ones, with their n (`jaxdos.kernels.stats`; `<key>_ci` beside each value in the JSON).
+The edge-jump median and unique-nearest count (neither a rate nor a mean) and the pairwise mean
+cosine (its pairs share spectra, so a bootstrap of samples would put duplicates in pairs) stay
+point statistics.
 """
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -42,16 +49,37 @@ def _reference(records, values: dict, seed: int = 0, cap: int = 5000) -> np.ndar
 
 
 def _hits(result, values: dict) -> dict:
+    """Hit rate (+-10 %) and MAE of each target, each with its 95 % interval and n (`*_ci`)."""
+    from jaxdos.kernels import stats
+
     out = {}
     for name, y in values.items():
         measured = np.asarray(result.properties[name], np.float64)
         tol = 0.1 * abs(y) if y else 0.1
+        hit = stats.rate(np.sum(np.abs(measured - y) <= tol), measured.size)
+        mae = stats.mean(np.abs(measured - y))
         out[name] = {
-            "hit_rate": float(np.mean(np.abs(measured - y) <= tol))
-            if measured.size
-            else float("nan"),
-            "mae": float(np.mean(np.abs(measured - y))) if measured.size else float("nan"),
+            "hit_rate": hit.value,
+            "hit_rate_ci": hit.ci(),
+            "mae": mae.value,
+            "mae_ci": mae.ci(),
         }
+    return out
+
+
+# The Table 8 rates `jaxdos.kernels.audit.audit` returns, in % of the samples (or reference).
+RATES = ("plausibility_rate", "agreement_rate", "nonneg_rate")
+
+
+def _rate_intervals(stats_row: dict, n: int, ref_n: int) -> dict:
+    """`<rate>_ci` {lo, hi, n} (in %, as the rates) beside each Table 8 rate and its `ref_` twin."""
+    from jaxdos.kernels import stats
+
+    out = {}
+    for prefix, size in (("", n), ("ref_", ref_n)):
+        for key in RATES:
+            r = stats.rate(round(stats_row[prefix + key] * size / 100), size)
+            out[prefix + key + "_ci"] = {"lo": 100 * r.lo, "hi": 100 * r.hi, "n": size}
     return out
 
 
@@ -93,6 +121,8 @@ def run_setting(name, values, sampler, records, args, out_dir):
         final = result
     reference = _reference(records, values)
     stats = audit(final.dos, reference) if len(final) >= 2 and reference.shape[0] >= 2 else {}
+    if stats:
+        stats |= _rate_intervals(stats, len(final), reference.shape[0])
     nearest = np.asarray(unique_nearest(final.dos, reference)[1]) if stats else np.zeros(0, int)
     if stats and reference.shape[0] > len(final):
         # The reference's own unique-nearest count for subsets of the same size (paper: 911 ± 9).
@@ -110,6 +140,21 @@ def run_setting(name, values, sampler, records, args, out_dir):
     }, (final.dos, reference, nearest)
 
 
+def _cell(d: dict, key: str, fmt: str, *, rate: bool = False, scale: float = 1.0) -> str:
+    """d[key] as `value [lo, hi] (n=...)` when d holds its `<key>_ci` (a rate in units of
+    1 / scale if `rate`), else with `fmt` (results without intervals, strings as they are)."""
+    from jaxdos.kernels.stats import Estimate
+    from jaxdos.kernels.stats import fmt as render
+
+    value, ci = d.get(key, float("nan")), d.get(key + "_ci")
+    if isinstance(value, str):
+        return value
+    if ci is None:
+        return fmt.format(value)
+    est = Estimate(value / scale, ci["lo"] / scale, ci["hi"] / scale, ci["n"])
+    return render(est, percent=rate)
+
+
 def _markdown(results: dict, samples: int) -> str:
     cols = list(results)
     rows = [
@@ -121,13 +166,15 @@ def _markdown(results: dict, samples: int) -> str:
         (f"Unique nearest reference ({samples}) ↑", "unique_nearest", "{:.0f}"),
     ]
     lines = [f"# DOSSampler audit (Table 8), {samples} samples per setting", ""]
+    lines.append("Rates: value [95 % Wilson interval] (n). Conditioning MAEs: [95 % bootstrap].")
+    lines.append("")
     lines.append("| metric | " + " | ".join(cols) + " | reference (bg2) |")
     lines.append("|---" * (len(cols) + 2) + "|")
     ref_col = results.get("bg2", {}).get("audit", {})
     for label, key, fmt in rows:
-        vals = [fmt.format(results[c]["audit"].get(key, float("nan"))) for c in cols]
-        ref = ref_col.get("ref_" + key)
-        ref = "" if ref is None else ref if isinstance(ref, str) else fmt.format(ref)
+        cell = functools.partial(_cell, fmt=fmt, rate=key in RATES, scale=100)
+        vals = [cell(results[c]["audit"], key) for c in cols]
+        ref = cell(ref_col, "ref_" + key) if "ref_" + key in ref_col else ""
         lines.append(f"| {label} | " + " | ".join(vals) + f" | {ref} |")
     lines += ["", "## Conditioning: hit rate (±10 %) and MAE", ""]
     lines.append("| setting | variant | proposals | accepted | property | hit rate | MAE |")
@@ -137,7 +184,11 @@ def _markdown(results: dict, samples: int) -> str:
             props = [k for k in d if isinstance(d[k], dict)] or ["-"]
             for p in props:
                 h = d.get(p)  # None: no target in this setting, nothing to score
-                scored = "- | -" if h is None else f"{h['hit_rate']:.3f} | {h['mae']:.3f}"
+                if h is None:
+                    scored = "- | -"
+                else:
+                    hit = _cell(h, "hit_rate", "{:.3f}", rate=True)
+                    scored = f"{hit} | {_cell(h, 'mae', '{:.3f}')}"
                 lines.append(f"| {c} | {v} | {d['proposals']} | {d['n']} | {p} | {scored} |")
     return "\n".join(lines) + "\n"
 

@@ -11,6 +11,9 @@ Table 3 conditions CDOSGen on test-split DOS and compares matched pairs with ran
 The paper's S.U.N. needs a stability oracle (energy above hull) the offline world does not have;
 the tables report U.N. (unique and novel vs the training split) in its place.
 
+Every rate and MAE cell reads `value [lo, hi] (n=...)`: its 95 % interval (`jaxdos.kernels.stats`:
+Wilson for rates, seeded bootstrap for MAEs and mean similarities) and the count it is over.
+
 Multi-host (docs/multihost.md): every process runs the same command with its own --process-id and
 a shared --out; the DOS sampling is sharded over all devices of all processes, each process
 generates and scores its share of the crystal chunks, and process 0 writes the tables (the same
@@ -30,8 +33,16 @@ from tqdm import tqdm
 
 from experiments import cli
 from experiments.rundir import RunDir
-from experiments.screening import CrystalSettings, conditioning_metrics, crystal_stage
+from experiments.screening import (
+    CrystalSettings,
+    conditioning_estimates,
+    crystal_stage,
+    metric_cells,
+    metric_intervals,
+    unique_novel,
+)
 from jaxdos.data.world import load_world
+from jaxdos.kernels import stats
 from jaxdos.kernels.properties import PROPERTY_NAMES
 from jaxdos.pipeline import sample_dos
 from jaxdos.sampler.config import SamplingConfig
@@ -96,8 +107,13 @@ def _hits(values: np.ndarray, target: float) -> np.ndarray:
     return np.abs(values - target) <= tol
 
 
+def _pct(rate: stats.Estimate) -> str:
+    return stats.fmt(rate, percent=True)
+
+
 def _row(label, targets, stage) -> list:
-    """One Table 1 row; rates and MAEs over valid crystals ("n/a" when none is valid)."""
+    """One Table 1 row; rates and MAEs over valid crystals ("n/a" when none is valid), each with
+    its 95 % interval and n (Wilson for rates, bootstrap for MAEs)."""
     valid = stage["valid"]
     hits, maes = [], []
     for name, t in zip(PROPERTY_NAMES, targets, strict=True):
@@ -106,9 +122,10 @@ def _row(label, targets, stage) -> list:
             maes.append(hits[-1])
             continue
         v = stage[name][valid]
-        hits.append(f"{_hits(v, t).mean():.1%}")
-        maes.append(f"{np.abs(v - t).mean():.3f}")
-    return [label, *hits, *maes, f"{valid.mean():.1%}", f"{stage['novel']:.1%}"]
+        hits.append(_pct(stats.rate(_hits(v, t).sum(), v.size)))
+        maes.append(stats.fmt(stats.mean(np.abs(v - t))))
+    novel = unique_novel(stage)[1]
+    return [label, *hits, *maes, _pct(stats.rate(valid.sum(), valid.size)), _pct(novel)]
 
 
 def _label(targets) -> str:
@@ -126,15 +143,9 @@ def _sweep_table(rd: RunDir, cfg: MultiPropertyConfig, acc) -> str:
         st = crystal_stage(rd, f"sweep_{k}", dos=acc.dos, cfg=sweep_cfg, seed=cfg.seed + 500)
         hit = _hits(st["band_gap"], 2.0) & st["valid"]
         any_hit = np.bincount(st["source"], weights=hit, minlength=len(acc)) > 0
-        rows.append(
-            [
-                k,
-                len(hit),
-                f"{hit.mean():.1%}",
-                f"{any_hit.mean():.1%}",
-                f"{np.abs(st['band_gap'][st['valid']] - 2.0).mean():.3f}",
-            ]
-        )
+        mae = stats.mean(np.abs(st["band_gap"][st["valid"]] - 2.0))
+        hit_rate, dos_rate = stats.rate(hit.sum(), hit.size), stats.rate(any_hit.sum(), len(acc))
+        rows.append([k, len(hit), _pct(hit_rate), _pct(dos_rate), stats.fmt(mae)])
     return rd.write_table(
         "table11",
         ["crystals per DOS", "crystals", "±10% E_BG", "DOS with >= 1 hit", "MAE E_BG"],
@@ -190,12 +201,9 @@ def run(cfg: MultiPropertyConfig, out, *, resume: bool = False, force: bool = Fa
 
     valid = ref["valid"]
     cond, gen = test.dos[ref_idx][ref["source"][valid]], ref["oracle_dos"][valid]
-    metrics = conditioning_metrics(cond, gen, seed=cfg.seed)
-    table3 = rd.write_table(
-        "table3",
-        ["metric", "ours", "random pairing"],
-        [[k, f"{a:.3f}", f"{b:.3f}"] for k, (a, b) in metrics.items()],
-    )
+    estimates = conditioning_estimates(cond, gen, seed=cfg.seed)
+    metrics = {k: (a.value, b.value) for k, (a, b) in estimates.items()}
+    table3 = rd.write_table("table3", ["metric", "ours", "random pairing"], metric_cells(estimates))
     tables = {"table1": table1, "table3": table3}
     if cfg.sweep:
         acc = sample_dos(
@@ -214,7 +222,8 @@ def run(cfg: MultiPropertyConfig, out, *, resume: bool = False, force: bool = Fa
             )
         else:
             tables["table11"] = _sweep_table(rd, cfg, acc)
-    rd.write_json("summary.json", {"metrics_table3": metrics})
+    summary = {"metrics_table3": metrics, "metrics_table3_ci": metric_intervals(estimates)}
+    rd.write_json("summary.json", summary)
     rd.barrier("multi_property-written")  # no process leaves before process 0 has written
     return tables
 

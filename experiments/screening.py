@@ -21,6 +21,7 @@ from tqdm import tqdm  # noqa: E402
 from experiments.rundir import RunDir  # noqa: E402
 from jaxdos.crystal.io import write_extxyz  # noqa: E402
 from jaxdos.data.world import load_world  # noqa: E402
+from jaxdos.kernels import stats  # noqa: E402
 from jaxdos.kernels.grid import bin_centres  # noqa: E402
 from jaxdos.kernels.metrics import compare  # noqa: E402
 from jaxdos.kernels.properties import all_properties  # noqa: E402
@@ -40,7 +41,11 @@ from jaxdos.pipeline.score import (  # noqa: E402
 __all__ = [
     "CrystalSettings",
     "crystal_stage",
+    "conditioning_estimates",
     "conditioning_metrics",
+    "metric_cells",
+    "metric_intervals",
+    "unique_novel",
     "write_structures",
     "plot_dos_pairs",
     "training_structures",
@@ -201,14 +206,17 @@ def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
             return perm
 
 
-def conditioning_metrics(cond: np.ndarray, gen: np.ndarray, seed: int = 0) -> dict:
+def conditioning_estimates(cond: np.ndarray, gen: np.ndarray, seed: int = 0) -> dict:
     """Section 5.3 / Table 3: matched pairs (cond_i, gen_i) vs the random-pairing baseline.
 
-    Returns {metric: (matched mean, random-pairing mean)} for cosine, Pearson, JS divergence and the
-    MAE of E_BG, DOS(E_F), N(E_F) between conditioning DOS and generated crystals' DOS.
+    Returns {metric: (matched, random pairing)} `stats.Estimate`s: the mean over pairs with its
+    bootstrap interval and n, for cosine, Pearson, JS divergence and the absolute error of E_BG,
+    DOS(E_F), N(E_F) between conditioning DOS and generated crystals' DOS (a mean absolute error).
+    The random pairing is one fixed derangement; its interval resamples pairs, not derangements.
     """
     if len(cond) < 2:  # no mismatched pair exists
-        return {k: (float("nan"), float("nan")) for k in METRIC_ROWS}
+        na = stats.Estimate(float("nan"), float("nan"), float("nan"), len(cond))
+        return {k: (na, na) for k in METRIC_ROWS}
     perm = derangement(len(cond), np.random.default_rng(seed))
     out = {}
     for other in (gen, gen[perm]):  # matched pairs, then the random-pairing baseline
@@ -216,7 +224,36 @@ def conditioning_metrics(cond: np.ndarray, gen: np.ndarray, seed: int = 0) -> di
         pc = all_properties(cond)
         po = all_properties(other)
         for k in ("cosine", "pearson", "jensen_shannon"):
-            out.setdefault(k, []).append(float(np.nanmean(m[k])))
+            out.setdefault(k, []).append(stats.mean(m[k], seed=seed))
         for k in ("band_gap", "dos_at_fermi", "integrated_dos"):
-            out.setdefault(k, []).append(float(np.mean(np.abs(np.asarray(pc[k] - po[k])))))
+            err = np.abs(np.asarray(pc[k] - po[k]))
+            out.setdefault(k, []).append(stats.mean(err, seed=seed))
     return {k: tuple(v) for k, v in out.items()}
+
+
+def conditioning_metrics(cond: np.ndarray, gen: np.ndarray, seed: int = 0) -> dict:
+    """{metric: (matched mean, random-pairing mean)} of `conditioning_estimates` (NaN for < 2)."""
+    return {k: (a.value, b.value) for k, (a, b) in conditioning_estimates(cond, gen, seed).items()}
+
+
+def metric_cells(estimates: dict) -> list[list[str]]:
+    """Table 3 / 5 rows `[metric, matched, random]`, each cell `value [lo, hi] (n=...)`."""
+    return [[k, stats.fmt(a), stats.fmt(b)] for k, (a, b) in estimates.items()]
+
+
+def metric_intervals(estimates: dict) -> dict:
+    """{metric: [matched ci, random ci]}: the JSON twin of `conditioning_metrics`."""
+    return {k: [a.ci(), b.ci()] for k, (a, b) in estimates.items()}
+
+
+def unique_novel(stage: dict) -> tuple[stats.Estimate, stats.Estimate]:
+    """The stage's unique and novel fractions as rates over its valid crystals (their n), with
+    Wilson intervals; NaN (not reported) on processes other than 0."""
+    n = int(stage["valid"].sum())
+    out = []
+    for frac in (stage["unique"], stage["novel"]):
+        if np.isnan(frac):
+            out.append(stats.Estimate(frac, frac, frac, n))
+        else:
+            out.append(stats.rate(round(frac * n), n))
+    return out[0], out[1]

@@ -10,6 +10,10 @@
 Every stage is chunked in a `RunDir`; after a kill, `--resume` continues from the last chunk and
 gives the same final tables as an uninterrupted run.
 
+Every rate reads `value [lo, hi] (n=...)` with its 95 % Wilson interval; a lift (conditioned over
+unconditional TCM yield) carries the log-ratio interval of two binomials and both n
+(`jaxdos.kernels.stats`). summary.json keeps each value and adds its `*_ci` {lo, hi, n} beside it.
+
 Multi-host (docs/multihost.md): every process runs the same command with its own --process-id and
 a shared --out; the DOS sampling is sharded over all devices of all processes, each process
 generates and scores its share of the crystal chunks, and process 0 writes the tables, structures
@@ -27,11 +31,19 @@ import argparse
 import dataclasses
 import time
 
+import numpy as np
 from tqdm import tqdm
 
 from experiments import cli
 from experiments.rundir import RunDir
-from experiments.screening import CrystalSettings, crystal_stage, plot_dos_pairs, write_structures
+from experiments.screening import (
+    CrystalSettings,
+    crystal_stage,
+    plot_dos_pairs,
+    unique_novel,
+    write_structures,
+)
+from jaxdos.kernels import stats
 from jaxdos.pipeline import sample_dos
 from jaxdos.sampler.config import SamplingConfig
 from jaxdos.sampler.targets import Targets, TCMType1, TCMType2
@@ -76,15 +88,19 @@ class ScreenConfig(CrystalSettings):
             raise ValueError(f"devices: expected >= 1, got {self.devices}")
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f}%"
+def _pct(rate: stats.Estimate) -> str:
+    return stats.fmt(rate, percent=True)
 
 
-def _lift(y: float, base: float, n_base: int) -> str:
-    if base > 0:
-        return f"{y / base:.1f}x"
-    # No unconditional hit: report the lower bound the baseline sample size supports.
-    return f">{y * n_base:.1f}x (0/{n_base} uncond.)" if y > 0 else "n/a"
+def _lift(hits: np.ndarray, base: np.ndarray) -> stats.Estimate:
+    """Yield of `hits` over the unconditional yield `base`, with its log-ratio interval (two
+    independent binomials; `stats.ratio_of_rates`): inf with a finite lower end when the baseline
+    has no hit, n/a when neither has one."""
+    return stats.rate_ratio(hits.sum(), hits.size, base.sum(), base.size)
+
+
+def _fmt_lift(lift: stats.Estimate) -> str:
+    return stats.fmt(lift, digits=2, unit="x")
 
 
 def run(cfg: ScreenConfig, out, *, resume: bool = False, force: bool = False) -> dict:
@@ -124,53 +140,75 @@ def run(cfg: ScreenConfig, out, *, resume: bool = False, force: bool = False) ->
     stages["uncond"] = crystal_stage(rd, "crystals_uncond", n=n_uncond, cfg=cfg, seed=cfg.seed)
 
     base = stages["uncond"]
+    n_base = len(base["valid"])
     base_yield = {k: float(base[k].mean()) for k in ("is_tcm", "type1", "type2")}
-    header = ["generation", "crystals", "valid", "TCM yield", "lift", "type-correct yield", "lift"]
+    base_rate = {k: stats.rate(base[k].sum(), n_base) for k in base_yield}
+    header = ["generation", "DOS accepted", "crystals", "valid", "TCM yield", "lift"]
+    header += ["type-correct yield", "lift"]
     rows = [
         [
             "unconditional CDOSGen",
-            len(base["valid"]),
-            _pct(base["valid"].mean()),
-            _pct(base_yield["is_tcm"]),
+            "-",
+            n_base,
+            _pct(stats.rate(base["valid"].sum(), n_base)),
+            _pct(base_rate["is_tcm"]),
             "1.0x",
-            f"T1 {_pct(base_yield['type1'])} / T2 {_pct(base_yield['type2'])}",
+            f"T1 {_pct(base_rate['type1'])} / T2 {_pct(base_rate['type2'])}",
             "1.0x",
         ]
     ]
     for name in TYPES:
+        t = summary["types"][name]
+        accepted = stats.rate(t["accepted"], t["proposals"])
+        t["acceptance_rate_ci"] = accepted.ci()
         if name not in stages:  # no DOS passed the criteria within the budget: nothing to generate
-            n = summary["types"][name]["proposals"]
-            rows.append([f"DOS-intermediated {name}", 0, f"(0 DOS accepted of {n})", *["n/a"] * 4])
+            rows.append([f"DOS-intermediated {name}", _pct(accepted), 0, *["n/a"] * 5])
             continue
         s = stages[name]
-        y, yt = float(s["is_tcm"].mean()), float(s[name].mean())
+        n = len(s["valid"])
+        y, yt = stats.rate(s["is_tcm"].sum(), n), stats.rate(s[name].sum(), n)
+        lift, lift_t = _lift(s["is_tcm"], base["is_tcm"]), _lift(s[name], base[name])
         rows.append(
             [
                 f"DOS-intermediated {name}",
-                len(s["valid"]),
-                _pct(s["valid"].mean()),
+                _pct(accepted),
+                n,
+                _pct(stats.rate(s["valid"].sum(), n)),
                 _pct(y),
-                _lift(y, base_yield["is_tcm"], len(base["valid"])),
+                _fmt_lift(lift),
                 _pct(yt),
-                _lift(yt, base_yield[name], len(base["valid"])),
+                _fmt_lift(lift_t),
             ]
         )
-        summary["types"][name].update(
-            crystals=len(s["valid"]),
-            tcm_yield=y,
-            type_correct_yield=yt,
+        unique, novel = unique_novel(s)
+        t.update(
+            crystals=n,
+            tcm_yield=float(s["is_tcm"].mean()),
+            tcm_yield_ci=y.ci(),
+            tcm_lift=lift.value,
+            tcm_lift_ci=lift.ci(),
+            type_correct_yield=float(s[name].mean()),
+            type_correct_yield_ci=yt.ci(),
+            type_correct_lift=lift_t.value,
+            type_correct_lift_ci=lift_t.ci(),
             crystals_per_second=s["crystals_per_second"],
             unique=s["unique"],
+            unique_ci=unique.ci(),
             novel=s["novel"],
+            novel_ci=novel.ci(),
         )
         if rd.main:
             write_structures(rd.path / f"structures_{name}", s, s[name])
             plot_dos_pairs(rd.path / f"tcm_{name}.png", s, s[name], title=f"TCM {name} hits")
+    unique, novel = unique_novel(base)
     summary["uncond"] = {
-        "crystals": len(base["valid"]),
+        "crystals": n_base,
         **base_yield,
+        **{f"{k}_ci": r.ci() for k, r in base_rate.items()},
         "unique": base["unique"],
+        "unique_ci": unique.ci(),
         "novel": base["novel"],
+        "novel_ci": novel.ci(),
     }
     table = rd.write_table("table4", header, rows)
     rd.write_json("summary.json", summary)

@@ -4,7 +4,8 @@ reference crystals (TE-like in the world's test split, or --cif files) -> their 
     -> CDOSGen (--crystals-per-dos per reference) -> oracle DOS of each generated crystal
     -> cosine, Pearson, JS, E_BG MAE, DOS(E_F) MAE, TE-filter pass rate
 against the random-pairing baseline of Section 5.3 (each generated DOS scored against another
-reference's DOS).
+reference's DOS). Every cell carries its 95 % interval and n (`jaxdos.kernels.stats`: bootstrap
+for the means, Wilson for the rates); summary.json has them under the `*_ci` keys.
 
 python -m experiments.te_translation [--references 8] [--crystals-per-dos 4] [--cif a.cif ...]
 
@@ -29,17 +30,27 @@ from experiments import cli
 from experiments.rundir import RunDir
 from experiments.screening import (
     CrystalSettings,
-    conditioning_metrics,
+    conditioning_estimates,
     crystal_stage,
     derangement,
+    metric_cells,
+    metric_intervals,
     plot_dos_pairs,
+    unique_novel,
     write_structures,
 )
 from jaxdos.data.world import load_world
+from jaxdos.kernels import stats
 from jaxdos.kernels.filters import screen_te
 from jaxdos.pipeline.score import score
 
 __all__ = ["TranslationConfig", "run", "main"]
+
+ROW_NAMES = {"band_gap": "E_BG MAE", "dos_at_fermi": "DOS(E_F) MAE", "integrated_dos": "N(E_F) MAE"}
+
+
+def _pct(rate: stats.Estimate) -> str:
+    return stats.fmt(rate, percent=True)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -90,37 +101,37 @@ def run(cfg: TranslationConfig, out, *, resume: bool = False, force: bool = Fals
     valid = stage["valid"]
     cond = refs[stage["source"][valid]]
     gen = stage["oracle_dos"][valid]
-    metrics = conditioning_metrics(cond, gen, seed=cfg.seed)
+    estimates = conditioning_estimates(cond, gen, seed=cfg.seed)
+    metrics = {k: (a.value, b.value) for k, (a, b) in estimates.items()}
     te = np.asarray(screen_te(gen, cond).passed)
     perm = derangement(len(refs), np.random.default_rng(cfg.seed + 1))
     te_random = np.asarray(screen_te(gen, refs[perm[stage["source"][valid]]]).passed)
-    rows = [[k, f"{a:.3f}", f"{b:.3f}"] for k, (a, b) in metrics.items()]
-    rows = [
-        [
-            {
-                "band_gap": "E_BG MAE",
-                "dos_at_fermi": "DOS(E_F) MAE",
-                "integrated_dos": "N(E_F) MAE",
-            }.get(r[0], r[0]),
-            *r[1:],
-        ]
-        for r in rows
-    ]
-    n = len(valid)
-    rows.append(["TE-filter pass rate", f"{te.sum() / n:.2%}", f"{te_random.sum() / n:.2%}"])
-    rows.append(["valid crystals", f"{valid.mean():.2%}", "-"])
+    rows = [[ROW_NAMES.get(k, k), *cells] for k, *cells in metric_cells(estimates)]
+    n = len(valid)  # an invalid crystal fails the TE filter: rates are over all crystals
+    passed, passed_random = stats.rate(te.sum(), n), stats.rate(te_random.sum(), n)
+    valid_rate = stats.rate(valid.sum(), n)
+    rows.append(["TE-filter pass rate", _pct(passed), _pct(passed_random)])
+    rows.append(["valid crystals", _pct(valid_rate), "-"])
     table = rd.write_table("table5", ["metric", "translation", "random pairing"], rows)
     if rd.main:
         write_structures(rd.path / "structures", stage, valid)
         plot_dos_pairs(rd.path / "translation.png", stage, valid, title="reference vs translated")
+    unique, novel = unique_novel(stage)
     summary = {
         "references": names,
         "metrics": metrics,
+        "metrics_ci": metric_intervals(estimates),
         "te_pass": float(te.sum() / n),
+        "te_pass_ci": passed.ci(),
         "te_pass_random": float(te_random.sum() / n),
+        "te_pass_random_ci": passed_random.ci(),
+        "valid": valid_rate.value,
+        "valid_ci": valid_rate.ci(),
         "crystals": n,
         "unique": stage["unique"],
+        "unique_ci": unique.ci(),
         "novel": stage["novel"],
+        "novel_ci": novel.ci(),
     }
     rd.write_json("summary.json", summary)
     rd.barrier("te_translation-written")  # no process leaves before process 0 has written

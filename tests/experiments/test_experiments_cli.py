@@ -96,3 +96,18 @@ def test_conditioning_metrics_matched_beats_random_pairing(rng):
     perm = derangement(6, rng)
     assert np.all(perm != np.arange(6)) and sorted(perm) == list(range(6))
     assert all(np.isnan(v).all() for v in conditioning_metrics(cond[:1], noisy[:1]).values())
+
+
+def test_conditioning_estimates_carry_bootstrap_intervals_and_n(rng):
+    from experiments.screening import conditioning_estimates, conditioning_metrics
+
+    cond = rng.random((8, 256)).astype(np.float32)
+    noisy = cond + 0.01 * rng.random((8, 256)).astype(np.float32)
+    est = conditioning_estimates(cond, noisy, seed=0)
+    assert {k: (a.value, b.value) for k, (a, b) in est.items()} == conditioning_metrics(cond, noisy)
+    for matched, random in est.values():
+        for e in (matched, random):
+            assert e.n == 8 and e.lo <= e.value <= e.hi
+    assert est["cosine"][0].lo > est["cosine"][1].hi  # matched beats random beyond the intervals
+    one = conditioning_estimates(cond[:1], noisy[:1])["cosine"][0]
+    assert one.n == 1 and np.isnan(one.value)

@@ -6,6 +6,7 @@ and tables each writes, and an interrupted run resumed with --resume gives the s
 import csv
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -24,10 +25,22 @@ def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def parse(cell: str) -> tuple[float, int]:
+    """A table cell `0.123 [lo, hi] (n=8)`, `12.5 % [lo, hi] (n=8)` or `n/a (n=0)` as (value, n):
+    a percentage as a fraction, n/a as NaN."""
+    m = re.fullmatch(r"(n/a|(-?\d+\.\d+)( %)? \[(-?\d+\.\d+), (-?\d+\.\d+)\]) \(n=(\d+)\)", cell)
+    assert m, cell
+    if m[1] == "n/a":
+        return math.nan, int(m[6])
+    lo, v, hi = float(m[4]), float(m[2]), float(m[5])
+    assert lo <= v <= hi, cell
+    return v / 100 if m[3] else v, int(m[6])
+
+
 def pct(cell: str) -> float:
-    """A table's percentage cell ("12.5%") as a fraction."""
-    assert cell.endswith("%"), cell
-    return float(cell[:-1]) / 100
+    """A table's percentage cell ("12.5 % [4.1, 30.0] (n=8)") as a fraction."""
+    assert " % [" in cell, cell
+    return parse(cell)[0]
 
 
 def stage_arrays(out: Path, name: str, key: str) -> np.ndarray:
@@ -40,7 +53,8 @@ def check_metric_rows(rows: list[list[str]], valid_pairs: int) -> None:
     """Matched and random-pairing columns of Table 3 / 5: NaN only with < 2 valid pairs (documented
     in conditioning_metrics), else similarities and JS in range, MAEs >= 0."""
     for name, *values in rows:
-        for v in map(float, values):
+        for v, n in map(parse, values):
+            assert n == valid_pairs, (name, n)
             if valid_pairs < 2:
                 assert math.isnan(v), (name, v)
             elif name in ("cosine", "pearson"):
@@ -88,19 +102,28 @@ def test_te_translation_end_to_end_and_resume(tmp_path, capsys):
     assert set(summary) == {
         "references",
         "metrics",
+        "metrics_ci",
         "te_pass",
+        "te_pass_ci",
         "te_pass_random",
+        "te_pass_random_ci",
+        "valid",
+        "valid_ci",
         "crystals",
         "unique",
+        "unique_ci",
         "novel",
+        "novel_ci",
     }
     assert len(set(summary["references"])) == 2 and summary["crystals"] == 2
     assert list(summary["metrics"]) == list(METRIC_ROWS)
     check_metric_rows(rows[:6], int(valid.sum()))
     for k in ("te_pass", "te_pass_random", "unique", "novel"):
         assert 0.0 <= summary[k] <= 1.0, k
-    assert rows[6][1:] == [f"{summary['te_pass']:.2%}", f"{summary['te_pass_random']:.2%}"]
-    assert pct(rows[7][1]) == pytest.approx(valid.mean(), abs=5e-5)  # printed as 12.34%
+    for cell, key in zip(rows[6][1:], ("te_pass", "te_pass_random"), strict=True):
+        assert parse(cell) == (pytest.approx(summary[key], abs=5e-4), 2)  # printed as 12.3 %
+        assert summary[key + "_ci"]["n"] == 2
+    assert parse(rows[7][1]) == (pytest.approx(valid.mean(), abs=5e-4), 2)
 
     cifs = sorted((out / "structures").glob("crystal_*.cif"))
     assert len(cifs) == valid.sum()
@@ -160,13 +183,15 @@ def test_multi_property_end_to_end_sweep_and_resume(tmp_path, capsys):
     ]
     assert [r[0] for r in rows] == [label for label, _ in expected]
     for (label, targets), row in zip(expected, rows, strict=True):
-        valid, novel = pct(row[7]), pct(row[8])
-        assert 0.0 <= valid <= 1.0 and 0.0 <= novel <= 1.0, label
+        (valid, n), (novel, n_valid) = parse(row[7]), parse(row[8])
+        assert 0.0 <= valid <= 1.0 and n == 2 and n_valid == round(valid * n), label
+        assert 0.0 <= novel <= 1.0 or (n_valid == 0 and math.isnan(novel)), label
         for t, hit, mae in zip(targets, row[1:4], row[4:7], strict=True):
             if t is None:
                 assert hit == mae == "-", label
             elif valid > 0:  # rates and MAEs are over the valid crystals
-                assert 0.0 <= pct(hit) <= 1.0 and 0.0 <= float(mae) < math.inf, label
+                assert 0.0 <= pct(hit) <= 1.0 and 0.0 <= parse(mae)[0] < math.inf, label
+                assert parse(hit)[1] == parse(mae)[1] == n_valid, label
             else:
                 assert hit == mae == "n/a", label
     for stage in ("reference_dos", "unconditional"):
@@ -177,9 +202,13 @@ def test_multi_property_end_to_end_sweep_and_resume(tmp_path, capsys):
     assert [r[0] for r in rows] == list(METRIC_ROWS)
     check_metric_rows(rows, int(stage_arrays(out, "reference_dos", "valid").sum()))
     summary = json.loads((out / "summary.json").read_text())
-    assert list(summary) == ["metrics_table3"]
+    assert list(summary) == ["metrics_table3", "metrics_table3_ci"]
     for name, *cells in rows:
-        assert cells == [f"{v:.3f}" for v in summary["metrics_table3"][name]]
+        for cell, v, ci in zip(
+            cells, summary["metrics_table3"][name], summary["metrics_table3_ci"][name], strict=True
+        ):
+            value, n = parse(cell)
+            assert n == ci["n"] and (value == pytest.approx(v, abs=5e-4) or math.isnan(v)), name
 
     # Table 11: k crystals per accepted E_BG = 2 DOS.
     header, rows = read_csv(out / "table11.csv")
@@ -190,7 +219,10 @@ def test_multi_property_end_to_end_sweep_and_resume(tmp_path, capsys):
         source = stage_arrays(out, f"sweep_{k}", "source")
         assert np.array_equal(np.bincount(source, minlength=accepted), np.full(accepted, k))
         assert 0.0 <= pct(row[2]) <= 1.0 and 0.0 <= pct(row[3]) <= 1.0
-        assert float(row[4]) >= 0.0 or not stage_arrays(out, f"sweep_{k}", "valid").any()
+        assert parse(row[2])[1] == k * accepted and parse(row[3])[1] == accepted
+        valid = stage_arrays(out, f"sweep_{k}", "valid")
+        mae, n = parse(row[4])
+        assert n == valid.sum() and (mae >= 0.0 or not valid.any())
     assert rows[0][2] == rows[0][3]  # one crystal per DOS: a hit per crystal is a hit per DOS
     assert not list(out.glob("*.png"))  # this command writes tables only
     tables = ("table1.csv", "table3.csv", "table11.csv", "summary.json")
