@@ -1,14 +1,20 @@
-"""Build seeded random MatterGen (PyTorch) models and tie-free random crystals for parity tests.
+"""Build seeded random MatterGen (PyTorch) models and tie-free random crystals for parity tests,
+MatterGen's training DiffusionModule around a model, and the jaxdos views of the same inputs
+(`jax_batch`, `graph_from_torch`).
 
 Imported only from tests/parity (torch and mattergen must already be importable; the
 `gemnet_scale_file` fixture must be active when a GemNetT is constructed).
 """
 
+import jax.numpy as jnp
 import numpy as np
 import torch
 from mattergen.common.gemnet.gemnet import GemNetT
 from mattergen.common.gemnet.gemnet_ctrl import GemNetTCtrl
 from mattergen.common.gemnet.layers.embedding_block import AtomEmbedding
+
+from jaxdos.crystal.batch import CrystalBatch
+from jaxdos.crystal.graph import GraphStats, PeriodicGraph
 
 __all__ = [
     "TINY",
@@ -18,8 +24,12 @@ __all__ = [
     "gemnet_kwargs",
     "build_gemnet",
     "build_denoiser",
+    "build_diffusion_module",
+    "MATERIALS_LOSS",
     "config_dict",
     "chem_batch",
+    "jax_batch",
+    "graph_from_torch",
 ]
 
 # A small GemNet-T with every structural feature of mattergen_base (4 blocks would also work; 2
@@ -239,3 +249,121 @@ def chem_batch(cells, fracs, num_atoms, types, props: dict | None = None, use_un
             }
         )
     return batch
+
+
+# MatterGen's training loss, mattergen/conf/lightning_module/diffusion_module/default.yaml (loss_fn;
+# the wheel ships no conf/, so the values are restated here).
+MATERIALS_LOSS = dict(
+    reduce="sum",
+    include_pos=True,
+    include_cell=True,
+    include_atomic_numbers=True,
+    d3pm_hybrid_lambda=0.01,
+    weights={"cell": 1.0, "pos": 0.1, "atomic_numbers": 1.0},
+)
+
+
+def build_diffusion_module(model: torch.nn.Module, average_density: float):
+    """MatterGen's DiffusionModule around `model`: the corruption of config_dict (conf corruption/
+    default.yaml) and MaterialsLoss(**MATERIALS_LOSS); no pre-corruption (unconditional model)."""
+    from mattergen.common.diffusion.corruption import (
+        LatticeVPSDE,
+        NumAtomsVarianceAdjustedWrappedVESDE,
+    )
+    from mattergen.common.loss import MaterialsLoss
+    from mattergen.diffusion.corruption.d3pm_corruption import D3PMCorruption
+    from mattergen.diffusion.corruption.multi_corruption import MultiCorruption
+    from mattergen.diffusion.d3pm.d3pm import MaskDiffusion, create_discrete_diffusion_schedule
+    from mattergen.diffusion.diffusion_module import DiffusionModule
+
+    schedule = create_discrete_diffusion_schedule(kind="standard", num_steps=1000)
+    corruption = MultiCorruption(
+        sdes={
+            "pos": NumAtomsVarianceAdjustedWrappedVESDE(
+                wrapping_boundary=1.0, sigma_max=5.0, limit_info_key="num_atoms"
+            ),
+            "cell": LatticeVPSDE.from_vpsde_config(
+                dict(
+                    beta_min=0.1,
+                    beta_max=20,
+                    limit_density=average_density,
+                    limit_var_scaling_constant=0.25,
+                )
+            ),
+        },
+        discrete_corruptions={
+            "atomic_numbers": D3PMCorruption(
+                d3pm=MaskDiffusion(dim=101, schedule=schedule), offset=1
+            )
+        },
+    )
+    return DiffusionModule(
+        model=model, corruption=corruption, loss_fn=MaterialsLoss(**MATERIALS_LOSS)
+    )
+
+
+def jax_batch(cells, fracs, num_atoms, types, pad_atoms: int = 0, pad_graphs: int = 0):
+    """The crystals as a jaxdos `CrystalBatch`, optionally with padding slots appended.
+
+    Padding atoms have Z = 0, fractional coordinates 0 and point at the first padding graph (graph
+    0 without one); padding graphs have a unit cell and no atoms.
+    """
+    n, g = len(fracs), len(num_atoms)
+    types = np.concatenate([types, np.zeros(pad_atoms)])
+    fracs = np.concatenate([fracs, np.zeros((pad_atoms, 3), np.float32)])
+    cells = np.concatenate([cells, np.tile(np.eye(3, dtype=np.float32), (pad_graphs, 1, 1))])
+    graph_of_atom = np.concatenate(
+        [np.repeat(np.arange(g), num_atoms), np.full(pad_atoms, g if pad_graphs else 0)]
+    )
+    return CrystalBatch(
+        atomic_numbers=jnp.asarray(types, jnp.int32),
+        frac_coords=jnp.asarray(fracs),
+        lattice=jnp.asarray(cells),
+        num_atoms=jnp.asarray(list(num_atoms) + [0] * pad_graphs, jnp.int32),
+        batch=jnp.asarray(graph_of_atom, jnp.int32),
+        node_mask=jnp.arange(n + pad_atoms) < n,
+        graph_mask=jnp.arange(g + pad_graphs) < g,
+    )
+
+
+def graph_from_torch(gemnet, cells, fracs, num_atoms) -> PeriodicGraph:
+    """MatterGen's own symmetric edge list + triplets as a jaxdos PeriodicGraph (no padding)."""
+    nat = torch.tensor(num_atoms)
+    cart = torch.einsum(
+        "ni,nij->nj", torch.tensor(fracs), torch.tensor(cells).repeat_interleave(nat, 0)
+    )
+    with torch.no_grad():
+        out = gemnet.generate_interaction_graph(cart, torch.tensor(cells), nat, None, None, None)
+    edge_index, neighbors, dist, vec, id_swap, _, _, _, offsets = (
+        x.numpy() if isinstance(x, torch.Tensor) else x for x in out
+    )
+    # jaxdos layout: the kept half first, their reverses second (id_swap = e + E/2 mod E).
+    kept = np.flatnonzero(id_swap > np.arange(len(id_swap)))
+    order = np.concatenate([kept, id_swap[kept]])
+    idx_s, idx_t = edge_index[0][order], edge_index[1][order]
+    n_edges = len(order)
+    graph_of_atom = np.repeat(np.arange(len(num_atoms)), num_atoms)
+    incoming = [np.flatnonzero(idx_t == a) for a in range(len(fracs))]
+    k = max(len(x) for x in incoming)
+    trip = np.zeros((n_edges, k), np.int32)
+    mask = np.zeros((n_edges, k), bool)
+    for e in range(n_edges):
+        others = [b for b in incoming[idx_t[e]] if b != e]
+        trip[e, : len(others)] = others
+        mask[e, : len(others)] = True
+    i32 = lambda x: jnp.asarray(np.asarray(x), jnp.int32)
+    return PeriodicGraph(
+        idx_s=i32(idx_s),
+        idx_t=i32(idx_t),
+        cell_offsets=i32(offsets[order]),
+        vec=jnp.asarray(vec[order]),
+        dist=jnp.asarray(dist[order]),
+        edge_mask=jnp.ones(n_edges, bool),
+        edge_graph=i32(graph_of_atom[idx_t]),
+        id_swap=i32((np.arange(n_edges) + n_edges // 2) % n_edges),
+        trip_ba=i32(trip),
+        trip_mask=jnp.asarray(mask),
+        num_edges=i32(neighbors),
+        stats=GraphStats(i32(0), i32(len(kept)), i32(k)),
+        overflow=jnp.asarray(False),
+    )

@@ -19,14 +19,14 @@ from mg_reference import (  # noqa: E402
     build_denoiser,
     chem_batch,
     config_dict,
+    graph_from_torch,
+    jax_batch,
     random_crystals,
 )
 
-from jaxdos.crystal.batch import CrystalBatch  # noqa: E402
 from jaxdos.crystal.conditioning import ScalarCondition  # noqa: E402
 from jaxdos.crystal.convert import Checkpoint, convert_checkpoint  # noqa: E402
 from jaxdos.crystal.denoiser import GemNetTDenoiser  # noqa: E402
-from jaxdos.crystal.graph import GraphStats, PeriodicGraph  # noqa: E402
 
 TOL = 1e-4
 
@@ -35,62 +35,6 @@ def _rel(a, b) -> float:
     """max |a - b| / max |b|: relative to the output's scale (entries near 0 do not blow up)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-12))
-
-
-def graph_from_torch(gemnet, cells, fracs, num_atoms) -> PeriodicGraph:
-    """MatterGen's own symmetric edge list + triplets as a jaxdos PeriodicGraph (no padding)."""
-    nat = torch.tensor(num_atoms)
-    cart = torch.einsum(
-        "ni,nij->nj", torch.tensor(fracs), torch.tensor(cells).repeat_interleave(nat, 0)
-    )
-    with torch.no_grad():
-        out = gemnet.generate_interaction_graph(cart, torch.tensor(cells), nat, None, None, None)
-    edge_index, neighbors, dist, vec, id_swap, _, _, _, offsets = (
-        x.numpy() if isinstance(x, torch.Tensor) else x for x in out
-    )
-    # jaxdos layout: the kept half first, their reverses second (id_swap = e + E/2 mod E).
-    kept = np.flatnonzero(id_swap > np.arange(len(id_swap)))
-    order = np.concatenate([kept, id_swap[kept]])
-    idx_s, idx_t = edge_index[0][order], edge_index[1][order]
-    n_edges = len(order)
-    graph_of_atom = np.repeat(np.arange(len(num_atoms)), num_atoms)
-    incoming = [np.flatnonzero(idx_t == a) for a in range(len(fracs))]
-    k = max(len(x) for x in incoming)
-    trip = np.zeros((n_edges, k), np.int32)
-    mask = np.zeros((n_edges, k), bool)
-    for e in range(n_edges):
-        others = [b for b in incoming[idx_t[e]] if b != e]
-        trip[e, : len(others)] = others
-        mask[e, : len(others)] = True
-    i32 = lambda x: jnp.asarray(np.asarray(x), jnp.int32)
-    return PeriodicGraph(
-        idx_s=i32(idx_s),
-        idx_t=i32(idx_t),
-        cell_offsets=i32(offsets[order]),
-        vec=jnp.asarray(vec[order]),
-        dist=jnp.asarray(dist[order]),
-        edge_mask=jnp.ones(n_edges, bool),
-        edge_graph=i32(graph_of_atom[idx_t]),
-        id_swap=i32((np.arange(n_edges) + n_edges // 2) % n_edges),
-        trip_ba=i32(trip),
-        trip_mask=jnp.asarray(mask),
-        num_edges=i32(neighbors),
-        stats=GraphStats(i32(0), i32(len(kept)), i32(k)),
-        overflow=jnp.asarray(False),
-    )
-
-
-def _jax_batch(cells, fracs, num_atoms, types) -> CrystalBatch:
-    n, g = len(fracs), len(num_atoms)
-    return CrystalBatch(
-        atomic_numbers=jnp.asarray(types, jnp.int32),
-        frac_coords=jnp.asarray(fracs),
-        lattice=jnp.asarray(cells),
-        num_atoms=jnp.asarray(num_atoms, jnp.int32),
-        batch=jnp.asarray(np.repeat(np.arange(g), num_atoms), jnp.int32),
-        node_mask=jnp.ones(n, bool),
-        graph_mask=jnp.ones(g, bool),
-    )
 
 
 def _compare(size, adapt, num_atoms, seed):
@@ -115,7 +59,7 @@ def _compare(size, adapt, num_atoms, seed):
         lambda p, b, tt, c, gr: GemNetTDenoiser(gcfg).apply(p, b, tt, properties=c, graph=gr)
     )  # one compile instead of thousands of eager dispatches
     with jax.default_matmul_precision("highest"):
-        out = apply(params, _jax_batch(cells, fracs, num_atoms, types), jnp.asarray(t), cond, graph)
+        out = apply(params, jax_batch(cells, fracs, num_atoms, types), jnp.asarray(t), cond, graph)
     errs = {
         "frac": _rel(out.frac, ref.pos.numpy()),
         "lattice": _rel(out.lattice, ref.cell.numpy()),

@@ -4,7 +4,14 @@ from jaxdos.crystal.diffusion.corruption import Corrupted, DiffusionConfig, corr
 from jaxdos.crystal.diffusion.d3pm import MASK_CLASS, D3PMConfig
 from jaxdos.crystal.diffusion.guidance import ClassifierFree, Guidance, NoGuidance, guided_score
 from jaxdos.crystal.diffusion.lattice import LatticeConfig, polar_symmetrize
-from jaxdos.crystal.diffusion.losses import LossWeights, ScoreFn, diffusion_loss
+from jaxdos.crystal.diffusion.losses import (
+    FieldLosses,
+    LossWeights,
+    ScoreFn,
+    diffusion_loss,
+    loss_given_corruption,
+    sample_corruption,
+)
 from jaxdos.crystal.diffusion.num_atoms import ALEX_MP_20, NumAtomsDistribution, prior_batch
 from jaxdos.crystal.diffusion.sampler import (
     SELECTED_ATOMIC_NUMBERS,
@@ -21,6 +28,7 @@ __all__ = [
     "Corrupted",
     "D3PMConfig",
     "DiffusionConfig",
+    "FieldLosses",
     "Guidance",
     "LatticeConfig",
     "LossWeights",
@@ -36,8 +44,10 @@ __all__ = [
     "diffusion_loss",
     "guided_score",
     "init_state",
+    "loss_given_corruption",
     "make_sampler",
     "polar_symmetrize",
     "prior_batch",
+    "sample_corruption",
     "sample_time",
 ]
