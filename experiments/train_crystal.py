@@ -25,6 +25,9 @@ import numpy as np
 
 from jaxdos.crystal.checkpoint import DEFAULT_DIR, load_model, merge_base_params, save_model
 from jaxdos.crystal.denoiser import GemNetConfig, GemNetTDenoiser
+from jaxdos.crystal.diffusion.corruption import DiffusionConfig
+from jaxdos.crystal.diffusion.d3pm import D3PMConfig
+from jaxdos.crystal.diffusion.losses import LossWeights
 from jaxdos.crystal.diffusion.num_atoms import NumAtomsDistribution
 from jaxdos.crystal.fit import FitConfig, evaluate, fit
 from jaxdos.crystal.train import FinetuneAdapters, FinetuneFull, Pretrain, TrainBatch, TrainConfig
@@ -49,7 +52,7 @@ def _init_params(model, budgets, records, seed):
 def run_stage(args, stage: str, train: Records, val: Records, workdir: Path, init_dir=None):
     """One training stage; returns (export dir, validation metrics)."""
     budgets = CrystalBudgets(atoms=args.atoms, graphs=args.graphs)
-    config = GemNetConfig.tiny()
+    config = GemNetConfig.tiny(time_scale=args.time_scale, pos_sigma_ref=args.pos_sigma_ref)
     if stage == "finetune":
         config = config.conditional()
     model = GemNetTDenoiser(config)
@@ -57,14 +60,25 @@ def run_stage(args, stage: str, train: Records, val: Records, workdir: Path, ini
     if init_dir is not None:
         base, base_cfg, _, _ = load_model(init_dir)
         params = merge_base_params(params, base)
-        model = model.clone(config=dataclasses.replace(config, graph=base_cfg.graph))
+        # The base's graph budgets and its time / output conditioning (its weights assume them).
+        keep = ("graph", "time_scale", "pos_sigma_ref")
+        model = model.clone(
+            config=dataclasses.replace(config, **{k: getattr(base_cfg, k) for k in keep})
+        )
     if stage == "pretrain":
         mode = Pretrain()
     elif args.adapters_only:
         mode = FinetuneAdapters(p_uncond=0.2)
     else:
         mode = FinetuneFull(p_uncond=0.2)
-    tcfg = TrainConfig(mode=mode, learning_rate=args.lr)
+    diffusion = DiffusionConfig(types=D3PMConfig(hybrid_coeff=args.type_ce))
+    tcfg = TrainConfig(
+        mode=mode,
+        learning_rate=args.lr,
+        decay_steps=args.steps if args.cosine else None,
+        diffusion=diffusion,
+        weights=LossWeights(pos=args.pos_weight),
+    )
     fcfg = FitConfig(num_steps=args.steps, seed=args.seed, checkpoint_every=args.ckpt_every)
 
     def data():
@@ -82,6 +96,8 @@ def run_stage(args, stage: str, train: Records, val: Records, workdir: Path, ini
         "steps": int(state.step),
         "train_seconds": round(train_s, 1),
         "learning_rate": args.lr,
+        "cosine_decay": args.cosine,
+        "loss": {"pos_weight": args.pos_weight, "type_ce": args.type_ce},
         "budgets": {"atoms": args.atoms, "graphs": args.graphs},
         "train_records": len(train),
         "val_records": len(val),
@@ -108,6 +124,27 @@ def main(argv=None):
     p.add_argument("--ckpt-every", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--adapters-only", action="store_true")
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="t multiplier of the time encoding (1 = MatterGen)",
+    )
+    p.add_argument(
+        "--pos-sigma-ref",
+        type=float,
+        default=None,
+        help="coordinate output preconditioning s0 (default: none, as MatterGen)",
+    )
+    p.add_argument(
+        "--pos-weight", type=float, default=0.1, help="coordinate loss weight (MatterGen 0.1)"
+    )
+    p.add_argument(
+        "--cosine", action="store_true", help="cosine-decay the lr to 10 %% over --steps"
+    )
+    p.add_argument(
+        "--type-ce", type=float, default=0.01, help="D3PM hybrid CE weight (MatterGen 0.01)"
+    )
     p.add_argument("--resume", action="store_true")
     p.add_argument(
         "--make-default",

@@ -29,6 +29,7 @@ import numpy as np
 
 from jaxdos.crystal.batch import MASK_Z, CrystalBatch, DosCondition, ScoreOutput
 from jaxdos.crystal.conditioning import DosEmbedding, ScalarCondition, scalar_property_embedding
+from jaxdos.crystal.diffusion import wrapped_normal
 from jaxdos.crystal.gemnet.basis import noise_level_encoding
 from jaxdos.crystal.gemnet.config import GemNetConfig
 from jaxdos.crystal.gemnet.layers import TorchLinear
@@ -63,6 +64,7 @@ class GemNetTDenoiser(nn.Module):
     """Score network; conditional on DOS iff `config.dos_dim` is set (plus scalar properties)."""
 
     config: GemNetConfig
+    pos: wrapped_normal.WrappedNormalConfig = wrapped_normal.WrappedNormalConfig()
 
     @nn.compact
     def __call__(
@@ -89,7 +91,7 @@ class GemNetTDenoiser(nn.Module):
         keep_last = dict(init_fn=tuple, reduce_fn=lambda _, new: (new,))
         self.sow("diagnostics", "graph_overflow", graph.overflow, **keep_last)
         self.sow("diagnostics", "graph_stats", graph.stats, **keep_last)
-        z = noise_level_encoding(t.astype(jnp.float32), cfg.latent_dim)
+        z = noise_level_encoding(t.astype(jnp.float32) * cfg.time_scale, cfg.latent_dim)
 
         adapters = []
         if cfg.dos_dim is not None:
@@ -125,6 +127,9 @@ class GemNetTDenoiser(nn.Module):
         lat = jnp.where(batch.graph_mask[:, None, None], batch.lattice, eye)
         # A Cartesian displacement F maps to fractional as F @ L^-1 (row convention).
         frac = jnp.einsum("ni,nij->nj", forces, jnp.linalg.inv(lat)[batch.batch])
+        if cfg.pos_sigma_ref is not None:
+            sig = wrapped_normal.sigma(t[batch.batch], batch.num_atoms[batch.batch], self.pos)
+            frac = frac * jnp.sqrt(1.0 + (cfg.pos_sigma_ref / sig) ** 2)[:, None]
         nm = batch.node_mask[:, None]
         return ScoreOutput(
             frac=jnp.where(nm, frac, 0.0),

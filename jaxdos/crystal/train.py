@@ -80,7 +80,10 @@ class TrainConfig:
 
     Attributes:
         mode: `Pretrain()`, `FinetuneFull()` or `FinetuneAdapters()`.
-        learning_rate: Adam step size.
+        learning_rate: Adam step size (the peak, with a schedule).
+        decay_steps: cosine decay of the step size to `final_lr_fraction` of it over this many
+            steps (None = constant, as MatterGen's pre-training).
+        final_lr_fraction: where the cosine decay ends.
         grad_clip_value: elementwise gradient clip.
         diffusion: corruption processes.
         weights: per-field loss weights.
@@ -88,6 +91,8 @@ class TrainConfig:
 
     mode: Mode = Pretrain()
     learning_rate: float = 1e-4
+    decay_steps: int | None = None
+    final_lr_fraction: float = 0.1
     grad_clip_value: float = 0.5
     diffusion: DiffusionConfig = DiffusionConfig()
     weights: LossWeights = LossWeights()
@@ -99,6 +104,10 @@ class TrainConfig:
             )
         if not 0 < self.learning_rate < 1:
             raise ValueError(f"learning_rate: expected in (0, 1), got {self.learning_rate}")
+        if self.decay_steps is not None and self.decay_steps < 1:
+            raise ValueError(f"decay_steps: expected None or >= 1, got {self.decay_steps}")
+        if not 0 <= self.final_lr_fraction <= 1:
+            raise ValueError(f"final_lr_fraction: expected in [0, 1], got {self.final_lr_fraction}")
         if not self.grad_clip_value > 0:
             raise ValueError(f"grad_clip_value: expected > 0, got {self.grad_clip_value}")
 
@@ -140,7 +149,10 @@ def param_labels(params: PyTree) -> PyTree:
 
 def make_optimizer(config: TrainConfig, params: PyTree) -> optax.GradientTransformation:
     """Clip-by-value + Adam; adapters-only mode zeroes the base parameters' updates."""
-    opt = optax.chain(optax.clip(config.grad_clip_value), optax.adam(config.learning_rate))
+    lr = config.learning_rate
+    if config.decay_steps is not None:
+        lr = optax.cosine_decay_schedule(lr, config.decay_steps, alpha=config.final_lr_fraction)
+    opt = optax.chain(optax.clip(config.grad_clip_value), optax.adam(lr))
     if isinstance(config.mode, FinetuneAdapters):
         labels = param_labels(params)
         if "adapter" not in jax.tree.leaves(labels):

@@ -46,6 +46,14 @@ class GemNetConfig:
         dos_emb_size: width of the DOS embedding g (paper: 512, eq. 2).
         properties: MatterGen scalar adapter properties (GemNetTCtrl style).
         num_type_classes: fc_atom outputs (100 elements + mask).
+        time_scale: t is multiplied by this before the sinusoidal encoding. MatterGen: 1.0, so
+            every frequency (<= 1) stays below one period on t in [0, 1] and the encoding is
+            nearly linear in t; 1000 spreads it like DDPM's integer steps.
+        pos_sigma_ref: output preconditioning of the coordinates (None = MatterGen). With a value
+            s0 the fractional output is multiplied by sqrt(1 + (s0 / sigma)^2), sigma the
+            coordinate noise of the atom: at small noise the network then outputs the
+            displacement towards the clean crystal in units of s0 (independent of t) instead of
+            a gain of 1 / sigma that must be learned from t.
     """
 
     num_blocks: int = 4
@@ -68,11 +76,13 @@ class GemNetConfig:
     dos_emb_size: int = 512
     properties: tuple[ScalarProperty, ...] = ()
     num_type_classes: int = 101
+    time_scale: float = 1.0
+    pos_sigma_ref: float | None = None
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if isinstance(v, int) and not isinstance(v, bool) and f.name != "dos_dim" and v < 1:
+            if type(v) is int and f.name != "dos_dim" and v < 1:
                 raise ValueError(f"GemNetConfig.{f.name} must be >= 1, got {v}")
         if self.num_spherical < 2 or self.num_radial < 2:
             raise ValueError("GemNetConfig.num_spherical and num_radial must be >= 2")
@@ -82,6 +92,12 @@ class GemNetConfig:
             raise ValueError(f"GemNetConfig.dos_dim must be None or >= 1, got {self.dos_dim}")
         if self.emb_size_atom % 2:
             raise ValueError("GemNetConfig.emb_size_atom must be even (property encodings)")
+        if not self.time_scale > 0:
+            raise ValueError(f"GemNetConfig.time_scale must be > 0, got {self.time_scale}")
+        if self.pos_sigma_ref is not None and not self.pos_sigma_ref > 0:
+            raise ValueError(
+                f"GemNetConfig.pos_sigma_ref must be None or > 0, got {self.pos_sigma_ref}"
+            )
         names = [p.name for p in self.properties]
         if len(set(names)) != len(names):
             raise ValueError(f"GemNetConfig.properties has duplicate names: {names}")
