@@ -296,3 +296,35 @@ def test_bases_match_closed_forms():
     enc = np.zeros((3, 8))
     enc[:, 0::2], enc[:, 1::2] = np.sin(t[:, None] * div), np.cos(t[:, None] * div)
     np.testing.assert_allclose(noise_level_encoding(jnp.asarray(t), 8), enc, atol=1e-6)
+
+
+def test_time_scale_and_position_preconditioning(setup):
+    """time_scale s at t equals the MatterGen encoding at s * t; pos_sigma_ref multiplies only the
+    coordinate output by sqrt(1 + (s0 / sigma)^2) with sigma the atom's coordinate noise."""
+    from jaxdos.crystal.diffusion import wrapped_normal
+
+    b = setup["batch"]
+    p = setup["params"]
+
+    def out(config, t):
+        m = GemNetTDenoiser(config)
+        return jax.device_get(m.apply(p, b, t, setup["cond"], setup["props"], mutable=["d"])[0])
+
+    base = out(COND, T * 3.0)
+    scaled = out(dataclasses.replace(COND, time_scale=3.0), T)
+    for f in base._fields:
+        np.testing.assert_allclose(getattr(scaled, f), getattr(base, f), rtol=1e-5, atol=1e-6)
+
+    ref = out(COND, T)
+    pre = out(dataclasses.replace(COND, pos_sigma_ref=0.1), T)
+    sig = wrapped_normal.sigma(
+        T[b.batch], b.num_atoms[b.batch], wrapped_normal.WrappedNormalConfig()
+    )
+    gain = np.sqrt(1 + (0.1 / np.asarray(sig)) ** 2)[:, None]
+    np.testing.assert_allclose(pre.frac, ref.frac * gain, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(pre.lattice, ref.lattice)
+    np.testing.assert_array_equal(pre.type_logits, ref.type_logits)
+    with pytest.raises(ValueError, match="time_scale"):
+        dataclasses.replace(COND, time_scale=0.0)
+    with pytest.raises(ValueError, match="pos_sigma_ref"):
+        dataclasses.replace(COND, pos_sigma_ref=-1.0)
