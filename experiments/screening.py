@@ -23,8 +23,13 @@ from jaxdos.crystal.io import write_extxyz  # noqa: E402
 from jaxdos.data.world import load_world  # noqa: E402
 from jaxdos.kernels import stats  # noqa: E402
 from jaxdos.kernels.grid import bin_centres  # noqa: E402
-from jaxdos.kernels.metrics import compare  # noqa: E402
-from jaxdos.kernels.properties import all_properties  # noqa: E402
+
+# Moved to the library; imported here for the experiments that use them from this module.
+from jaxdos.kernels.pairing import (  # noqa: E402, F401
+    METRIC_ROWS,
+    conditioning_estimates,
+    derangement,
+)
 from jaxdos.pipeline.crystals import (  # noqa: E402
     DEFAULT_CORRECTOR_STEPS,
     DEFAULT_STEPS,
@@ -191,44 +196,6 @@ def plot_dos_pairs(path: Path, stage: dict, select: np.ndarray, *, title: str, l
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-METRIC_ROWS = ("cosine", "pearson", "jensen_shannon", "band_gap", "dos_at_fermi", "integrated_dos")
-
-
-def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
-    """A random permutation with no fixed point (sigma(i) != i), n >= 2."""
-    if n < 2:
-        raise ValueError(f"n: a derangement needs n >= 2, got {n}")
-    while True:
-        perm = rng.permutation(n)
-        if np.all(perm != np.arange(n)):
-            return perm
-
-
-def conditioning_estimates(cond: np.ndarray, gen: np.ndarray, seed: int = 0) -> dict:
-    """Section 5.3 / Table 3: matched pairs (cond_i, gen_i) vs the random-pairing baseline.
-
-    Returns {metric: (matched, random pairing)} `stats.Estimate`s: the mean over pairs with its
-    bootstrap interval and n, for cosine, Pearson, JS divergence and the absolute error of E_BG,
-    DOS(E_F), N(E_F) between conditioning DOS and generated crystals' DOS (a mean absolute error).
-    The random pairing is one fixed derangement; its interval resamples pairs, not derangements.
-    """
-    if len(cond) < 2:  # no mismatched pair exists
-        na = stats.Estimate(float("nan"), float("nan"), float("nan"), len(cond))
-        return {k: (na, na) for k in METRIC_ROWS}
-    perm = derangement(len(cond), np.random.default_rng(seed))
-    out = {}
-    for other in (gen, gen[perm]):  # matched pairs, then the random-pairing baseline
-        m = compare(cond, other)
-        pc = all_properties(cond)
-        po = all_properties(other)
-        for k in ("cosine", "pearson", "jensen_shannon"):
-            out.setdefault(k, []).append(stats.mean(m[k], seed=seed))
-        for k in ("band_gap", "dos_at_fermi", "integrated_dos"):
-            err = np.abs(np.asarray(pc[k] - po[k]))
-            out.setdefault(k, []).append(stats.mean(err, seed=seed))
-    return {k: tuple(v) for k, v in out.items()}
 
 
 def conditioning_metrics(cond: np.ndarray, gen: np.ndarray, seed: int = 0) -> dict:

@@ -24,6 +24,7 @@ __all__ = [
     "generate_records",
     "load_world",
     "load_world_file",
+    "load_world_tagged",
     "train_val_records",
     "realism_stats",
 ]
@@ -101,10 +102,22 @@ def load_world(split: str = "all", path=None) -> Records:
         split: "train", "val", "test" or "all".
         path: a file written by `experiments.make_world` (default: the packaged subset).
     """
+    return _read(path, split)[0]
+
+
+def load_world_tagged(path=None) -> tuple[Records, np.ndarray, np.ndarray | None]:
+    """All records of a world file (default: the packaged subset), their split letters `[M]`
+    ("t", "v", "s"; see `SPLITS`) and family tags `[M]` (None if the file has none)."""
+    records, meta = _read(path, "all")
+    family = meta.get("family")
+    return records, np.array(list(meta["split"])), None if family is None else np.array(family)
+
+
+def _read(path, split: str) -> tuple[Records, dict]:
     if path is None:
         with resources.as_file(resources.files("jaxdos").joinpath("assets", SUBSET_FILE)) as p:
-            return load_world_file(Path(p), split)[0]
-    return load_world_file(path, split)[0]
+            return load_world_file(Path(p), split)
+    return load_world_file(path, split)
 
 
 def train_val_records(records=None, seed: int = 0) -> tuple[Records, Records]:

@@ -1,6 +1,6 @@
-"""95 % intervals, with their n, for every rate, mean and ratio of rates the experiments print.
+"""95 % intervals, with their n, for every rate, mean, quantile and rate ratio the tables print.
 
-Host-side numpy (never traced). Three intervals, one estimate type, one formatter:
+Host-side numpy (never traced). Four intervals, one estimate type, one formatter:
 
 - `wilson(k, n)`: Wilson score interval of a binomial rate k / n. Unlike the Wald interval it keeps
   its coverage at the small n and at the k = 0 or k = n the screens produce (0 of 16 TCM hits).
@@ -12,6 +12,9 @@ Host-side numpy (never traced). Three intervals, one estimate type, one formatte
   Katz is undefined at a zero count; there the zero end is exact (lo = 0 if k1 = 0: the data allow
   any lift down to 0; hi = inf if k0 = 0: no finite lift is ruled out) and the other end uses 0.5
   in place of the zero count (the Haldane-Anscombe correction), so it stays finite and conservative.
+- `quantile(x, q)`: a sample quantile with the distribution-free order-statistic interval (scipy's
+  `quantile_test`); an end the data cannot bound at this n (too few points beyond the quantile) is
+  -inf or inf.
 - `rate`, `mean`, `rate_ratio` wrap the three into an `Estimate(value, lo, hi, n)`; `fmt` renders
   one as `9.4 % [3.2, 24.2] (n=32)` so all tables look alike, and `n/a (n=0)` when nothing was
   measured; `Estimate.ci()` is the `{"lo", "hi", "n"}` dict written beside a value in summary JSON.
@@ -21,6 +24,7 @@ import math
 from typing import NamedTuple
 
 import numpy as np
+import scipy.stats
 
 __all__ = [
     "Z95",
@@ -31,6 +35,7 @@ __all__ = [
     "rate",
     "mean",
     "rate_ratio",
+    "quantile",
     "fmt",
 ]
 
@@ -131,6 +136,25 @@ def rate_ratio(k1, n1, k0, n0) -> Estimate:
     return Estimate(value, *ratio_of_rates(k1, n1, k0, n0), (n1, n0))
 
 
+def quantile(x, q: float, *, level: float = 0.95) -> Estimate:
+    """`np.quantile(x, q)` (NaN dropped) with its order-statistic interval; n counts the entries.
+
+    The interval [x_(r), x_(s)] covers the population q-quantile with probability >= `level`
+    whatever the distribution (binomial order statistics); an end that no order statistic reaches
+    is -inf (lower) or inf (upper).
+    """
+    if not 0 < q < 1:
+        raise ValueError(f"q: expected 0 < q < 1, got {q}")
+    x = np.asarray(x, np.float64).ravel()
+    x = x[~np.isnan(x)]
+    if x.size == 0:
+        return Estimate(_NAN, _NAN, _NAN, 0)
+    ci = scipy.stats.quantile_test(x, q=float(np.quantile(x, q)), p=q).confidence_interval(level)
+    lo = -math.inf if math.isnan(ci.low) else float(ci.low)
+    hi = math.inf if math.isnan(ci.high) else float(ci.high)
+    return Estimate(float(np.quantile(x, q)), lo, hi, int(x.size))
+
+
 def fmt(est: Estimate, *, percent: bool = False, digits: int | None = None, unit: str = "") -> str:
     """`value [lo, hi] (n=...)`: `9.4 % [3.2, 24.2] (n=32)` for a rate (`percent=True`, 1 digit),
     `0.123 [0.080, 0.171] (n=32)` for a mean (3 digits), `0.67x [0.08, 5.91] (n=16 vs 32)` for a
@@ -143,7 +167,7 @@ def fmt(est: Estimate, *, percent: bool = False, digits: int | None = None, unit
     unit = " %" if percent else unit
 
     def num(v: float) -> str:
-        return "inf" if v == math.inf else f"{scale * v:.{digits}f}"
+        return f"{v}" if math.isinf(v) else f"{scale * v:.{digits}f}"
 
     value = num(est.value) + (unit if math.isfinite(est.value) else "")
     return f"{value} [{num(est.lo)}, {num(est.hi)}] (n={n})"

@@ -3,9 +3,15 @@
 sample_dos(targets, accept=...)      DOSSampler + prior + guidance + rejection
 generate_crystals(dos, ...)          CDOSGen with classifier-free guidance
 score(crystals)                      tight-binding oracle, properties, TCM verdicts
+realism.evaluate(config)             does stage 2 make the world's crystals and follow its DOS?
 """
 
-from jaxdos.pipeline.crystals import CrystalModel, default_crystal_model, generate_crystals
+from jaxdos.pipeline.crystals import (
+    CrystalModel,
+    default_crystal_model,
+    generate_crystals,
+    load_crystal_model,
+)
 from jaxdos.pipeline.dos import AcceptedDOS, sample_dos
 from jaxdos.pipeline.score import Crystals, Scores, score, uniqueness_novelty
 
@@ -15,6 +21,7 @@ __all__ = [
     "generate_crystals",
     "CrystalModel",
     "default_crystal_model",
+    "load_crystal_model",
     "score",
     "Crystals",
     "Scores",

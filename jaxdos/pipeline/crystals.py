@@ -17,7 +17,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from jaxdos.crystal.checkpoint import load_default
+from jaxdos.crystal.checkpoint import load_default, load_model
 from jaxdos.crystal.denoiser import GemNetTDenoiser
 from jaxdos.crystal.diffusion.guidance import ClassifierFree, NoGuidance
 from jaxdos.crystal.diffusion.sampler import SELECTED_ATOMIC_NUMBERS, SamplerConfig
@@ -29,6 +29,7 @@ from jaxdos.pipeline.score import MAX_ATOMS, Crystals
 __all__ = [
     "CrystalModel",
     "default_crystal_model",
+    "load_crystal_model",
     "generate_crystals",
     "DEFAULT_STEPS",
     "DEFAULT_CORRECTOR_STEPS",
@@ -50,6 +51,17 @@ class CrystalModel(NamedTuple):
 def default_crystal_model() -> CrystalModel:
     """The embedded `tiny` CDOSGen checkpoint (pre-trained on the world, DOS fine-tuned); cached."""
     params, config, num_atoms = load_default()
+    return CrystalModel(GemNetTDenoiser(config), params, num_atoms)
+
+
+def load_crystal_model(directory) -> CrystalModel:
+    """A CDOSGen model saved by `jaxdos.crystal.checkpoint.save_model` (e.g. `train_crystal`).
+
+    Raises:
+        FileNotFoundError: if `directory` lacks config.json or params.msgpack.
+        ValueError: on an unknown format.
+    """
+    params, config, num_atoms, _ = load_model(directory)
     return CrystalModel(GemNetTDenoiser(config), params, num_atoms)
 
 

@@ -108,3 +108,17 @@ def test_fmt_renders_rates_means_ratios_and_empty_without_warnings():
 def test_wilson_rejects_impossible_counts():
     with pytest.raises(ValueError, match="k: expected"):
         stats.wilson(5, 4)
+
+
+def test_quantile_order_statistic_interval():
+    x = np.arange(100, dtype=float)
+    est = stats.quantile(x, 0.5)
+    assert est.value == 49.5 and est.n == 100 and est.lo < 49.5 < est.hi
+    ref = sps.quantile_test(x, p=0.5).confidence_interval(0.95)
+    assert (est.lo, est.hi) == (ref.low, ref.high)
+    low = stats.quantile([0.0, 1.0, 2.0, 3.0, np.nan], 0.1)  # 4 points cannot bound a 10 % quantile
+    assert low.n == 4 and low.lo == -math.inf and math.isfinite(low.hi)
+    assert stats.fmt(low).startswith("0.300 [-inf, ")
+    assert math.isnan(stats.quantile([], 0.5).value)
+    with pytest.raises(ValueError, match="q: expected"):
+        stats.quantile(x, 1.0)

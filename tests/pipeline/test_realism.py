@@ -1,0 +1,145 @@
+"""`pipeline.realism` and `experiments.eval_crystal`: framework check, result layout, flags."""
+
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from experiments import eval_crystal
+from jaxdos.crystal.batch import DosCondition
+from jaxdos.crystal.checkpoint import save_model
+from jaxdos.crystal.denoiser import GemNetConfig, GemNetTDenoiser
+from jaxdos.crystal.diffusion.num_atoms import NumAtomsDistribution, prior_batch
+from jaxdos.data.world import load_world_tagged
+from jaxdos.pipeline import realism
+from jaxdos.pipeline.score import from_records, to_structures
+
+PLAIN = ("rocksalt", "perovskite", "rutile", "fluorite", "zincblende", "spinel")
+GOAL0 = ["valid", "framework_match", "metal_fraction"]
+GOAL0 += [f"band_gap_q{q}_eV" for q in (10, 50, 90)]
+GOAL1 = ["dos_cosine", "tcm_yield", "tcm_lift"]
+
+
+def _read(out) -> tuple[dict, dict]:
+    """summary.json's two goals, after checking that every value carries lo, hi and n."""
+    summary = json.loads((out / "summary.json").read_text())
+    goal0, goal1 = summary["goal0"], summary["goal1"]
+    assert list(goal0) == GOAL0 and list(goal1) == GOAL1
+    for row in (*goal0.values(), *goal1.values()):
+        for est in filter(None, row.values()):
+            assert set(est) == {"value", "lo", "hi", "n"}
+    assert goal0["valid"]["world"] is None and goal1["tcm_lift"]["baseline"] is None
+    assert goal0["framework_match"]["world"]["n"] == 100  # the packaged subset's test split
+    assert goal0["framework_match"]["world"]["value"] > 0.9
+    assert goal1["tcm_lift"]["conditioned"]["n"] == [4, 4]
+    assert (out / "report.md").read_text().count("| metric |") == 2
+    return goal0, goal1
+
+
+@pytest.fixture(scope="module")
+def world():
+    records, split, family = load_world_tagged()
+    train = np.flatnonzero(split == "t")
+    reps = realism.world_representatives(
+        to_structures(from_records(records.take(train))), family[train], per_group=2
+    )
+    return records, split, family, reps
+
+
+def test_world_test_crystals_match_and_an_off_structure_does_not(world):
+    records, split, family, reps = world
+    rows = [i for i in np.flatnonzero(split == "s") if family[i] in PLAIN][:6]
+    assert len(rows) == 6
+    test = to_structures(from_records(records.take(np.array(rows))))
+    assert realism.framework_match(test, reps).all()
+    dimer = Structure(Lattice.tetragonal(3.0, 15.0), ["Na", "Cl"], [[0, 0, 0], [0, 0, 0.15]])
+    assert not realism.framework_match([dimer], reps).any()
+    assert 2 in reps and all(len(s) == n for n, group in reps.items() for s in group)
+
+
+def _world_as_generator(records, train):
+    """A stand-in for `generate_crystals`: the world's own crystal for each conditioning DOS (found
+    by its DOS), and the first training crystals for unconditional calls."""
+    row_of = {r.tobytes(): i for i, r in enumerate(records.dos)}
+
+    def fake(dos=None, *, num_samples=None, crystals_per_dos=1, **_):
+        if dos is None:
+            rows, source = train[:num_samples], np.full(num_samples, -1)
+        else:
+            source = np.repeat(np.arange(len(dos)), crystals_per_dos)
+            rows = np.array([row_of[np.asarray(d).tobytes()] for d in dos])[source]
+        return from_records(records.take(rows)), source
+
+    return fake
+
+
+def test_world_crystals_as_generated_score_as_the_world(world, monkeypatch, tmp_path, capsys):
+    records, split = world[:2]
+    fake = _world_as_generator(records, np.flatnonzero(split == "t"))
+    monkeypatch.setattr(realism, "generate_crystals", fake)
+    out = tmp_path / "eval"
+    eval_crystal.main(["--model", "default", "--out", str(out), "--quick", "--samples", "3"])
+    goal0, goal1 = _read(out)
+    assert goal0["valid"]["generated"]["value"] == 1.0 and goal0["valid"]["generated"]["n"] == 3
+    # The first training crystals are their groups' representatives: they match themselves.
+    assert goal0["framework_match"]["generated"]["value"] == 1.0
+    assert goal0["metal_fraction"]["world"]["n"] == (split == "t").sum()
+    matched, shuffled = goal1["dos_cosine"]["conditioned"], goal1["dos_cosine"]["baseline"]
+    assert matched["n"] == shuffled["n"] == 4
+    assert matched["value"] == pytest.approx(1.0, abs=1e-5) and shuffled["hi"] < 0.99
+    assert goal1["tcm_yield"]["conditioned"]["value"] == 1.0  # a TCM-like world DOS's own crystal
+    assert (out / "report.md").read_text() in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "flags, field",
+    [
+        (["--samples", "0"], "samples"),
+        (["--pairs", "1"], "pairs"),
+        (["--gamma", "nan"], "gamma"),
+        (["--tcm-dos-per", "0"], "tcm_dos_per"),
+        (["--model", "/nonexistent"], "model"),
+        (["--pairs", "101"], "pairs: at most 100"),
+        (["--quick", "--tcm-dos", "999"], "tcm_dos: at most"),
+    ],
+)
+def test_bad_flags_fail_with_one_line(flags, field, tmp_path, capsys):
+    argv = ["--model", "default", "--out", str(tmp_path / "x"), *flags]
+    if "--model" in flags:
+        argv = argv[2:]
+    with pytest.raises(SystemExit):
+        eval_crystal.main(argv)
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert field in err and err.startswith("usage") is False
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A small untrained conditional CDOSGen saved as a model directory (2- and 3-atom cells)."""
+    config = GemNetConfig.tiny(
+        num_blocks=1, num_atom=1, emb_size_atom=16, emb_size_edge=16, latent_dim=16, num_radial=8
+    ).conditional()
+    net = GemNetTDenoiser(config)
+    b = jax.tree.map(jnp.asarray, prior_batch(np.full(2, 3)))
+    b = b._replace(lattice=b.lattice * 4.0, atomic_numbers=jnp.where(b.node_mask, 8, 0))
+    cond = DosCondition(jnp.ones((2, 256)), jnp.ones(2, bool))
+    params = {"params": jax.jit(net.init)(jax.random.key(0), b, jnp.full(2, 0.5), cond)["params"]}
+    path = tmp_path_factory.mktemp("model")
+    save_model(path, params, config, NumAtomsDistribution.from_counts([2, 3]))
+    return path
+
+
+@pytest.mark.slow
+def test_quick_run_of_an_untrained_model(model_dir, tmp_path):
+    out = tmp_path / "eval"
+    eval_crystal.main(["--model", str(model_dir), "--out", str(out), "--quick", "--steps", "2"])
+    goal0, goal1 = _read(out)
+    assert goal0["valid"]["generated"]["n"] == 4
+    assert goal1["tcm_yield"]["conditioned"]["n"] == goal1["tcm_yield"]["baseline"]["n"] == 4
+    cos = goal1["dos_cosine"]["conditioned"]
+    assert cos["n"] <= 4 and (math.isnan(cos["value"]) or cos["lo"] <= cos["value"] <= cos["hi"])
