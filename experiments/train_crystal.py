@@ -89,6 +89,13 @@ def run_stage(args, stage: str, train: Records, val: Records, workdir: Path, ini
     train_s = time.time() - t0
     val_batches = list(crystal_batches(val, budgets, num_epochs=1, shuffle=False))
     val_metrics = evaluate(model, state.params, val_batches, tcfg)
+    # The gate of issue 12: the same batches and keys with the DOS dropped. Equal losses would mean
+    # the model ignores its condition, whatever the sampler does.
+    val_uncond = None
+    if stage == "finetune":
+        val_uncond = evaluate(
+            model, state.params, val_batches, dataclasses.replace(tcfg, mode=Pretrain())
+        )
     dist = NumAtomsDistribution.from_counts(np.asarray(train.num_atoms))
     meta = {
         "stage": stage,
@@ -102,11 +109,13 @@ def run_stage(args, stage: str, train: Records, val: Records, workdir: Path, ini
         "train_records": len(train),
         "val_records": len(val),
         "val_metrics": val_metrics,
+        "val_metrics_dos_dropped": val_uncond,
         "last_train_metrics": history[-1] if history else None,
     }
     out = workdir / "model"
     save_model(out, state.params, model.config, dist, meta)
-    print(json.dumps({"stage": stage, "val": val_metrics, "train_seconds": meta["train_seconds"]}))
+    summary = {"stage": stage, "val": val_metrics, "val_dos_dropped": val_uncond}
+    print(json.dumps({**summary, "train_seconds": meta["train_seconds"]}))
     return out, val_metrics
 
 
