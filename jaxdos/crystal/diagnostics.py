@@ -11,17 +11,35 @@ from collections.abc import Collection
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxdos.crystal.batch import CrystalBatch, ScoreOutput
 from jaxdos.crystal.diffusion import lattice, wrapped_normal
 from jaxdos.crystal.diffusion.corruption import DiffusionConfig
 from jaxdos.crystal.diffusion.losses import ScoreFn, ScoreWithDiagnostics, split_diagnostics
+from jaxdos.crystal.diffusion.num_atoms import prior_batch
 
-__all__ = ["FIELDS", "exact_score", "swap_fields"]
+__all__ = ["FIELDS", "targets_from_records", "exact_score", "swap_fields"]
 
 FIELDS = ("pos", "cell", "types")
 _DEFAULT = DiffusionConfig()
 _TYPE_LOGIT = 20.0  # one-hot logits: softmax puts all but ~1e-8 of the mass on the true class
+
+
+def targets_from_records(records) -> CrystalBatch:
+    """Padded records (`atomic_numbers [M, A]`, `frac_coords [M, A, 3]`, `lattice [M, 3, 3]`,
+    `num_atoms [M]`, e.g. `jaxdos.data.records.Records`) in the sampler's `prior_batch` layout,
+    lattices polar-symmetrised as in training."""
+    n = np.asarray(records.num_atoms)
+    layout = prior_batch(n)
+    frac = np.zeros((layout.num_nodes, 3), np.float32)
+    z = np.zeros(layout.num_nodes, np.int32)
+    start = np.concatenate([[0], np.cumsum(n)])
+    for g, k in enumerate(n):
+        frac[start[g] : start[g] + k] = records.frac_coords[g, :k]
+        z[start[g] : start[g] + k] = records.atomic_numbers[g, :k]
+    lat = np.asarray(lattice.polar_symmetrize(jnp.asarray(records.lattice)), np.float32)
+    return layout._replace(atomic_numbers=z, frac_coords=frac, lattice=lat)
 
 
 def exact_score(
