@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments import cli
+
 __all__ = ["main", "SETTINGS"]
 
 # name -> target values (properties of jaxdos.kernels.properties)
@@ -94,7 +96,7 @@ def run_setting(name, values, sampler, records, args, out_dir):
 
     params, model_config, dist = sampler
     targets = Targets.of(**values)
-    sampling = SamplingConfig() if args.steps is None else SamplingConfig(steps=args.steps)
+    sampling = cli.sampling_config(args) or SamplingConfig()
     n = args.samples
     variants = {}
     plan = [
@@ -236,6 +238,7 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--gamma", type=float, default=1.0)
     ap.add_argument("--steps", type=int, help="denoising steps (default: SamplingConfig)")
+    cli.add_sampling_flags(ap)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--baseline-trials", type=int, default=20, help="unique-nearest self-baseline")
     ap.add_argument("--checkpoint", help="sampler checkpoint folder (default: embedded tiny)")
@@ -252,6 +255,7 @@ def main(argv=None):
         raise ValueError(f"samples: expected >= 2, got {args.samples}")
     if args.budget_factor < 1:
         raise ValueError(f"budget_factor: expected >= 1, got {args.budget_factor}")
+    cli.sampling_config(args)  # a bad sampling option fails before the model loads
 
     from jaxdos.data.world import load_world
     from jaxdos.sampler.checkpoint import load_default, load_sampler

@@ -4,6 +4,9 @@
     add_crystal_flags(parser, settings)      # --crystals-per-dos, --guidance, --steps,
                                              # --corrector-steps, --crystal-batch
     crystal_settings(args)                   # those flags as keyword arguments
+    add_sampling_flags(parser)               # DOSSampler options: --unmask-order, --temperature,
+                                             # --final-argmax, --top-p, --noise-length
+    sampling_config(args)                    # a SamplingConfig of those (and --steps), or None
     add_multihost_flags(parser)              # --coordinator, --num-processes, --process-id,
                                              # --auto-cluster
     start_multihost(args)                    # validate them and start jax.distributed
@@ -18,6 +21,8 @@ __all__ = [
     "add_run_flags",
     "add_crystal_flags",
     "crystal_settings",
+    "add_sampling_flags",
+    "sampling_config",
     "add_multihost_flags",
     "start_multihost",
     "check_local_devices",
@@ -57,6 +62,37 @@ def add_crystal_flags(parser: argparse.ArgumentParser, defaults) -> None:
 def crystal_settings(args: argparse.Namespace) -> dict:
     """The parsed `add_crystal_flags` values, as keyword arguments of a config."""
     return {name: getattr(args, name) for name in _CRYSTAL_FLAGS}
+
+
+def add_sampling_flags(parser: argparse.ArgumentParser) -> None:
+    """The DOSSampler's sampling options beside Algorithm 2 (`SamplingConfig`); unset flags keep
+    its defaults, which are Algorithm 2."""
+    parser.add_argument(
+        "--unmask-order", choices=("random", "confidence"), help="DOSSampler unmasking order"
+    )
+    parser.add_argument(
+        "--temperature", type=float, help="DOSSampler draw temperature (0: arg-max)"
+    )
+    parser.add_argument("--final-argmax", action="store_true", help="arg-max at the last step")
+    parser.add_argument("--top-p", type=float, help="DOSSampler nucleus mass")
+    parser.add_argument(
+        "--noise-length", type=float, help="correlation length (bins) of the draws' noise"
+    )
+
+
+def sampling_config(args: argparse.Namespace):
+    """`SamplingConfig` of the `add_sampling_flags` flags and `--steps` that were given, or None
+    when none was (callers then keep their own default). ValueError names a bad value."""
+    from jaxdos.sampler.config import SamplingConfig
+
+    kw = {
+        name: getattr(args, name)
+        for name in ("steps", "unmask_order", "temperature", "top_p", "noise_length")
+        if getattr(args, name, None) is not None
+    }
+    if getattr(args, "final_argmax", False):
+        kw["final_argmax"] = True
+    return SamplingConfig(**kw) if kw else None
 
 
 def add_multihost_flags(parser: argparse.ArgumentParser) -> None:

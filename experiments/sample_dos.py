@@ -4,6 +4,7 @@
     python -m experiments.sample_dos --tcm type1 --accept 100 --proposals 2000000 --out runs/tcm1
     python -m experiments.sample_dos ... --out runs/bg35 --resume      # after a crash / SIGKILL
     python -m experiments.sample_dos merge runs/bg35                   # rebuild the merged index
+    python -m experiments.sample_dos --band-gap 2 --noise-length 16 --top-p 0.9 ...  # smoother
 
 Output: `OUT/shard-NNN/chunk-*.npz` (tokens, K, measured properties, global example index) with a
 manifest per process, and `OUT/index.json` (built by process 0 when every process is done). The
@@ -66,6 +67,7 @@ def _parser():
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--gamma", type=float, default=1.0, help="guidance strength (0: none)")
     ap.add_argument("--steps", type=int, help="denoising steps (default: SamplingConfig)")
+    cli.add_sampling_flags(ap)
     ap.add_argument("--checkpoint", help="sampler checkpoint folder (default: embedded tiny)")
     ap.add_argument("--devices", type=int, help="use the first N local devices (default all)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -97,14 +99,13 @@ def main(argv=None):
     cli.start_multihost(args)
 
     from jaxdos.pipeline import sample_dos
-    from jaxdos.sampler.config import SamplingConfig
     from jaxdos.sampler.rejection import RejectionConfig
 
     targets = build_targets(args)
     # The budget too is checked before a checkpoint is read.
     RejectionConfig(accept=args.accept, proposals=args.proposals, batch_size=args.batch_size)
     cli.check_local_devices(args.devices)
-    sampling = None if args.steps is None else SamplingConfig(steps=args.steps)
+    sampling = cli.sampling_config(args)
     sampler = None
     if args.checkpoint is not None:
         from jaxdos.sampler.checkpoint import load_sampler

@@ -22,8 +22,18 @@ Per step i (t_i > t_{i+1} on a uniform grid from 1 to `t_min`):
      bins chosen uniformly, recompute ℓ' at t_i and redraw them.
 Prior bins (`prior_mask`, fixed to [BG] at initialisation) are committed from the start, so the
 predictor never touches them and the corrector never re-masks them.
+
+Options beside Algorithm 2 (`SamplingConfig`; the defaults are Algorithm 2 bit for bit): step 2 may
+commit the round(r_i·n) most confident masked bins instead of a random subset
+(`unmask_order="confidence"`), and every draw (predictor and corrector) may use softmax(ℓ'/T)
+(`temperature`; 0 = arg-max) restricted to a top-p nucleus (`top_p`), and every draw may be an
+inverse-CDF draw at a uniform taken from one smooth noise field per example (`noise_length` > 0,
+its correlation length in bins, shared by all steps): each bin's draw still follows its own
+softmax, but neighbouring bins take neighbouring quantiles, so spectra come out smooth where the
+network's per-bin distributions are broad. Guidance, the corrector and the prior are unchanged.
 """
 
+import math
 from functools import partial
 from typing import NamedTuple
 
@@ -45,10 +55,19 @@ __all__ = [
     "SamplerState",
     "initial_tokens",
     "guided_step_logits",
+    "nucleus",
+    "noise_field",
+    "ordinal_draw",
+    "draw",
+    "confident_unmask",
     "sampler_step",
     "sample_from",
     "sample",
 ]
+
+
+# fold_in tag of an example's noise field (`noise_field`): no step index reaches it.
+_FIELD_TAG = 2**31 - 1
 
 
 class SamplerParams(NamedTuple):
@@ -98,15 +117,83 @@ def guided_step_logits(params: SamplerParams, tokens, log_scale, t, *, model_con
     return guided_logits(logp, guidance, predict_fn, log_scale, params.prop_mean, params.prop_std)
 
 
-def _draw(keys, logits):
-    """One categorical draw per bin, per-example keys `[B]`, logits `[B, L, V']` -> `[B, L]`."""
+def nucleus(logits, top_p: float):
+    """Logits `[..., V]` with everything outside the top-p nucleus set to -inf: the smallest set
+    of the most likely classes whose probability reaches `top_p` (ties at its edge are kept)."""
+    desc = jnp.flip(jnp.sort(logits, axis=-1), axis=-1)
+    p = jax.nn.softmax(desc, axis=-1)
+    # Class k (in descending order) is kept if the mass before it is below top_p: >= 1 kept.
+    n_keep = jnp.sum(jnp.cumsum(p, axis=-1) - p < top_p, axis=-1, keepdims=True)
+    cutoff = jnp.take_along_axis(desc, n_keep - 1, axis=-1)
+    return jnp.where(logits >= cutoff, logits, -jnp.inf)
+
+
+def noise_field(ex_keys, n_bins: int, length: float):
+    """`[B, L]` uniforms, U(0, 1) at every bin, from one smooth Gaussian field per example.
+
+    White noise convolved with a Gaussian of width `length` bins (scaled to unit variance, so
+    Φ of it is exactly uniform), on a window padded by 3·length so the edges are not correlated
+    with each other. The key is the example's own, tagged apart from every step's.
+    """
+    half = math.ceil(3 * length)
+    x = jnp.arange(-half, half + 1, dtype=jnp.float32)
+    kernel = jnp.exp(-0.5 * (x / length) ** 2)
+    kernel = kernel / jnp.sqrt(jnp.sum(kernel**2))
+
+    def one(k):
+        eps = jax.random.normal(jax.random.fold_in(k, _FIELD_TAG), (n_bins + 2 * half,))
+        return jnp.convolve(eps, kernel, mode="valid")
+
+    return jax.scipy.stats.norm.cdf(jax.vmap(one)(ex_keys))
+
+
+def ordinal_draw(u, logits):
+    """Inverse-CDF draw `[B, L]` of softmax(ℓ) `[B, L, V']` at uniforms u `[B, L]`, the classes in
+    DOS order: [BG] (decodes to 0) first, then levels 0..1024. With u iid this is a categorical
+    draw; with u from `noise_field`, neighbouring bins take neighbouring quantiles."""
+    ordered = jnp.roll(jax.nn.softmax(logits, axis=-1), 1, axis=-1)  # [BG] is the last class
+    idx = jnp.sum(jnp.cumsum(ordered, axis=-1) < u[..., None], axis=-1)
+    idx = jnp.minimum(idx, logits.shape[-1] - 1)  # a cumsum that rounds below u
+    return jnp.where(idx == 0, BG_ID, idx - 1).astype(jnp.int32)
+
+
+def draw(keys, logits, sampling_config: SamplingConfig, u=None):
+    """One draw per bin, per-example keys `[B]`, logits `[B, L, V']` -> `[B, L]` int32.
+
+    Categorical from softmax(ℓ') (Algorithm 2), or, as configured, from softmax(ℓ' / temperature)
+    restricted to its top-p nucleus, by inverse CDF at `u` `[B, L]` when given (`noise_field`);
+    temperature 0 is the arg-max (`keys` and `u` unused).
+    """
+    cfg = sampling_config
+    if cfg.temperature == 0:
+        return jnp.argmax(logits, -1).astype(jnp.int32)
+    if cfg.temperature != 1:
+        logits = logits / cfg.temperature
+    if cfg.top_p < 1:
+        logits = nucleus(logits, cfg.top_p)
+    if u is not None:
+        return ordinal_draw(u, logits)
     return jax.vmap(jax.random.categorical)(keys, logits).astype(jnp.int32)
 
 
+def confident_unmask(logits, masked, r, last):
+    """`[B, L]` bool: the round(r * n) masked bins (all at the last step) of highest confidence.
+
+    Confidence is the maximum probability of a bin's guided distribution softmax(ℓ') `[B, L, V']`;
+    `masked` `[B, L]` bool, `r` the step's unmask probability (scalar), `last` a scalar bool.
+    MaskGIT's ordering with Algorithm 2's expected count per step.
+    """
+    conf = jnp.where(masked, jnp.max(jax.nn.log_softmax(logits, axis=-1), axis=-1), -jnp.inf)
+    n = masked.sum(-1)
+    k = jnp.where(last, n, jnp.round(r * n).astype(n.dtype))  # [B]
+    rank = jnp.argsort(jnp.argsort(-conf, axis=-1), axis=-1)
+    return masked & (rank < k[:, None])
+
+
 def _corrector(
-    params, tokens, ex_keys, log_scale, t, prior, *, model_config, sampling_config, guidance
+    params, tokens, ex_keys, log_scale, t, prior, field, *, model_config, sampling_config, guidance
 ):
-    """K re-mask/re-draw iterations at time t (Algorithm 2 lines 10-16)."""
+    """K re-mask/re-draw iterations at time t (Algorithm 2 lines 10-16); `field` as `draw`'s u."""
     alpha = sampling_config.remask_fraction
     n_bins = tokens.shape[1]
 
@@ -122,7 +209,7 @@ def _corrector(
         logits, _ = guided_step_logits(
             params, tokens, log_scale, t, model_config=model_config, guidance=guidance
         )
-        return jnp.where(remask, _draw(keys[:, 1], logits), tokens)
+        return jnp.where(remask, draw(keys[:, 1], logits, sampling_config, field), tokens)
 
     return jax.lax.fori_loop(0, sampling_config.corrector_steps, body, tokens)
 
@@ -151,9 +238,13 @@ def sampler_step(
         params, state.tokens, log_scale, t_b, model_config=model_config, guidance=guidance
     )
     masked = state.tokens == MASK_ID
-    u = jax.vmap(lambda kk: jax.random.uniform(kk, (n_bins,)))(keys[:, 0])
-    unmask = masked & ((u < unmask_prob(t, s)) | last)
-    draws = _draw(keys[:, 1], logits)
+    if cfg.unmask_order == "confidence":
+        unmask = confident_unmask(logits, masked, unmask_prob(t, s), last)
+    else:
+        u = jax.vmap(lambda kk: jax.random.uniform(kk, (n_bins,)))(keys[:, 0])
+        unmask = masked & ((u < unmask_prob(t, s)) | last)
+    field = noise_field(ex_keys, n_bins, cfg.noise_length) if cfg.noise_length else None
+    draws = draw(keys[:, 1], logits, cfg, field)
     if cfg.final_argmax:
         draws = jnp.where(last, jnp.argmax(logits, -1).astype(jnp.int32), draws)
     tokens = jnp.where(unmask, draws, state.tokens)
@@ -165,6 +256,7 @@ def sampler_step(
             log_scale=log_scale,
             t=t_b,
             prior=prior,
+            field=field,
             model_config=model_config,
             sampling_config=cfg,
             guidance=guidance,

@@ -45,6 +45,9 @@ def test_targets_type_checked():
         (["--band-gap", "3.5", "--tcm", "type1"], "band_gap"),
         (["--band-gap", "2", "--accept", "10", "--proposals", "3"], "proposals"),
         (["--band-gap", "2", "--num-processes", "2"], "coordinator"),
+        (["--band-gap", "2", "--temperature", "-1"], "temperature"),
+        (["--band-gap", "2", "--top-p", "0"], "top_p"),
+        (["--band-gap", "2", "--noise-length", "-2"], "noise_length"),
     ],
 )
 def test_cli_errors_before_compute(argv, match, tmp_path, monkeypatch):
@@ -53,3 +56,23 @@ def test_cli_errors_before_compute(argv, match, tmp_path, monkeypatch):
     monkeypatch.setattr(dos, "load_default", _boom)
     with pytest.raises(ValueError, match=match):
         cli.main([*argv, "--out", str(tmp_path / "run"), "--quiet"])
+
+
+def test_cli_sampling_flags_build_the_config():
+    from experiments.cli import sampling_config
+    from jaxdos.sampler.config import SamplingConfig
+
+    parse = cli._parser().parse_args
+    assert sampling_config(parse(["--band-gap", "2"])) is None  # the library default stays
+    args = parse(
+        ["--steps", "16", "--unmask-order", "confidence", "--temperature", "0.7"]
+        + ["--final-argmax", "--top-p", "0.9", "--noise-length", "16"]
+    )
+    assert sampling_config(args) == SamplingConfig(
+        steps=16,
+        unmask_order="confidence",
+        temperature=0.7,
+        final_argmax=True,
+        top_p=0.9,
+        noise_length=16.0,
+    )
