@@ -4,7 +4,7 @@
     python -m experiments.sample_dos --tcm type1 --accept 100 --proposals 2000000 --out runs/tcm1
     python -m experiments.sample_dos ... --out runs/bg35 --resume      # after a crash / SIGKILL
     python -m experiments.sample_dos merge runs/bg35                   # rebuild the merged index
-    python -m experiments.sample_dos --band-gap 2 --noise-length 16 --top-p 0.9 ...  # smoother
+    python -m experiments.sample_dos --band-gap 2 --noise-length 12 ...   # smoother (issue 12)
 
 Output: `OUT/shard-NNN/chunk-*.npz` (tokens, K, measured properties, global example index) with a
 manifest per process, and `OUT/index.json` (built by process 0 when every process is done). The
