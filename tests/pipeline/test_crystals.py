@@ -1,30 +1,18 @@
 """`jaxdos.pipeline.generate_crystals`: argument checks, batching, seeds, source index."""
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
+from untrained import untrained_model
 
-from jaxdos.crystal.batch import DosCondition
-from jaxdos.crystal.denoiser import GemNetConfig, GemNetTDenoiser
-from jaxdos.crystal.diffusion.num_atoms import NumAtomsDistribution, prior_batch
 from jaxdos.kernels.oracle_params import supported_z
-from jaxdos.pipeline.crystals import CrystalModel, generate_crystals
+from jaxdos.pipeline.crystals import generate_crystals
 
 DOS = np.abs(np.random.default_rng(0).normal(size=(2, 256))).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
 def model():
-    config = GemNetConfig.tiny(
-        num_blocks=1, num_atom=1, emb_size_atom=32, emb_size_edge=32, latent_dim=32, num_radial=16
-    ).conditional()
-    net = GemNetTDenoiser(config)
-    b = jax.tree.map(jnp.asarray, prior_batch(np.full(2, 3)))
-    b = b._replace(lattice=b.lattice * 4.0, atomic_numbers=jnp.where(b.node_mask, 8, 0))
-    cond = DosCondition(jnp.ones((2, 256)), jnp.ones(2, bool))
-    params = {"params": jax.jit(net.init)(jax.random.key(0), b, jnp.full(2, 0.5), cond)["params"]}
-    return CrystalModel(net, params, NumAtomsDistribution.from_counts([2, 3, 3]))
+    return untrained_model(32, [2, 3, 3])
 
 
 def _gen(model, **kw):

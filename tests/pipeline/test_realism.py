@@ -3,17 +3,13 @@
 import json
 import math
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
+from untrained import untrained_model
 
 from experiments import eval_crystal
-from jaxdos.crystal.batch import DosCondition
 from jaxdos.crystal.checkpoint import save_model
-from jaxdos.crystal.denoiser import GemNetConfig, GemNetTDenoiser
-from jaxdos.crystal.diffusion.num_atoms import NumAtomsDistribution, prior_batch
 from jaxdos.data.world import load_world_tagged
 from jaxdos.pipeline import realism
 from jaxdos.pipeline.score import from_records, to_structures
@@ -121,16 +117,9 @@ def test_bad_flags_fail_with_one_line(flags, field, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A small untrained conditional CDOSGen saved as a model directory (2- and 3-atom cells)."""
-    config = GemNetConfig.tiny(
-        num_blocks=1, num_atom=1, emb_size_atom=16, emb_size_edge=16, latent_dim=16, num_radial=8
-    ).conditional()
-    net = GemNetTDenoiser(config)
-    b = jax.tree.map(jnp.asarray, prior_batch(np.full(2, 3)))
-    b = b._replace(lattice=b.lattice * 4.0, atomic_numbers=jnp.where(b.node_mask, 8, 0))
-    cond = DosCondition(jnp.ones((2, 256)), jnp.ones(2, bool))
-    params = {"params": jax.jit(net.init)(jax.random.key(0), b, jnp.full(2, 0.5), cond)["params"]}
+    m = untrained_model(16, [2, 3])
     path = tmp_path_factory.mktemp("model")
-    save_model(path, params, config, NumAtomsDistribution.from_counts([2, 3]))
+    save_model(path, m.params, m.model.config, m.num_atoms)
     return path
 
 
