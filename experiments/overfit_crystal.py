@@ -22,12 +22,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.train_crystal import add_lever_flags, lever_configs
 from jaxdos.crystal.checkpoint import load_model, save_model
-from jaxdos.crystal.denoiser import GemNetConfig, GemNetTDenoiser
-from jaxdos.crystal.diagnostics import FIELDS, swap_fields, targets_from_records
-from jaxdos.crystal.diffusion.corruption import DiffusionConfig
-from jaxdos.crystal.diffusion.d3pm import D3PMConfig
-from jaxdos.crystal.diffusion.losses import LossWeights
+from jaxdos.crystal.denoiser import GemNetTDenoiser
+from jaxdos.crystal.diagnostics import FIELDS, regenerated, swap_fields, targets_from_records
 from jaxdos.crystal.diffusion.num_atoms import NumAtomsDistribution
 from jaxdos.crystal.diffusion.sampler import SamplerConfig
 from jaxdos.crystal.fit import presize_graph, train_step_checked
@@ -44,6 +42,12 @@ from jaxdos.crystal.train import (
 from jaxdos.data.world import train_val_records
 
 
+def world_targets(count: int, max_atoms: int = 8):
+    """The first `count` world training crystals with <= max_atoms atoms, as sampler targets."""
+    train, _ = train_val_records()
+    return targets_from_records(train.take(np.flatnonzero(train.num_atoms <= max_atoms)[:count]))
+
+
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--out", type=Path, required=True)
@@ -51,10 +55,7 @@ def parse(argv=None):
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--sampling-steps", type=int, default=100)
-    p.add_argument("--time-scale", type=float, default=1.0)
-    p.add_argument("--pos-sigma-ref", type=float, default=None)
-    p.add_argument("--pos-weight", type=float, default=0.1)
-    p.add_argument("--type-ce", type=float, default=0.01)
+    add_lever_flags(p)
     p.add_argument("--model", type=Path, default=None, help="a trained model dir (skip training)")
     args = p.parse_args(argv)
     if not 1 <= args.crystals <= 64:
@@ -67,7 +68,7 @@ def parse(argv=None):
 
 
 def train(args, targets):
-    config = GemNetConfig.tiny(time_scale=args.time_scale, pos_sigma_ref=args.pos_sigma_ref)
+    config, diffusion, weights = lever_configs(args)
     model = GemNetTDenoiser(config)
     g = targets.num_graphs
     batch = TrainBatch(jax.tree.map(jnp.asarray, targets), jnp.zeros((g, 256)))
@@ -76,8 +77,8 @@ def train(args, targets):
     tcfg = TrainConfig(
         mode=Pretrain(),
         learning_rate=args.lr,
-        diffusion=DiffusionConfig(types=D3PMConfig(hybrid_coeff=args.type_ce)),
-        weights=LossWeights(pos=args.pos_weight),
+        diffusion=diffusion,
+        weights=weights,
     )
     model = presize_graph(model, batch, tcfg)
     opt = make_optimizer(tcfg, params)
@@ -93,13 +94,7 @@ def train(args, targets):
 
 def main(argv=None):
     args = parse(argv)
-    from pymatgen.analysis.structure_matcher import StructureMatcher
-
-    from jaxdos.crystal.io import to_structures
-
-    train_records, _ = train_val_records()
-    small = np.flatnonzero(train_records.num_atoms <= 8)[: args.crystals]
-    targets = targets_from_records(train_records.take(small))
+    targets = world_targets(args.crystals)
     t0 = time.time()
     if args.model is None:
         model, params = train(args, targets)
@@ -109,8 +104,6 @@ def main(argv=None):
         params, config, _, _ = load_model(args.model)
         model = GemNetTDenoiser(config)
     train_s = time.time() - t0
-    refs = to_structures(targets)
-    sm = StructureMatcher()
     cfg = SamplerConfig(num_steps=args.sampling_steps)
     rows = []
     for r in range(len(FIELDS) + 1):
@@ -119,12 +112,11 @@ def main(argv=None):
             gen = generate(
                 fn, params, key=jax.random.key(0), num_atoms=targets.num_atoms, config=cfg
             )
-            ss = to_structures(gen.batch)
-            own = int(sum(sm.fit(s, refs[g]) for g, s in enumerate(ss)))
-            anyref = int(sum(any(sm.fit(s, ref) for ref in refs) for s in ss))
+            own, anyref = regenerated(gen.batch, targets)
             net = [f for f in FIELDS if f not in exact]
             rows.append({"network": net, "exact": list(exact), "own": own, "any": anyref})
-            print(f"network {'+'.join(net) or '-':16s} own {own}/{len(ss)} any {anyref}/{len(ss)}")
+            g = len(targets.num_atoms)
+            print(f"network {'+'.join(net) or '-':16s} own {own}/{g} any {anyref}/{g}")
     args.out.mkdir(parents=True, exist_ok=True)
     doc = {"args": {k: str(v) for k, v in vars(args).items()}, "train_s": train_s, "rows": rows}
     (args.out / "bisection.json").write_text(json.dumps(doc, indent=1))

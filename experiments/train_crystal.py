@@ -37,6 +37,35 @@ from jaxdos.data.records import Records
 from jaxdos.data.world import train_val_records
 
 
+def add_lever_flags(p: argparse.ArgumentParser) -> None:
+    """The issue-12 model and loss levers (defaults: MatterGen's); read by `lever_configs`."""
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="t multiplier of the time encoding (1 = MatterGen)",
+    )
+    p.add_argument(
+        "--pos-sigma-ref",
+        type=float,
+        default=None,
+        help="coordinate output preconditioning s0 (default: none, as MatterGen)",
+    )
+    p.add_argument(
+        "--pos-weight", type=float, default=0.1, help="coordinate loss weight (MatterGen 0.1)"
+    )
+    p.add_argument(
+        "--type-ce", type=float, default=0.01, help="D3PM hybrid CE weight (MatterGen 0.01)"
+    )
+
+
+def lever_configs(args) -> tuple[GemNetConfig, DiffusionConfig, LossWeights]:
+    """The tiny GemNet config, corruption settings and loss weights that `add_lever_flags` set."""
+    config = GemNetConfig.tiny(time_scale=args.time_scale, pos_sigma_ref=args.pos_sigma_ref)
+    diffusion = DiffusionConfig(types=D3PMConfig(hybrid_coeff=args.type_ce))
+    return config, diffusion, LossWeights(pos=args.pos_weight)
+
+
 def _init_params(model, budgets, records, seed):
     batch = TrainBatch.from_pipeline(next(iter(crystal_batches(records, budgets, num_epochs=1))))
     g = batch.crystal.num_graphs
@@ -52,7 +81,7 @@ def _init_params(model, budgets, records, seed):
 def run_stage(args, stage: str, train: Records, val: Records, workdir: Path, init_dir=None):
     """One training stage; returns (export dir, validation metrics)."""
     budgets = CrystalBudgets(atoms=args.atoms, graphs=args.graphs)
-    config = GemNetConfig.tiny(time_scale=args.time_scale, pos_sigma_ref=args.pos_sigma_ref)
+    config, diffusion, weights = lever_configs(args)
     if stage == "finetune":
         config = config.conditional()
     model = GemNetTDenoiser(config)
@@ -71,13 +100,12 @@ def run_stage(args, stage: str, train: Records, val: Records, workdir: Path, ini
         mode = FinetuneAdapters(p_uncond=0.2)
     else:
         mode = FinetuneFull(p_uncond=0.2)
-    diffusion = DiffusionConfig(types=D3PMConfig(hybrid_coeff=args.type_ce))
     tcfg = TrainConfig(
         mode=mode,
         learning_rate=args.lr,
         decay_steps=args.steps if args.cosine else None,
         diffusion=diffusion,
-        weights=LossWeights(pos=args.pos_weight),
+        weights=weights,
     )
     fcfg = FitConfig(num_steps=args.steps, seed=args.seed, checkpoint_every=args.ckpt_every)
 
@@ -133,26 +161,9 @@ def main(argv=None):
     p.add_argument("--ckpt-every", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--adapters-only", action="store_true")
-    p.add_argument(
-        "--time-scale",
-        type=float,
-        default=1.0,
-        help="t multiplier of the time encoding (1 = MatterGen)",
-    )
-    p.add_argument(
-        "--pos-sigma-ref",
-        type=float,
-        default=None,
-        help="coordinate output preconditioning s0 (default: none, as MatterGen)",
-    )
-    p.add_argument(
-        "--pos-weight", type=float, default=0.1, help="coordinate loss weight (MatterGen 0.1)"
-    )
+    add_lever_flags(p)
     p.add_argument(
         "--cosine", action="store_true", help="cosine-decay the lr to 10 %% over --steps"
-    )
-    p.add_argument(
-        "--type-ce", type=float, default=0.01, help="D3PM hybrid CE weight (MatterGen 0.01)"
     )
     p.add_argument("--resume", action="store_true")
     p.add_argument(

@@ -19,7 +19,7 @@ from jaxdos.crystal.diffusion.corruption import DiffusionConfig
 from jaxdos.crystal.diffusion.losses import ScoreFn, ScoreWithDiagnostics, split_diagnostics
 from jaxdos.crystal.diffusion.num_atoms import prior_batch
 
-__all__ = ["FIELDS", "targets_from_records", "exact_score", "swap_fields"]
+__all__ = ["FIELDS", "targets_from_records", "exact_score", "swap_fields", "regenerated"]
 
 FIELDS = ("pos", "cell", "types")
 _DEFAULT = DiffusionConfig()
@@ -85,3 +85,17 @@ def swap_fields(
         return ScoreWithDiagnostics(out, overflow, stats) if stats is not None else out
 
     return fn
+
+
+def regenerated(generated: CrystalBatch, targets: CrystalBatch) -> tuple[int, int]:
+    """(samples matching their own target, samples matching any target): exact pymatgen
+    `StructureMatcher.fit` at its default tolerances. "Own" is meaningful only when exact fields
+    tie each sample to its target; with network types only "any" is a fair count."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    from jaxdos.crystal.io import to_structures
+
+    sm = StructureMatcher()
+    gen, ref = to_structures(generated), to_structures(targets)
+    own = sum(sm.fit(a, b) for a, b in zip(gen, ref, strict=True))
+    return int(own), int(sum(any(sm.fit(a, b) for b in ref) for a in gen))

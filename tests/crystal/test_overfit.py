@@ -9,30 +9,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from pymatgen.analysis.structure_matcher import StructureMatcher
 
-from jaxdos.crystal.batch import CrystalBatch, ScoreOutput
-from jaxdos.crystal.diagnostics import exact_score, swap_fields, targets_from_records
+from experiments.overfit_crystal import world_targets
+from jaxdos.crystal.batch import ScoreOutput
+from jaxdos.crystal.diagnostics import exact_score, regenerated, swap_fields
 from jaxdos.crystal.diffusion.sampler import SamplerConfig
 from jaxdos.crystal.generate import generate
-from jaxdos.crystal.io import to_structures
-from jaxdos.data.world import train_val_records
-
-
-def world_targets(count: int, max_atoms: int = 8) -> CrystalBatch:
-    """The first `count` world training crystals with <= max_atoms atoms."""
-    train, _ = train_val_records()
-    return targets_from_records(train.take(np.flatnonzero(train.num_atoms <= max_atoms)[:count]))
-
-
-def matches(generated: CrystalBatch, targets: CrystalBatch, own: bool = True) -> int:
-    """How many generated crystals match their own target (or, own=False, any target) exactly
-    (pymatgen's default tolerances)."""
-    sm = StructureMatcher()
-    gen, ref = to_structures(generated), to_structures(targets)
-    if own:
-        return sum(sm.fit(a, b) for a, b in zip(gen, ref, strict=True))
-    return sum(any(sm.fit(a, b) for b in ref) for a in gen)
 
 
 def zero_score(params, batch, t, cond, key):
@@ -46,7 +28,7 @@ def test_exact_score_regenerates_world_crystals():
     cfg = SamplerConfig(num_steps=100)
     gen = generate(fn, {}, key=jax.random.key(0), num_atoms=targets.num_atoms, config=cfg)
     np.testing.assert_array_equal(gen.batch.atomic_numbers, targets.atomic_numbers)
-    assert matches(gen.batch, targets) == 4
+    assert regenerated(gen.batch, targets) == (4, 4)
 
 
 def test_exact_score_is_the_loss_target():
