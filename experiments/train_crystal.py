@@ -57,11 +57,20 @@ def add_lever_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--type-ce", type=float, default=0.01, help="D3PM hybrid CE weight (MatterGen 0.01)"
     )
+    p.add_argument("--width", type=int, default=64, help="GemNet atom/edge width (tiny: 64)")
+    p.add_argument("--blocks", type=int, default=2, help="GemNet interaction blocks (tiny: 2)")
 
 
 def lever_configs(args) -> tuple[GemNetConfig, DiffusionConfig, LossWeights]:
     """The tiny GemNet config, corruption settings and loss weights that `add_lever_flags` set."""
-    config = GemNetConfig.tiny(time_scale=args.time_scale, pos_sigma_ref=args.pos_sigma_ref)
+    config = GemNetConfig.tiny(
+        time_scale=args.time_scale,
+        pos_sigma_ref=args.pos_sigma_ref,
+        num_blocks=args.blocks,
+        emb_size_atom=args.width,
+        emb_size_edge=args.width,
+        latent_dim=args.width,
+    )
     diffusion = DiffusionConfig(types=D3PMConfig(hybrid_coeff=args.type_ce))
     return config, diffusion, LossWeights(pos=args.pos_weight)
 
