@@ -94,7 +94,7 @@ def run_setting(name, values, sampler, records, args, out_dir):
     from jaxdos.sampler.rejection import RejectionConfig, run_rejection
     from jaxdos.sampler.targets import Targets
 
-    params, model_config, dist = sampler
+    params, model_config, dist = sampler.params, sampler.config, sampler.scale_distribution
     targets = Targets.of(**values)
     sampling = cli.sampling_config(args) or SamplingConfig()
     n = args.samples
@@ -258,9 +258,9 @@ def main(argv=None):
     cli.sampling_config(args)  # a bad sampling option fails before the model loads
 
     from jaxdos.data.world import load_world
-    from jaxdos.sampler.checkpoint import load_default, load_sampler
+    from jaxdos.pipeline.models import as_model
 
-    sampler = load_default() if args.checkpoint is None else load_sampler(args.checkpoint)
+    sampler = as_model(args.checkpoint, "dossampler")  # None: the embedded tiny sampler
     records = load_world("test", args.world)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -90,7 +90,8 @@ def main(argv=None):
     from jaxdos.sampler.rejection import RejectionConfig, run_rejection
     from jaxdos.sampler.targets import Targets
 
-    params, model_config, dist = load_default()
+    m = load_default()
+    params, model_config, dist = m.params, m.config, m.scale_distribution
     world = np.asarray(load_world("test").dos, np.float32)
     world_rough = stats.mean(roughness(world))
     rejection = RejectionConfig(

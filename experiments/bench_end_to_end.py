@@ -44,9 +44,9 @@ def _sampler():
     from jaxdos.sampler.scale import ScaleDistribution
 
     try:
-        params, mc, dist = load_default()
-        return params, mc, dist, "embedded tiny checkpoint"
-    except ValueError:
+        m = load_default()
+        return m.params, m.config, m.scale_distribution, "embedded tiny checkpoint"
+    except FileNotFoundError:
         pass
     mc = ModelConfig.tiny()
     params = init_sampler_params(jax.random.key(0), mc)
@@ -103,13 +103,10 @@ def time_rejection(n: int, batch: int, steps: int, correctors: int) -> dict:
 def time_tcm_screen(timeout: float) -> dict:
     """Wall time of the default tcm_screen, or why it was not run."""
     from jaxdos.crystal.checkpoint import DEFAULT_DIR as CRYSTAL_DIR
+    from jaxdos.modeldir import MODEL_FILE
     from jaxdos.sampler.checkpoint import DEFAULT_DIR as SAMPLER_DIR
 
-    missing = [
-        str(p)
-        for p, f in ((SAMPLER_DIR, "sampler.json"), (CRYSTAL_DIR, "params.msgpack"))
-        if not (p / f).exists()
-    ]
+    missing = [str(p) for p in (SAMPLER_DIR, CRYSTAL_DIR) if not (p / MODEL_FILE).exists()]
     if missing:
         return {"tcm_screen": "not run", "reason": f"embedded model(s) missing: {missing}"}
     with tempfile.TemporaryDirectory() as out:

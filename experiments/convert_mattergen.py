@@ -4,8 +4,9 @@
 
 <model_dir> holds `config.yaml` and `checkpoints/last.ckpt` (as released on the HF hub
 `microsoft/mattergen`, e.g. checkpoints/mattergen_base) or a bare `state_dict.pt`. Needs torch to
-unpickle (scripts/install_parity.sh). Writes <out_dir>/params (orbax), config.json, conversion.json
-and prints a summary; exits with status 2 and the list of offending keys if the checkpoint is
+unpickle (scripts/install_parity.sh). Writes <out_dir> as a "cdosgen" model directory (model.json +
+params.msgpack, the conversion report in its meta; `jaxdos.pipeline.models.load` reads it) and
+prints a summary; exits with status 2 and the list of offending keys if the checkpoint is
 rejected.
 """
 
@@ -27,9 +28,10 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        _, gemnet, _, report = convert_model_dir(
+        model, report = convert_model_dir(
             args.model_dir, args.out_dir, trust_pickle=args.trust_pickle
         )
+        gemnet = model.gemnet
     except ConversionError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

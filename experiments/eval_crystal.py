@@ -41,11 +41,12 @@ def _model(spec: str):
     """None for the embedded default, else the model saved in directory `spec`."""
     if spec == "default":
         return None
-    if not (Path(spec) / "config.json").is_file():
-        raise ValueError(f"model: {spec} is not a model directory (no config.json)")
-    from jaxdos.pipeline.crystals import load_crystal_model
+    from jaxdos.pipeline.models import as_model
 
-    return load_crystal_model(spec)
+    try:
+        return as_model(spec, "cdosgen")
+    except FileNotFoundError as e:  # main reports ValueErrors as usage errors
+        raise ValueError(f"model: {e}") from e
 
 
 def main(argv=None) -> None:

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.train_crystal import add_lever_flags, lever_configs
-from jaxdos.crystal.checkpoint import load_model, save_model
+from jaxdos.crystal.checkpoint import CDOSGenModel, save_model
 from jaxdos.crystal.denoiser import GemNetTDenoiser
 from jaxdos.crystal.diagnostics import FIELDS, regenerated, swap_fields, targets_from_records
 from jaxdos.crystal.diffusion.num_atoms import NumAtomsDistribution
@@ -62,8 +62,8 @@ def parse(argv=None):
         p.error(f"--crystals: expected 1..64, got {args.crystals}")
     if args.steps < 1 or args.sampling_steps < 2:
         p.error("--steps: expected >= 1; --sampling-steps: expected >= 2")
-    if args.model is not None and not (args.model / "config.json").is_file():
-        p.error(f"--model: {args.model}/config.json not found")
+    if args.model is not None and not (args.model / "model.json").is_file():
+        p.error(f"--model: {args.model}/model.json not found")
     return args
 
 
@@ -99,10 +99,12 @@ def main(argv=None):
     if args.model is None:
         model, params = train(args, targets)
         dist = NumAtomsDistribution.from_counts(np.asarray(targets.num_atoms))
-        save_model(args.out / "model", params, model.config, dist, {"steps": args.steps})
+        diffusion = lever_configs(args)[1]
+        meta = {"steps": args.steps}
+        save_model(args.out / "model", params, model.config, dist, meta, diffusion=diffusion)
     else:
-        params, config, _, _ = load_model(args.model)
-        model = GemNetTDenoiser(config)
+        loaded = CDOSGenModel.load(args.model)
+        params, model = loaded.params, loaded.denoiser
     train_s = time.time() - t0
     cfg = SamplerConfig(num_steps=args.sampling_steps)
     rows = []

@@ -106,11 +106,7 @@ def main(argv=None):
     RejectionConfig(accept=args.accept, proposals=args.proposals, batch_size=args.batch_size)
     cli.check_local_devices(args.devices)
     sampling = cli.sampling_config(args)
-    sampler = None
-    if args.checkpoint is not None:
-        from jaxdos.sampler.checkpoint import load_sampler
-
-        sampler = load_sampler(args.checkpoint)
+    sampler = args.checkpoint  # a model directory (None: embedded tiny); sample_dos loads it
     result = sample_dos(
         targets,
         accept=args.accept,

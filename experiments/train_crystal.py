@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdos.crystal.checkpoint import DEFAULT_DIR, load_model, merge_base_params, save_model
+from jaxdos.crystal.checkpoint import DEFAULT_DIR, CDOSGenModel, merge_base_params, save_model
 from jaxdos.crystal.denoiser import GemNetConfig, GemNetTDenoiser
 from jaxdos.crystal.diffusion.corruption import DiffusionConfig
 from jaxdos.crystal.diffusion.d3pm import D3PMConfig
@@ -96,7 +96,8 @@ def run_stage(args, stage: str, train: Records, val: Records, workdir: Path, ini
     model = GemNetTDenoiser(config)
     params = _init_params(model, budgets, train, args.seed)
     if init_dir is not None:
-        base, base_cfg, _, _ = load_model(init_dir)
+        base_model = CDOSGenModel.load(init_dir)
+        base, base_cfg = base_model.params, base_model.gemnet
         params = merge_base_params(params, base)
         # The base's graph budgets and its time / output conditioning (its weights assume them).
         keep = ("graph", "time_scale", "pos_sigma_ref")
@@ -150,7 +151,7 @@ def run_stage(args, stage: str, train: Records, val: Records, workdir: Path, ini
         "last_train_metrics": history[-1] if history else None,
     }
     out = workdir / "model"
-    save_model(out, state.params, model.config, dist, meta)
+    save_model(out, state.params, model.config, dist, meta, diffusion=diffusion)
     summary = {"stage": stage, "val": val_metrics, "val_dos_dropped": val_uncond}
     print(json.dumps({**summary, "train_seconds": meta["train_seconds"]}))
     return out, val_metrics
@@ -187,12 +188,11 @@ def main(argv=None):
         pre, _ = run_stage(args, "pretrain", train, val, workdir / "pretrain")
         args.steps = args.finetune_steps
         out, _ = run_stage(args, "finetune", train, val, workdir / "finetune", init_dir=pre)
-        params, cfg, dist, meta = load_model(out)
-        pre_meta = json.loads((pre / "config.json").read_text())
+        fine = CDOSGenModel.load(out)
+        pre_meta = CDOSGenModel.load(pre).meta
+        meta = {**fine.meta}
         meta["pretrain"] = {k: pre_meta[k] for k in ("steps", "train_seconds", "val_metrics")}
-        meta.pop("format", None)
-        meta.pop("cpu_sampling_steps", None)
-        save_model(DEFAULT_DIR, params, cfg, dist, meta)
+        dataclasses.replace(fine, meta=meta).save(DEFAULT_DIR)
         print(f"default model -> {DEFAULT_DIR}")
         return DEFAULT_DIR
     out, _ = run_stage(

@@ -6,7 +6,7 @@ gemnet/        the GemNet-T score network; denoiser.py wraps it (time encoding, 
 conditioning.py  DOS embedding (eq. 2) and adapters (eqs. 3-4)
 diffusion/     D3PM types, wrapped-normal coordinates, VP lattice, losses, PC sampler, CFG
 generate.py / score.py   host-side sampling entry points (budget regrowth on overflow)
-train.py / fit.py        training steps and loop; checkpoint.py the embedded default
+train.py / fit.py        training steps and loop; checkpoint.py CDOSGenModel + the embedded default
 io.py          Structures, CIF / extxyz outputs; convert/ MatterGen checkpoints
 """
 
@@ -18,7 +18,7 @@ from jaxdos.crystal.batch import (
     DosCondition,
     ScoreOutput,
 )
-from jaxdos.crystal.checkpoint import load_default
+from jaxdos.crystal.checkpoint import CDOSGenModel, load_default
 from jaxdos.crystal.denoiser import GemNetTDenoiser
 from jaxdos.crystal.diffusion.guidance import ClassifierFree, NoGuidance
 from jaxdos.crystal.diffusion.sampler import SamplerConfig
@@ -28,6 +28,7 @@ from jaxdos.crystal.io import write_outputs
 from jaxdos.crystal.score import generate_with_model
 
 __all__ = [
+    "CDOSGenModel",
     "CrystalBatch",
     "DosCondition",
     "ScoreOutput",

@@ -1,48 +1,105 @@
-"""The embedded default CDOSGen model: a `tiny` GemNet-T pre-trained on the offline world subset
-and DOS-fine-tuned, committed under `jaxdos/assets/crystal_tiny/`.
+"""CDOSGen as a typed model object, saved in the one model-directory format.
 
-Files: `params.msgpack` (flax serialisation of the conditional model's params), `config.json`
-(the `GemNetConfig`, the training num_atoms distribution, the recommended CPU sampler steps and the
-measured validation losses). Orbax directories are for training runs; the committed asset is one
-small msgpack file so that it loads without orbax and diff-reviews as a binary blob.
+`CDOSGenModel` is what generation needs: the GemNet-T params, the `GemNetConfig`, the
+`DiffusionConfig` it was trained with (the sampler reads its coordinate and lattice processes), the
+training distribution of atom counts, and metadata. It is saved with `jaxdos.modeldir` (kind
+"cdosgen"): `model.json` holds the three configs and the metadata, `params.msgpack` the flax
+variables {"params": ...}. A converted MatterGen checkpoint (`jaxdos.crystal.convert`) is the same
+kind, so it loads as the same object.
+
+`load_default()` reads the embedded `tiny` model: a GemNet-T pre-trained on the offline world
+subset and DOS-fine-tuned (`python -m experiments.train_crystal --make-default`), committed under
+`jaxdos/assets/crystal_tiny/`. Training checkpoints are orbax directories; see `jaxdos.crystal.fit`.
 """
 
 import dataclasses
-import json
+import functools
 from pathlib import Path
 
-import flax.serialization
 import jax
 import numpy as np
 
+from jaxdos import modeldir
+from jaxdos.crystal.denoiser import GemNetTDenoiser
+from jaxdos.crystal.diffusion.corruption import DiffusionConfig
 from jaxdos.crystal.diffusion.num_atoms import NumAtomsDistribution
-from jaxdos.crystal.gemnet.config import GemNetConfig, ScalarProperty
-from jaxdos.crystal.graph import GraphConfig
+from jaxdos.crystal.gemnet.config import GemNetConfig
 from jaxdos.typing import PyTree
 
 __all__ = [
+    "KIND",
     "DEFAULT_DIR",
     "CPU_SAMPLING_STEPS",
+    "CDOSGenModel",
     "save_model",
-    "load_model",
     "load_default",
     "merge_base_params",
 ]
 
+KIND = "cdosgen"
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "assets" / "crystal_tiny"
 CPU_SAMPLING_STEPS = 100  # documented CPU default for the end-to-end pipeline (paper: 1000)
 
 
-def config_to_dict(config: GemNetConfig) -> dict:
-    return dataclasses.asdict(config)
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False)  # eq=False: arrays do not compare
+class CDOSGenModel:
+    """A CDOSGen (or converted MatterGen) score network with what sampling from it needs.
 
+    Attributes:
+        params: flax variables `{"params": ...}` of `GemNetTDenoiser(gemnet)`.
+        gemnet: the network config.
+        diffusion: the forward processes it was trained with.
+        num_atoms: the training distribution of atom counts (drawn before sampling).
+        meta: free-form metadata (training settings and metrics, or the conversion report).
+    """
 
-def config_from_dict(d: dict) -> GemNetConfig:
-    d = dict(d)
-    d["graph"] = GraphConfig(**d["graph"])
-    d["scale_factors"] = tuple((str(k), float(v)) for k, v in d["scale_factors"])
-    d["properties"] = tuple(ScalarProperty(**p) for p in d["properties"])
-    return GemNetConfig(**d)
+    params: PyTree
+    gemnet: GemNetConfig
+    diffusion: DiffusionConfig = DiffusionConfig()
+    num_atoms: NumAtomsDistribution
+    meta: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        for name, cls in (
+            ("gemnet", GemNetConfig),
+            ("diffusion", DiffusionConfig),
+            ("num_atoms", NumAtomsDistribution),
+        ):
+            if not isinstance(getattr(self, name), cls):
+                got = type(getattr(self, name)).__name__
+                raise ValueError(f"{name}: expected a {cls.__name__}, got {got}")
+        if not isinstance(self.params, dict) or set(self.params) != {"params"}:
+            raise ValueError("params: expected flax variables {'params': ...}")
+
+    @functools.cached_property
+    def denoiser(self) -> GemNetTDenoiser:
+        """The flax module (built once per model object)."""
+        return GemNetTDenoiser(self.gemnet)
+
+    def save(self, directory) -> Path:
+        """Write this model to `directory` (see `jaxdos.modeldir.save`); returns its path."""
+        config = {
+            "gemnet": modeldir.config_to_json(self.gemnet),
+            "diffusion": modeldir.config_to_json(self.diffusion),
+            "num_atoms": modeldir.config_to_json(self.num_atoms),
+        }
+        return modeldir.save(directory, KIND, config, self.params, self.meta)
+
+    @classmethod
+    def load(cls, directory) -> "CDOSGenModel":
+        """Read a "cdosgen" model directory.
+
+        Raises:
+            FileNotFoundError, ValueError: naming the file (see `jaxdos.modeldir.read`).
+        """
+        d = modeldir.read(directory, kind=KIND)
+        return cls(
+            params=d.params,
+            gemnet=modeldir.config_from_json(GemNetConfig, d.config["gemnet"]),
+            diffusion=modeldir.config_from_json(DiffusionConfig, d.config["diffusion"]),
+            num_atoms=modeldir.config_from_json(NumAtomsDistribution, d.config["num_atoms"]),
+            meta=d.meta,
+        )
 
 
 def save_model(
@@ -51,48 +108,33 @@ def save_model(
     config: GemNetConfig,
     distribution: NumAtomsDistribution,
     meta: dict | None = None,
-) -> None:
-    """Write `params.msgpack` and `config.json` into `directory` (created)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    *,
+    diffusion: DiffusionConfig | None = None,
+) -> Path:
+    """Write a CDOSGen model directory; the trainers' export call. Returns the path.
+
+    `diffusion` is the training `DiffusionConfig` (None: `DiffusionConfig()`).
+    """
+    diffusion = DiffusionConfig() if diffusion is None else diffusion
     host = jax.tree.map(np.asarray, params)
-    (directory / "params.msgpack").write_bytes(flax.serialization.msgpack_serialize(host))
-    doc = {
-        "format": "jaxdos-crystal-v1",
-        "gemnet_config": config_to_dict(config),
-        "num_atoms_probs": list(distribution.probs),
-        "cpu_sampling_steps": CPU_SAMPLING_STEPS,
-        **(meta or {}),
-    }
-    (directory / "config.json").write_text(json.dumps(doc, indent=1))
+    model = CDOSGenModel(
+        params=host, gemnet=config, diffusion=diffusion, num_atoms=distribution, meta=meta or {}
+    )
+    return model.save(directory)
 
 
-def load_model(directory) -> tuple[PyTree, GemNetConfig, NumAtomsDistribution, dict]:
-    """(params, config, num_atoms distribution, the rest of config.json) from `directory`.
+def load_default() -> CDOSGenModel:
+    """The embedded `tiny` DOS-conditional model.
 
     Raises:
-        FileNotFoundError: if the files are missing; ValueError: on an unknown format.
+        FileNotFoundError: if the embedded model is not in this checkout (says how to train it).
     """
-    directory = Path(directory)
-    doc = json.loads((directory / "config.json").read_text())
-    if doc.get("format") != "jaxdos-crystal-v1":
-        raise ValueError(f"config.json: unknown format {doc.get('format')!r}")
-    params = flax.serialization.msgpack_restore((directory / "params.msgpack").read_bytes())
-    params = jax.tree.map(np.asarray, params)
-    config = config_from_dict(doc.pop("gemnet_config"))
-    dist = NumAtomsDistribution(probs=tuple(doc.pop("num_atoms_probs")))
-    return params, config, dist, doc
-
-
-def load_default() -> tuple[PyTree, GemNetConfig, NumAtomsDistribution]:
-    """The committed tiny DOS-conditional model: (params, GemNetConfig, num_atoms distribution)."""
-    if not (DEFAULT_DIR / "params.msgpack").exists():
+    if not (DEFAULT_DIR / modeldir.MODEL_FILE).exists():
         raise FileNotFoundError(
-            f"{DEFAULT_DIR}: the default crystal model is not there; train it with "
-            "`python -m experiments.train_crystal --make-default`"
+            f"{DEFAULT_DIR / modeldir.MODEL_FILE}: the default crystal model is not there; train "
+            "it with `python -m experiments.train_crystal --make-default`"
         )
-    params, config, dist, _ = load_model(DEFAULT_DIR)
-    return params, config, dist
+    return CDOSGenModel.load(DEFAULT_DIR)
 
 
 def merge_base_params(cond_params: PyTree, base_params: PyTree) -> PyTree:

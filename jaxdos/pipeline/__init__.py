@@ -3,25 +3,23 @@
 sample_dos(targets, accept=...)      DOSSampler + prior + guidance + rejection
 generate_crystals(dos, ...)          CDOSGen with classifier-free guidance
 score(crystals)                      tight-binding oracle, properties, TCM verdicts
+models.load(dir)                     DOSSamplerModel | CDOSGenModel of a model directory
 realism.evaluate(config)             does stage 2 make the world's crystals and follow its DOS?
 """
 
-from jaxdos.pipeline.crystals import (
-    CrystalModel,
-    default_crystal_model,
-    generate_crystals,
-    load_crystal_model,
-)
+from jaxdos.pipeline.crystals import generate_crystals
 from jaxdos.pipeline.dos import AcceptedDOS, sample_dos
+from jaxdos.pipeline.models import CDOSGenModel, DOSSamplerModel, load, load_default
 from jaxdos.pipeline.score import Crystals, Scores, score, uniqueness_novelty
 
 __all__ = [
     "sample_dos",
     "AcceptedDOS",
     "generate_crystals",
-    "CrystalModel",
-    "default_crystal_model",
-    "load_crystal_model",
+    "load",
+    "load_default",
+    "DOSSamplerModel",
+    "CDOSGenModel",
     "score",
     "Crystals",
     "Scores",

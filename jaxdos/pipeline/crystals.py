@@ -10,26 +10,23 @@ calls: larger budgets change the network output in the last ulp (reduction order
 over would make a chunk's crystals depend on which chunks ran before it in the process.
 """
 
-import functools
+import dataclasses
 from collections.abc import Callable
-from typing import NamedTuple
+from pathlib import Path
 
 import jax
 import numpy as np
 
-from jaxdos.crystal.checkpoint import load_default, load_model
-from jaxdos.crystal.denoiser import GemNetTDenoiser
+from jaxdos.crystal.checkpoint import KIND, CDOSGenModel
 from jaxdos.crystal.diffusion.guidance import ClassifierFree, NoGuidance
 from jaxdos.crystal.diffusion.sampler import SELECTED_ATOMIC_NUMBERS, SamplerConfig
 from jaxdos.crystal.generate import check_condition_dos
 from jaxdos.crystal.score import generate_with_model
 from jaxdos.kernels.oracle_params import supported_z
+from jaxdos.pipeline.models import as_model
 from jaxdos.pipeline.score import MAX_ATOMS, Crystals
 
 __all__ = [
-    "CrystalModel",
-    "default_crystal_model",
-    "load_crystal_model",
     "generate_crystals",
     "DEFAULT_STEPS",
     "DEFAULT_CORRECTOR_STEPS",
@@ -37,32 +34,6 @@ __all__ = [
 
 DEFAULT_STEPS = 100  # CPU default of the pipeline; MatterGen's is 1000 (`--steps 1000`)
 DEFAULT_CORRECTOR_STEPS = 1  # MatterGen's
-
-
-class CrystalModel(NamedTuple):
-    """A CDOSGen network, its parameters and its training distribution of atom counts."""
-
-    model: GemNetTDenoiser
-    params: object
-    num_atoms: object  # jaxdos.crystal.diffusion.num_atoms.NumAtomsDistribution
-
-
-@functools.cache
-def default_crystal_model() -> CrystalModel:
-    """The embedded `tiny` CDOSGen checkpoint (pre-trained on the world, DOS fine-tuned); cached."""
-    params, config, num_atoms = load_default()
-    return CrystalModel(GemNetTDenoiser(config), params, num_atoms)
-
-
-def load_crystal_model(directory) -> CrystalModel:
-    """A CDOSGen model saved by `jaxdos.crystal.checkpoint.save_model` (e.g. `train_crystal`).
-
-    Raises:
-        FileNotFoundError: if `directory` lacks config.json or params.msgpack.
-        ValueError: on an unknown format.
-    """
-    params, config, num_atoms, _ = load_model(directory)
-    return CrystalModel(GemNetTDenoiser(config), params, num_atoms)
 
 
 def _allowed_elements() -> tuple[int, ...]:
@@ -82,7 +53,7 @@ def generate_crystals(
     seed: int = 0,
     batch_size: int = 32,
     corrector_steps: int = DEFAULT_CORRECTOR_STEPS,
-    model: CrystalModel | None = None,
+    model: CDOSGenModel | str | Path | None = None,
     on_batch: Callable[[int, int], None] | None = None,
 ) -> tuple[Crystals, np.ndarray]:
     """Generate crystals conditioned on each DOS, or unconditionally.
@@ -97,7 +68,7 @@ def generate_crystals(
         batch_size: crystals per jitted sampler call (at most the number of crystals).
         corrector_steps: Langevin corrector iterations per step (MatterGen: 1; 0 = predictor only,
             half the network calls).
-        model: a `CrystalModel`; default the embedded checkpoint.
+        model: a `CDOSGenModel` or a "cdosgen" model directory; default the embedded model.
         on_batch: called as `on_batch(done, total)` after each batch (progress).
 
     Returns:
@@ -134,7 +105,9 @@ def generate_crystals(
         allowed_elements=_allowed_elements(),
         num_corrector_steps=corrector_steps,
     )
-    model = model or default_crystal_model()
+    model = as_model(model, KIND)
+    # The model's own forward processes (a converted MatterGen model brings its own).
+    config = dataclasses.replace(config, diffusion=model.diffusion)
     total = source.size
     batch_size = min(batch_size, total)
     rng = np.random.default_rng(seed)
@@ -146,7 +119,7 @@ def generate_crystals(
         np.zeros((total, 3, 3), np.float32),
         np.zeros((total,), np.int32),
     )
-    net = model.model
+    net = model.denoiser
     for b, start in enumerate(range(0, total, batch_size)):
         rows = np.arange(start, start + batch_size) % total  # pad the last batch with repeats
         kwargs = {"dos": cond[rows]} if cond is not None else {}

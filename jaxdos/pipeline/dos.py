@@ -7,7 +7,8 @@ and streams sharded batches until `accept` candidates pass (see `jaxdos.sampler.
 """
 
 from jaxdos import sharding
-from jaxdos.sampler.checkpoint import load_default
+from jaxdos.pipeline.models import as_model
+from jaxdos.sampler.checkpoint import KIND
 from jaxdos.sampler.config import SamplingConfig
 from jaxdos.sampler.proposal import guided_proposer
 from jaxdos.sampler.rejection import AcceptedDOS, RejectionConfig, run_rejection
@@ -45,7 +46,8 @@ def sample_dos(
         batch_size: proposals per jitted batch.
         gamma: classifier-guidance strength for the guided properties (0: none).
         sampling_config: Algorithm 2 settings (default `SamplingConfig()`).
-        sampler: `(params, model_config, scale_distribution)`; default `load_default()`.
+        sampler: a `DOSSamplerModel` or a "dossampler" model directory; default the embedded
+            tiny sampler.
         progress: tqdm bar with proposals/s and acceptance rate.
         chunk_rows: accepted rows per output chunk.
 
@@ -62,9 +64,14 @@ def sample_dos(
         accept=accept, proposals=proposals, batch_size=batch_size, seed=seed, chunk_rows=chunk_rows
     )
     mesh = sharding.make_mesh(devices)
-    params, model_config, dist = load_default() if sampler is None else sampler
+    model = as_model(sampler, KIND)
     proposer = guided_proposer(
-        params, model_config, dist, targets, sampling_config=sampling_config, gamma=gamma
+        model.params,
+        model.config,
+        model.scale_distribution,
+        targets,
+        sampling_config=sampling_config,
+        gamma=gamma,
     )
     return run_rejection(
         proposer, targets, config, out=out, resume=resume, mesh=mesh, progress=progress

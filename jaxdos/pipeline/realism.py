@@ -34,11 +34,12 @@ import numpy as np
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
 
+from jaxdos.crystal.checkpoint import CDOSGenModel
 from jaxdos.data.world import SPLITS, load_world_tagged
 from jaxdos.kernels import stats
 from jaxdos.kernels.filters import screen_tcm
 from jaxdos.kernels.pairing import conditioning_estimates
-from jaxdos.pipeline.crystals import DEFAULT_STEPS, CrystalModel, generate_crystals
+from jaxdos.pipeline.crystals import DEFAULT_STEPS, generate_crystals
 from jaxdos.pipeline.score import Crystals, from_records, score, to_structures
 
 __all__ = [
@@ -144,7 +145,7 @@ def _gap_rows(gen_gap: np.ndarray, world_gap: np.ndarray) -> dict:
 
 def evaluate(
     cfg: RealismConfig,
-    model: CrystalModel | None = None,
+    model: CDOSGenModel | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict:
     """Goals 0 and 1 for `model` (default: the embedded CDOSGen).

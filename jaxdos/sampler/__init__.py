@@ -5,7 +5,7 @@ score network (`model`) + property regressor (`regressor`) -> `sampling.sample` 
 a guidance variant (`guidance`) and K drawn from the training set (`scale`) -> tokens.
 """
 
-from jaxdos.sampler.checkpoint import load_default, load_sampler, save_sampler
+from jaxdos.sampler.checkpoint import DOSSamplerModel, load_default, save_sampler
 from jaxdos.sampler.config import ModelConfig, RegressorConfig, SamplingConfig
 from jaxdos.sampler.guidance import ClassifierGuidance, Guidance, NoGuidance
 from jaxdos.sampler.sampling import SamplerParams, initial_tokens, sample, sample_from
@@ -24,7 +24,7 @@ __all__ = [
     "sample_from",
     "ScaleDistribution",
     "draw_scale",
+    "DOSSamplerModel",
     "save_sampler",
-    "load_sampler",
     "load_default",
 ]

@@ -1,31 +1,88 @@
-"""Sampler checkpoints: what sampling needs (not the optimiser), saved with orbax.
+"""The DOSSampler as a typed model object, saved in the one model-directory format.
 
-Layout of a sampler directory:
-    params/                   orbax PyTree: {diffusion, regressor, prop_mean, prop_std}
-    scale_distribution.npz    ScaleDistribution arrays (K and band gap of training records)
-    sampler.json              {"model_config": ..., "meta": ...}
+`DOSSamplerModel` is what sampling needs (not the optimiser): the score network and regressor
+params with the property statistics (`SamplerParams`), the `ModelConfig`, and the training-set K
+distribution (`ScaleDistribution`) that the prior draws from. It is saved with `jaxdos.modeldir`
+(kind "dossampler"): `model.json` holds the `ModelConfig` and the metadata, `params.msgpack` the
+arrays {"params": SamplerParams fields, "scale_distribution": {scale, band_gap}}.
 
-`load_default()` reads the embedded `tiny` checkpoint committed under `jaxdos/assets/sampler_tiny/`
-(trained by `python -m experiments.train_sampler`). Full training checkpoints (optimiser, EMA, data
-state) are separate; see `jaxdos.sampler.train`.
+`load_default()` reads the embedded `tiny` sampler committed under `jaxdos/assets/sampler_tiny/`
+(trained by `python -m experiments.train_sampler`). Training checkpoints (optimiser, EMA, data
+state) are separate orbax directories; see `jaxdos.sampler.train`.
 """
 
-import json
+import dataclasses
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 
+from jaxdos import modeldir
 from jaxdos.sampler.config import ModelConfig
 from jaxdos.sampler.sampling import SamplerParams
 from jaxdos.sampler.scale import ScaleDistribution
 
-__all__ = ["DEFAULT_DIR", "save_sampler", "load_sampler", "load_default"]
+__all__ = ["KIND", "DEFAULT_DIR", "DOSSamplerModel", "save_sampler", "load_default"]
 
+KIND = "dossampler"
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "assets" / "sampler_tiny"
-_FORMAT = "jaxdos-sampler-v1"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False)  # eq=False: arrays do not compare
+class DOSSamplerModel:
+    """A trained DOSSampler: everything `guided_proposer` and `sample_dos` read.
+
+    Attributes:
+        params: score network, regressor and property statistics `[P]` (float32).
+        config: the network sizes.
+        scale_distribution: training-set K `[M]` with the band gap of the same record.
+        meta: free-form metadata (training settings, data source).
+    """
+
+    params: SamplerParams
+    config: ModelConfig
+    scale_distribution: ScaleDistribution
+    meta: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if not isinstance(self.params, SamplerParams):
+            raise ValueError(f"params: expected SamplerParams, got {type(self.params).__name__}")
+        if not isinstance(self.config, ModelConfig):
+            raise ValueError(f"config: expected a ModelConfig, got {type(self.config).__name__}")
+        if not isinstance(self.scale_distribution, ScaleDistribution):
+            raise ValueError(
+                "scale_distribution: expected a ScaleDistribution, got "
+                f"{type(self.scale_distribution).__name__}"
+            )
+
+    def save(self, directory) -> Path:
+        """Write this model to `directory` (see `jaxdos.modeldir.save`); returns its path."""
+        arrays = {
+            "params": jax.tree.map(lambda x: np.asarray(x, np.float32), self.params._asdict()),
+            "scale_distribution": {
+                k: np.asarray(v, np.float32) for k, v in self.scale_distribution._asdict().items()
+            },
+        }
+        config = {"model": modeldir.config_to_json(self.config)}
+        return modeldir.save(directory, KIND, config, arrays, self.meta)
+
+    @classmethod
+    def load(cls, directory) -> "DOSSamplerModel":
+        """Read a "dossampler" model directory.
+
+        Raises:
+            FileNotFoundError, ValueError: naming the file (see `jaxdos.modeldir.read`).
+        """
+        d = modeldir.read(directory, kind=KIND)
+        tree = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), d.params["params"])
+        dist = d.params["scale_distribution"]
+        return cls(
+            params=SamplerParams(**tree),
+            config=modeldir.config_from_json(ModelConfig, d.config["model"]),
+            scale_distribution=ScaleDistribution(scale=dist["scale"], band_gap=dist["band_gap"]),
+            meta=d.meta,
+        )
 
 
 def save_sampler(
@@ -36,50 +93,22 @@ def save_sampler(
     *,
     meta: dict | None = None,
 ) -> Path:
-    """Write a sampler directory at `path` (created; an existing one is replaced)."""
-    path = Path(path).resolve()
-    path.mkdir(parents=True, exist_ok=True)
-    tree = jax.tree.map(lambda x: np.asarray(x, np.float32), params._asdict())
-    ckpt = ocp.StandardCheckpointer()
-    ckpt.save(path / "params", tree, force=True)
-    ckpt.wait_until_finished()
-    np.savez(path / "scale_distribution.npz", **scale_distribution._asdict())
-    header = {"format": _FORMAT, "model_config": model_config.to_dict(), "meta": meta or {}}
-    (path / "sampler.json").write_text(json.dumps(header, indent=1, sort_keys=True))
-    return path
+    """Write a sampler model directory at `path`; the trainers' export call. Returns the path."""
+    model = DOSSamplerModel(
+        params=params, config=model_config, scale_distribution=scale_distribution, meta=meta or {}
+    )
+    return model.save(path)
 
 
-def load_sampler(path) -> tuple[SamplerParams, ModelConfig, ScaleDistribution]:
-    """Read a sampler directory written by `save_sampler`.
+def load_default() -> DOSSamplerModel:
+    """The embedded `tiny` sampler.
 
     Raises:
-        ValueError: if `path` is not a sampler directory of this format.
+        FileNotFoundError: if the embedded model is not in this checkout (says how to train it).
     """
-    path = Path(path).resolve()
-    header_file = path / "sampler.json"
-    if not header_file.exists():
-        raise ValueError(f"path: {path} has no sampler.json; not a sampler checkpoint")
-    header = json.loads(header_file.read_text())
-    if header.get("format") != _FORMAT:
-        raise ValueError(f"path: {path} has format {header.get('format')!r}, expected {_FORMAT!r}")
-    config = ModelConfig.from_dict(header["model_config"])
-    tree = ocp.StandardCheckpointer().restore(path / "params")
-    tree = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), tree)
-    params = SamplerParams(**tree)
-    with np.load(path / "scale_distribution.npz") as z:
-        dist = ScaleDistribution(scale=z["scale"], band_gap=z["band_gap"])
-    return params, config, dist
-
-
-def load_default() -> tuple[SamplerParams, ModelConfig, ScaleDistribution]:
-    """The embedded `tiny` sampler: (params, model config, training-set K distribution).
-
-    Raises:
-        ValueError: if the embedded checkpoint has not been trained/committed in this checkout.
-    """
-    if not (DEFAULT_DIR / "sampler.json").exists():
-        raise ValueError(
-            f"no embedded sampler at {DEFAULT_DIR}; train one with "
+    if not (DEFAULT_DIR / modeldir.MODEL_FILE).exists():
+        raise FileNotFoundError(
+            f"{DEFAULT_DIR / modeldir.MODEL_FILE}: no embedded sampler; train one with "
             "`python -m experiments.train_sampler --out jaxdos/assets/sampler_tiny`"
         )
-    return load_sampler(DEFAULT_DIR)
+    return DOSSamplerModel.load(DEFAULT_DIR)

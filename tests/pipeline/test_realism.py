@@ -9,7 +9,6 @@ from pymatgen.core import Lattice, Structure
 from untrained import untrained_model
 
 from experiments import eval_crystal
-from jaxdos.crystal.checkpoint import save_model
 from jaxdos.data.world import load_world_tagged
 from jaxdos.pipeline import realism
 from jaxdos.pipeline.score import from_records, to_structures
@@ -119,7 +118,7 @@ def model_dir(tmp_path_factory):
     """A small untrained conditional CDOSGen saved as a model directory (2- and 3-atom cells)."""
     m = untrained_model(16, [2, 3])
     path = tmp_path_factory.mktemp("model")
-    save_model(path, m.params, m.model.config, m.num_atoms)
+    m.save(path)
     return path
 
 

@@ -7,14 +7,16 @@ from jaxdos.pipeline import sample_dos
 from jaxdos.sampler.targets import Targets
 
 
-def _boom():
+def _boom(*_):
     raise AssertionError("the model must not be touched before validation")
 
 
-class _NoSampler(tuple):
-    # A "sampler" whose unpacking fails loudly: reaching it means validation came too late.
-    def __iter__(self):
-        _boom()
+@pytest.fixture
+def no_model(monkeypatch):
+    """Loading or resolving a model fails loudly: reaching it means validation came too late."""
+    import jaxdos.pipeline.dos as dos
+
+    monkeypatch.setattr(dos, "as_model", _boom)
 
 
 @pytest.mark.parametrize(
@@ -26,14 +28,14 @@ class _NoSampler(tuple):
         (dict(accept=5, devices=10_000), "devices"),
     ],
 )
-def test_budget_errors_before_compute(kwargs, match):
+def test_budget_errors_before_compute(kwargs, match, no_model):
     with pytest.raises(ValueError, match=match):
-        sample_dos(Targets.of(band_gap=2.0), sampler=_NoSampler(), **kwargs)
+        sample_dos(Targets.of(band_gap=2.0), **kwargs)
 
 
-def test_targets_type_checked():
+def test_targets_type_checked(no_model):
     with pytest.raises(ValueError, match="targets"):
-        sample_dos({"band_gap": 2.0}, accept=1, sampler=_NoSampler())
+        sample_dos({"band_gap": 2.0}, accept=1)
 
 
 @pytest.mark.parametrize(
@@ -50,10 +52,7 @@ def test_targets_type_checked():
         (["--band-gap", "2", "--noise-length", "-2"], "noise_length"),
     ],
 )
-def test_cli_errors_before_compute(argv, match, tmp_path, monkeypatch):
-    import jaxdos.pipeline.dos as dos
-
-    monkeypatch.setattr(dos, "load_default", _boom)
+def test_cli_errors_before_compute(argv, match, tmp_path, no_model):
     with pytest.raises(ValueError, match=match):
         cli.main([*argv, "--out", str(tmp_path / "run"), "--quiet"])
 

@@ -5,12 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdos.crystal.batch import DosCondition
+from jaxdos.crystal.checkpoint import CDOSGenModel
 from jaxdos.crystal.denoiser import GemNetConfig, GemNetTDenoiser
 from jaxdos.crystal.diffusion.num_atoms import NumAtomsDistribution, prior_batch
-from jaxdos.pipeline.crystals import CrystalModel
 
 
-def untrained_model(width: int, num_atoms) -> CrystalModel:
+def untrained_model(width: int, num_atoms) -> CDOSGenModel:
     """1 block of `width`; atom counts drawn from the empirical distribution of `num_atoms`."""
     config = GemNetConfig.tiny(
         num_blocks=1,
@@ -25,4 +25,5 @@ def untrained_model(width: int, num_atoms) -> CrystalModel:
     b = b._replace(lattice=b.lattice * 4.0, atomic_numbers=jnp.where(b.node_mask, 8, 0))
     cond = DosCondition(jnp.ones((2, 256)), jnp.ones(2, bool))
     params = {"params": jax.jit(net.init)(jax.random.key(0), b, jnp.full(2, 0.5), cond)["params"]}
-    return CrystalModel(net, params, NumAtomsDistribution.from_counts(num_atoms))
+    dist = NumAtomsDistribution.from_counts(num_atoms)
+    return CDOSGenModel(params=params, gemnet=config, num_atoms=dist)

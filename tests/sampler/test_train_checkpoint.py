@@ -1,4 +1,4 @@
-"""Exact resume of training (state + data iterator), sampler checkpoints, config validation."""
+"""Exact resume of training (state + data iterator), sampler model directories, configs."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sampler_toy import SMALL, toy_records
 
-from jaxdos.sampler.checkpoint import load_sampler, save_sampler
+from jaxdos.sampler.checkpoint import DOSSamplerModel, load_default, save_sampler
 from jaxdos.sampler.config import ModelConfig
 from jaxdos.sampler.fit import run_stage
 from jaxdos.sampler.scale import ScaleDistribution, draw_scale
@@ -45,16 +45,46 @@ def test_resume_with_another_config_raises(tmp_path):
         run_stage("diffusion", SMALL, other, recs, None, tmp_path, resume=True, log=None)
 
 
-def test_sampler_checkpoint_round_trip(tmp_path, small_params, key):
+def test_sampler_model_round_trip(tmp_path, small_params, key):
     dist = ScaleDistribution.from_arrays([0.5, 1.0, 2.0, 4.0], [0.0, 0.0, 2.1, 1.9])
-    save_sampler(tmp_path / "s", small_params, SMALL, dist, meta={"note": "test"})
-    params, config, dist2 = load_sampler(tmp_path / "s")
-    assert config == SMALL
-    assert _leaves_equal(params, small_params)
-    np.testing.assert_array_equal(dist2.scale, dist.scale)
-    np.testing.assert_array_equal(dist2.band_gap, dist.band_gap)
-    with pytest.raises(ValueError, match="sampler.json"):
-        load_sampler(tmp_path)
+    out = save_sampler(tmp_path / "s", small_params, SMALL, dist, meta={"note": "test"})
+    m = DOSSamplerModel.load(out)
+    assert m.config == SMALL and m.meta == {"note": "test"}
+    assert isinstance(m.params.prop_mean, jax.Array) and m.params.prop_mean.dtype == jnp.float32
+    assert _leaves_equal(m.params, small_params)
+    np.testing.assert_array_equal(m.scale_distribution.scale, dist.scale)
+    np.testing.assert_array_equal(m.scale_distribution.band_gap, dist.band_gap)
+    # The object saves itself to the same files.
+    again = DOSSamplerModel.load(m.save(tmp_path / "t"))
+    assert again.config == SMALL and _leaves_equal(again.params, small_params)
+    with pytest.raises(FileNotFoundError, match="model.json"):
+        DOSSamplerModel.load(tmp_path)
+
+
+def test_non_default_config_round_trips_exactly(tmp_path, small_params):
+    # Every field away from its default, the nested RegressorConfig included.
+    cfg = ModelConfig.paper(time_conditioning=False, mlp_ratio=3)
+    dist = ScaleDistribution.from_arrays([0.5, 1.0], [0.0, 2.1])
+    save_sampler(tmp_path, small_params, cfg, dist)
+    assert DOSSamplerModel.load(tmp_path).config == cfg
+
+
+def test_sampler_model_rejects_bad_parts(small_params):
+    dist = ScaleDistribution.from_arrays([0.5, 1.0], [0.0, 2.1])
+    with pytest.raises(ValueError, match="params"):
+        DOSSamplerModel(params=small_params._asdict(), config=SMALL, scale_distribution=dist)
+    with pytest.raises(ValueError, match="config"):
+        DOSSamplerModel(params=small_params, config=SMALL.to_dict(), scale_distribution=dist)
+
+
+def test_embedded_sampler_loads():
+    m = load_default()
+    assert m.config == ModelConfig.tiny()
+    leaves = [np.asarray(x) for x in jax.tree.leaves(m.params)]
+    assert all(x.dtype == np.float32 and np.all(np.isfinite(x)) for x in leaves)
+    assert sum(x.size for x in leaves) > 1_000_000
+    assert np.all(m.scale_distribution.scale > 0)
+    assert m.scale_distribution.scale.shape == m.scale_distribution.band_gap.shape
 
 
 def test_scale_distribution_conditioning(key):

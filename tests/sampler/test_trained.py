@@ -7,7 +7,7 @@ import pytest
 from sampler_toy import HIGH, LOW, SMALL, two_level_records
 
 from jaxdos.kernels.properties import PROPERTY_NAMES
-from jaxdos.sampler.checkpoint import load_sampler
+from jaxdos.sampler.checkpoint import DOSSamplerModel
 from jaxdos.sampler.config import SamplingConfig
 from jaxdos.sampler.fit import fit
 from jaxdos.sampler.guidance import ClassifierGuidance, NoGuidance
@@ -26,8 +26,8 @@ def trained(tmp_path_factory):
     tc = TrainConfig(steps=120, batch_size=16, lr=3e-3, warmup=20, eval_every=0, ckpt_every=0)
     rc = TrainConfig(steps=150, batch_size=16, lr=1e-3, warmup=20, eval_every=0, ckpt_every=0)
     out = fit(SMALL, tc, rc, recs, None, tmp_path_factory.mktemp("toy"), log=None)
-    params, config, _ = load_sampler(out)
-    return params, config, recs
+    m = DOSSamplerModel.load(out)
+    return m.params, m.config, recs
 
 
 def test_unconditional_samples_reproduce_token_marginals(trained):

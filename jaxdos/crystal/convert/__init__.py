@@ -1,4 +1,4 @@
-"""Strict MatterGen checkpoint conversion (PyTorch Lightning / state_dict -> flax + orbax).
+"""Strict MatterGen checkpoint conversion (PyTorch Lightning / state_dict -> a CDOSGenModel).
 
 torch is needed only to unpickle (imported lazily in `reading.read_checkpoint`).
 """
@@ -9,9 +9,8 @@ from jaxdos.crystal.convert.convert import (
     convert_checkpoint,
     convert_model_dir,
     convert_state_dict,
-    load_converted,
     param_template,
-    save_converted,
+    to_model,
 )
 from jaxdos.crystal.convert.name_map import RULES, Rule, dotted_to_flax
 from jaxdos.crystal.convert.reading import (
@@ -32,10 +31,9 @@ __all__ = [
     "convert_model_dir",
     "convert_state_dict",
     "dotted_to_flax",
-    "load_converted",
     "param_template",
     "read_checkpoint",
     "read_model_dir",
-    "save_converted",
+    "to_model",
     "translate_config",
 ]

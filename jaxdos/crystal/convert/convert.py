@@ -4,44 +4,37 @@
 param tree of `GemNetTDenoiser(config)` (from `jax.eval_shape`, no compute): a missing, unused,
 unknown or mis-shaped tensor, a scale factor for a module the model lacks, or a buffer that differs
 from its analytic value is a `ConversionError` that lists every offending key. `convert_model_dir`
-adds the config translation and writes an orbax checkpoint + the translated config.
+adds the config translation and writes a "cdosgen" model directory (`jaxdos.modeldir`), the same
+format and typed object (`CDOSGenModel`) as a jaxdos-trained model.
 """
 
 import dataclasses
 import functools
-import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 from flax import traverse_util
 
 from jaxdos.crystal.batch import CrystalBatch
+from jaxdos.crystal.checkpoint import CDOSGenModel
 from jaxdos.crystal.convert.config import TranslatedConfig, translate_config
 from jaxdos.crystal.convert.name_map import apply_hook, match
 from jaxdos.crystal.convert.reading import Checkpoint, ConversionError, read_model_dir
 from jaxdos.crystal.denoiser import GemNetTDenoiser
 from jaxdos.crystal.diffusion import DiffusionConfig
-from jaxdos.crystal.diffusion.d3pm import D3PMConfig
-from jaxdos.crystal.diffusion.lattice import LatticeConfig
-from jaxdos.crystal.diffusion.wrapped_normal import WrappedNormalConfig
-from jaxdos.crystal.gemnet import GemNetConfig, ScalarProperty, scale_paths
+from jaxdos.crystal.diffusion.num_atoms import ALEX_MP_20
+from jaxdos.crystal.gemnet import GemNetConfig, scale_paths
 from jaxdos.crystal.gemnet.basis import noise_level_div_term
-from jaxdos.crystal.graph import GraphConfig
 
 __all__ = [
     "ConversionReport",
     "param_template",
     "convert_state_dict",
     "convert_checkpoint",
+    "to_model",
     "convert_model_dir",
-    "save_converted",
-    "load_converted",
 ]
-
-FORMAT = "jaxdos-mattergen-v1"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,55 +214,31 @@ def convert_checkpoint(config_dict: dict, ckpt: Checkpoint):
     return params, gemnet, translated.diffusion, report
 
 
-def _config_to_dict(gemnet: GemNetConfig, diffusion: DiffusionConfig) -> dict:
-    return {"format": FORMAT, "gemnet": dataclasses.asdict(gemnet),
-            "diffusion": dataclasses.asdict(diffusion)}  # fmt: skip
+def to_model(params, gemnet: GemNetConfig, diffusion: DiffusionConfig,
+             report: ConversionReport) -> CDOSGenModel:  # fmt: skip
+    """The converted checkpoint as the same typed model as a jaxdos-trained CDOSGen.
+
+    Atom counts: MatterGen's released models sample them from ALEX_MP_20 (their training set's
+    distribution); the conversion report goes into `meta`.
+    """
+    meta = {"source": "mattergen", "conversion": dataclasses.asdict(report)}
+    return CDOSGenModel(
+        params=params, gemnet=gemnet, diffusion=diffusion, num_atoms=ALEX_MP_20, meta=meta
+    )
 
 
-def _config_from_dict(d: dict) -> tuple[GemNetConfig, DiffusionConfig]:
-    if d.get("format") != FORMAT:
-        raise ValueError(f"config.json: format {d.get('format')!r}, expected {FORMAT!r}")
-    g = dict(d["gemnet"])
-    g["graph"] = GraphConfig(**g["graph"])
-    g["properties"] = tuple(ScalarProperty(**p) for p in g["properties"])
-    g["scale_factors"] = tuple((str(k), float(v)) for k, v in g["scale_factors"])
-    f = d["diffusion"]
-    diffusion = DiffusionConfig(
-        pos=WrappedNormalConfig(**f["pos"]), cell=LatticeConfig(**f["cell"]),
-        types=D3PMConfig(**f["types"]), t_min=f["t_min"],
-    )  # fmt: skip
-    return GemNetConfig(**g), diffusion
-
-
-def save_converted(out_dir, params, gemnet: GemNetConfig, diffusion: DiffusionConfig,
-                   report: ConversionReport) -> Path:  # fmt: skip
-    """Write `params/` (orbax), `config.json` (translated configs) and `conversion.json`."""
-    out = Path(out_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt = ocp.StandardCheckpointer()
-    ckpt.save(out / "params", params, force=True)
-    ckpt.wait_until_finished()
-    (out / "config.json").write_text(json.dumps(_config_to_dict(gemnet, diffusion), indent=1))
-    (out / "conversion.json").write_text(json.dumps(dataclasses.asdict(report), indent=1))
-    return out
-
-
-def load_converted(out_dir) -> tuple[dict, GemNetConfig, DiffusionConfig]:
-    """(params, GemNetConfig, DiffusionConfig) of a folder written by `save_converted`."""
-    out = Path(out_dir).resolve()
-    gemnet, diffusion = _config_from_dict(json.loads((out / "config.json").read_text()))
-    params = ocp.StandardCheckpointer().restore(out / "params")
-    return jax.tree.map(jnp.asarray, params), gemnet, diffusion
-
-
-def convert_model_dir(model_dir, out_dir=None, *, trust_pickle: bool = False):
-    """Convert a MatterGen model folder; write it to `out_dir` when given.
+def convert_model_dir(
+    model_dir, out_dir=None, *, trust_pickle: bool = False
+) -> tuple[CDOSGenModel, ConversionReport]:
+    """Convert a MatterGen model folder; write it to `out_dir` as a "cdosgen" model directory
+    (`jaxdos.modeldir`) when given, so that `jaxdos.pipeline.models.load(out_dir)` reads it.
 
     Returns:
-        (params, GemNetConfig, DiffusionConfig, ConversionReport).
+        (the `CDOSGenModel`, the `ConversionReport`).
     """
     config_dict, ckpt = read_model_dir(model_dir, trust_pickle=trust_pickle)
     params, gemnet, diffusion, report = convert_checkpoint(config_dict, ckpt)
+    model = to_model(params, gemnet, diffusion, report)
     if out_dir is not None:
-        save_converted(out_dir, params, gemnet, diffusion, report)
-    return params, gemnet, diffusion, report
+        model.save(out_dir)
+    return model, report
