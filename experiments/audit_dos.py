@@ -241,7 +241,7 @@ def main(argv=None):
     cli.add_sampling_flags(ap)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--baseline-trials", type=int, default=20, help="unique-nearest self-baseline")
-    ap.add_argument("--checkpoint", help="sampler checkpoint folder (default: embedded tiny)")
+    ap.add_argument("--checkpoint", help="a DOSSampler model directory (default: embedded tiny)")
     ap.add_argument("--world", help="world file (default: the committed subset)")
     ap.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated subset")
     ap.add_argument("--out", default="runs/audit_dos")

@@ -68,7 +68,7 @@ def _parser():
     ap.add_argument("--gamma", type=float, default=1.0, help="guidance strength (0: none)")
     ap.add_argument("--steps", type=int, help="denoising steps (default: SamplingConfig)")
     cli.add_sampling_flags(ap)
-    ap.add_argument("--checkpoint", help="sampler checkpoint folder (default: embedded tiny)")
+    ap.add_argument("--checkpoint", help="a DOSSampler model directory (default: embedded tiny)")
     ap.add_argument("--devices", type=int, help="use the first N local devices (default all)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     cli.add_run_flags(ap, out="runs/sample_dos", force=False)

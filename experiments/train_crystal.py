@@ -9,8 +9,8 @@ Data: the world data set's train/val splits (`jaxdos.data.world.load_world`) unl
 gives a `Records` .npz (then 10 % of it, seeded, is held out). Batches are packed under
 `--atoms`/`--graphs` budgets by `jaxdos.data.pipelines.crystal_batches`. A tqdm bar shows the loss;
 orbax checkpoints every `--ckpt-every` steps; `--resume` continues exactly (same batches, keys and
-parameters as an uninterrupted run). Each stage ends by exporting `<workdir>/model` (msgpack +
-config.json with the validation losses) and printing them.
+parameters as an uninterrupted run). Each stage ends by exporting `<workdir>/model` (a "cdosgen"
+model directory, `jaxdos.modeldir`, with the validation losses in its meta) and printing them.
 """
 
 import argparse

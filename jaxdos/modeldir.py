@@ -146,8 +146,9 @@ def save(directory, kind: str, config: dict, params: PyTree, meta: dict | None =
         },
     }
     try:
-        # allow_nan=False: NaN/inf are not JSON and would not read back elsewhere.
-        text = json.dumps(doc, indent=1, allow_nan=False)
+        # NaN stays allowed (Python's JSON reads it back): a NaN metric in meta must not make a
+        # finished training run fail at its export.
+        text = json.dumps(doc, indent=1)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{MODEL_FILE}: config/meta are not JSON-serialisable: {e}") from e
     directory.mkdir(parents=True, exist_ok=True)
@@ -235,7 +236,7 @@ def config_to_json(config) -> dict:
     """A frozen-dataclass config (nested dataclasses and tuples too) as a JSON-ready dict."""
     if not dataclasses.is_dataclass(config) or isinstance(config, type):
         raise ValueError(f"config: expected a dataclass instance, got {config!r}")
-    return json.loads(json.dumps(dataclasses.asdict(config), allow_nan=False))
+    return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
 def config_from_json(cls, d: dict):

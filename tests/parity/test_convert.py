@@ -1,4 +1,4 @@
-"""Converter: end-to-end model folder -> orbax round trip, and every rejection case."""
+"""Converter: model folder -> cdosgen model directory round trip, and every rejection case."""
 
 import numpy as np
 import pytest
@@ -11,13 +11,15 @@ import torch  # noqa: E402
 from mg_reference import TINY, build_denoiser, config_dict  # noqa: E402
 
 from experiments.convert_mattergen import main as cli_main  # noqa: E402
+from jaxdos.crystal.checkpoint import CDOSGenModel  # noqa: E402
 from jaxdos.crystal.convert import (  # noqa: E402
     ConversionError,
     convert_model_dir,
-    load_converted,
     translate_config,
 )
 from jaxdos.crystal.convert.reading import MODEL_PREFIX  # noqa: E402
+from jaxdos.crystal.diffusion.num_atoms import ALEX_MP_20  # noqa: E402
+from jaxdos.pipeline.models import load  # noqa: E402
 
 ADAPT = ("dft_band_gap",)
 
@@ -61,16 +63,23 @@ def _write(folder, config, state_dict, lightning=True):
 def test_model_dir_round_trip_and_cli(reference, tmp_path, capsys):
     config, sd = reference
     src = _write(tmp_path / "model", config, sd)
-    params, gemnet, diffusion, report = convert_model_dir(src, tmp_path / "out")
+    model, report = convert_model_dir(src, tmp_path / "out")
+    params, gemnet, diffusion = model.params, model.gemnet, model.diffusion
     assert report.dropped["optimizer_states"].startswith("Adam")
     assert any("energy head" in r for r in report.dropped.values())
     assert gemnet.properties[0].mean == pytest.approx(1.5)
     assert gemnet.properties[0].std == pytest.approx(0.7)
     assert len(gemnet.scale_factors) == 3 * TINY["num_blocks"] + TINY["num_blocks"] + 1
     assert diffusion.pos.sigma_max == 5.0
-    restored, gemnet2, diffusion2 = load_converted(tmp_path / "out")
-    assert gemnet2 == gemnet and diffusion2 == diffusion
-    flat = jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), params, restored))
+    # The converted model loads as the same typed object as a jaxdos-trained CDOSGen.
+    restored = load(tmp_path / "out")
+    assert isinstance(restored, CDOSGenModel) and restored.num_atoms == ALEX_MP_20
+    assert restored.gemnet == gemnet and restored.diffusion == diffusion
+    assert restored.meta["source"] == "mattergen"
+    assert restored.meta["conversion"]["num_tensors"] == report.num_tensors
+    flat = jax.tree.leaves(
+        jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), params, restored.params)
+    )
     assert all(flat)
     kernel = np.asarray(params["params"]["fc_atom"]["kernel"])
     np.testing.assert_array_equal(kernel, sd["fc_atom.weight"].numpy().T)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from untrained import untrained_model
 
+from jaxdos import modeldir
 from jaxdos.kernels.oracle_params import supported_z
 from jaxdos.pipeline.crystals import generate_crystals
 
@@ -54,3 +55,14 @@ def test_batches_seeds_and_source(model):
         np.testing.assert_array_equal(a, b)
     other, _ = _gen(model, seed=4)
     assert not np.array_equal(other.lattice, crystals.lattice)
+
+
+def test_a_model_directory_generates_what_its_object_does(model, tmp_path):
+    # `model=` takes the saved directory too; loading it gives the same crystals.
+    crystals, _ = _gen(model)
+    from_dir, _ = _gen(str(model.save(tmp_path / "m")))
+    for a, b in zip(crystals, from_dir, strict=True):
+        np.testing.assert_array_equal(a, b)
+    modeldir.save(tmp_path / "s", "dossampler", {}, {"w": np.zeros(1)})
+    with pytest.raises(ValueError, match="a 'dossampler' model, expected a 'cdosgen' model"):
+        generate_crystals(DOS, model=tmp_path / "s", steps=2)
