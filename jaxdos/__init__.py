@@ -1,7 +1,8 @@
 """jaxdos: DOS-intermediated crystal generation in JAX/Flax.
 
 Data flow: experiments -> jaxdos.pipeline -> {sampler, crystal, data} -> kernels.
-The two generative stages (sampler, crystal) never import each other.
+The two generative stages (sampler, crystal) never import each other. Ground floor beside kernels:
+`jaxdos.modeldir`, the one on-disk format of every model.
 """
 
 __all__ = ["__version__"]
