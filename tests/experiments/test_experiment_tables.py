@@ -9,8 +9,8 @@ import zlib
 import numpy as np
 import pytest
 
-from experiments import multi_property, tcm_screen, te_translation
-from experiments.screening import METRIC_ROWS
+from jaxdos.kernels.pairing import METRIC_ROWS
+from jaxdos.pipeline.jobs import multi_property, tcm_screen, te_translation
 from jaxdos.kernels import stats
 
 NUM = r"(-?\d+\.\d+|inf)"

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from experiments.rundir import RunDir
+from jaxdos.pipeline.rundir import RunDir
 
 
 def test_stage_resumes_without_recomputing(tmp_path):
