@@ -4,6 +4,8 @@ sample_dos(targets, accept=...)      DOSSampler + prior + guidance + rejection
 generate_crystals(dos, ...)          CDOSGen with classifier-free guidance
 score(crystals)                      tight-binding oracle, properties, TCM verdicts
 realism.evaluate(config)             does stage 2 make the world's crystals and follow its DOS?
+rundir / screening / writers         run folders, the chunked generate-and-score stage, outputs
+jobs.<job>.run(config, out)          the commands' jobs (experiments/ only parses their flags)
 """
 
 from jaxdos.pipeline.crystals import (
