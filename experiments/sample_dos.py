@@ -7,8 +7,10 @@
     python -m experiments.sample_dos --band-gap 2 --noise-length 12 ...   # smoother (issue 12)
 
 Output: `OUT/shard-NNN/chunk-*.npz` (tokens, K, measured properties, global example index) with a
-manifest per process, and `OUT/index.json` (built by process 0 when every process is done). The
-same seed gives the same accepted candidates on any number of devices or processes.
+manifest per process, and `OUT/index.json` (built by process 0 when every process is done). A chunk
+is written at least every --flush-seconds (default 60), so a kill loses at most about a minute and
+--resume continues from there. The same seed gives the same accepted candidates on any number of
+devices or processes (and whatever the chunking).
 
 Multi-host (every process runs the same command; each writes its own shard):
 

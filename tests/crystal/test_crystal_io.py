@@ -1,10 +1,18 @@
-"""Structures of a padded batch: the lattice metric kept, bad element and lattice errors."""
+"""Outputs: pymatgen Structures, CIF / extxyz round trips and JSON metadata (`write_outputs`, now in
+jaxdos.pipeline.writers), bad element errors."""
+
+import json
 
 import numpy as np
 import pytest
+from pymatgen.core import Structure
 
+from jaxdos.crystal.diffusion.guidance import ClassifierFree
 from jaxdos.crystal.diffusion.num_atoms import prior_batch
+from jaxdos.crystal.diffusion.sampler import SamplerConfig
+from jaxdos.crystal.generate import Generated
 from jaxdos.crystal.io import lattice_params, to_structures
+from jaxdos.pipeline.writers import write_outputs
 
 
 def _batch():
@@ -29,6 +37,21 @@ def test_lattice_params_and_structures_keep_the_metric():
         np.testing.assert_allclose(s.lattice.matrix @ s.lattice.matrix.T, g, rtol=1e-5, atol=1e-5)
     d = structs[0].get_distance(0, 1)
     np.testing.assert_allclose(d, np.sqrt(3) * 5.64 / 2, rtol=1e-5)
+
+
+def test_write_outputs_round_trip(tmp_path):
+    dos = np.linspace(0, 1, 256, dtype=np.float32)
+    cfg = SamplerConfig(num_steps=100, guidance=ClassifierFree(gamma=2.0))
+    gen = Generated(_batch(), np.stack([dos, dos]), cfg)
+    out = write_outputs(gen, tmp_path, extra={"seed": 3})
+    s0 = Structure.from_file(out["cif"][0])
+    assert s0.composition.reduced_formula == "NaCl"
+    meta = json.loads((tmp_path / "gen.json").read_text())
+    assert meta["guidance"] == {"type": "ClassifierFree", "gamma": 2.0}
+    assert meta["sampler"]["num_steps"] == 100 and meta["seed"] == 3
+    np.testing.assert_allclose(meta["conditioning_dos"][1], dos, rtol=1e-6)
+    text = (tmp_path / "gen.extxyz").read_text().splitlines()
+    assert text[0] == "2" and text[1].startswith('Lattice="') and text[2].startswith("Na ")
 
 
 def test_unknown_element_raises():

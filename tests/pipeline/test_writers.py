@@ -1,42 +1,10 @@
-"""The pipeline's writers: the `write_outputs` bundle, a stage's CIF + extxyz files read back,
-and the markdown + CSV tables."""
-
-import json
+"""The pipeline's writers: a stage's CIF + extxyz files read back, and the markdown + CSV tables
+(`write_outputs` is tested beside the batch it writes, in tests/crystal/test_crystal_io.py)."""
 
 import numpy as np
 from pymatgen.core import Structure
 
-from jaxdos.crystal.diffusion.guidance import ClassifierFree
-from jaxdos.crystal.diffusion.num_atoms import prior_batch
-from jaxdos.crystal.diffusion.sampler import SamplerConfig
-from jaxdos.crystal.generate import Generated
-from jaxdos.pipeline.writers import markdown_table, write_outputs, write_structures, write_table
-
-
-def _batch():
-    b = prior_batch(np.array([2, 1]))
-    z = np.zeros(b.num_nodes, np.int32)
-    z[:3] = [11, 17, 26]
-    frac = np.zeros((b.num_nodes, 3), np.float32)
-    frac[:3] = [[0, 0, 0], [0.5, 0.5, 0.5], [0.25, 0.5, 0.75]]
-    lat = np.stack([np.diag([5.64, 5.64, 5.64]), [[2.8, 0.1, 0], [0.1, 2.9, 0], [0, 0, 3.0]]])
-    return b._replace(atomic_numbers=z, frac_coords=frac, lattice=lat.astype(np.float32))
-
-
-def test_write_outputs_round_trip(tmp_path):
-    dos = np.linspace(0, 1, 256, dtype=np.float32)
-    cfg = SamplerConfig(num_steps=100, guidance=ClassifierFree(gamma=2.0))
-    gen = Generated(_batch(), np.stack([dos, dos]), cfg)
-    out = write_outputs(gen, tmp_path, extra={"seed": 3})
-    assert [p.split("/")[-1] for p in out["cif"]] == ["gen_0000.cif", "gen_0001.cif"]
-    s0 = Structure.from_file(out["cif"][0])
-    assert s0.composition.reduced_formula == "NaCl"
-    meta = json.loads((tmp_path / "gen.json").read_text())
-    assert meta["guidance"] == {"type": "ClassifierFree", "gamma": 2.0}
-    assert meta["sampler"]["num_steps"] == 100 and meta["seed"] == 3
-    np.testing.assert_allclose(meta["conditioning_dos"][1], dos, rtol=1e-6)
-    text = (tmp_path / "gen.extxyz").read_text().splitlines()
-    assert text[0] == "2" and text[1].startswith('Lattice="') and text[2].startswith("Na ")
+from jaxdos.pipeline.writers import markdown_table, write_structures, write_table
 
 
 def _stage():

@@ -11,11 +11,11 @@ prior + guidance + rejection. `run(AuditConfig(...), out)` writes `audit_dos.md`
 
 import dataclasses
 import functools
-import json
 from pathlib import Path
 
 import numpy as np
 
+from jaxdos.chunkstore import write_json
 from jaxdos.pipeline.writers import plot_nearest_grid
 from jaxdos.sampler.config import SamplingConfig
 
@@ -240,7 +240,7 @@ def run(cfg: AuditConfig, out) -> str:
     results, grids = {}, {}
     for name in cfg.settings:
         results[name], grids[name] = run_setting(SETTINGS[name], sampler, records, cfg)
-    (out / "audit_dos.json").write_text(json.dumps(results, indent=1))
+    write_json(out / "audit_dos.json", results)
     md = _markdown(results, cfg.samples)
     (out / "audit_dos.md").write_text(md)
     plot_nearest_grid(grids, out / "audit_dos.png")

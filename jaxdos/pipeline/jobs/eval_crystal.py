@@ -7,10 +7,10 @@ experiments.eval_crystal` is its command line.
 """
 
 import dataclasses
-import json
 import sys
 from pathlib import Path
 
+from jaxdos.chunkstore import write_json
 from jaxdos.pipeline.realism import RealismConfig, evaluate, report_markdown, summary_json
 
 __all__ = ["EvalCrystalConfig", "run"]
@@ -65,7 +65,7 @@ def run(cfg: EvalCrystalConfig, out, *, log=None) -> str:
         "config": {**dataclasses.asdict(cfg.realism), "model": cfg.model},
         **summary_json(result),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(out / "summary.json", summary, indent=2)
     report = report_markdown(result)
     (out / "report.md").write_text(report)
     return report
