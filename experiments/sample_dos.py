@@ -89,7 +89,7 @@ def _merge_main(argv):
     ap.add_argument("out")
     ap.add_argument("--accept", type=int, help="default: the run's own --accept")
     args = ap.parse_args(argv)
-    from jaxdos.sampler.rejection import merge
+    from jaxdos.pipeline.jobs.sample_dos import merge
 
     index = merge(args.out, args.accept)
     print(

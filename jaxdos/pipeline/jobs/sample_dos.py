@@ -9,10 +9,11 @@ import dataclasses
 
 from jaxdos.pipeline.dos import AcceptedDOS, sample_dos
 from jaxdos.sampler.config import SamplingConfig
-from jaxdos.sampler.rejection import RejectionConfig
+from jaxdos.sampler.rejection import RejectionConfig, merge
 from jaxdos.sampler.targets import Targets
 
-__all__ = ["SampleDOSConfig", "run"]
+# `merge` rebuilds `index.json` from the shards (after a multi-host run whose process 0 died).
+__all__ = ["SampleDOSConfig", "run", "merge"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
