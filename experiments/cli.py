@@ -51,7 +51,7 @@ _CRYSTAL_FLAGS = {
 
 
 def add_crystal_flags(parser: argparse.ArgumentParser, defaults) -> None:
-    """The `experiments.screening.CrystalSettings` fields as flags, defaults from `defaults`."""
+    """The `jaxdos.pipeline.screening.CrystalSettings` fields as flags, defaults from `defaults`."""
     for name, (kind, text) in _CRYSTAL_FLAGS.items():
         value = getattr(defaults, name)
         parser.add_argument(

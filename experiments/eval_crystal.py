@@ -14,12 +14,9 @@ given explicitly still win).
 """
 
 import argparse
-import dataclasses
-import json
-import sys
-from pathlib import Path
 
-from jaxdos.pipeline.realism import RealismConfig, evaluate, report_markdown, summary_json
+from jaxdos.pipeline.jobs.eval_crystal import EvalCrystalConfig, run
+from jaxdos.pipeline.realism import RealismConfig
 
 __all__ = ["main"]
 
@@ -37,18 +34,6 @@ _FLAGS = {
 }
 
 
-def _model(spec: str):
-    """None for the embedded default, else the model saved in directory `spec`."""
-    if spec == "default":
-        return None
-    from jaxdos.pipeline.models import as_model
-
-    try:
-        return as_model(spec, "cdosgen")
-    except FileNotFoundError as e:  # main reports ValueErrors as usage errors
-        raise ValueError(f"model: {e}") from e
-
-
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", required=True, help="a model directory, or 'default' (embedded)")
@@ -61,21 +46,12 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     given = {k: getattr(a, k) for k in _FLAGS if getattr(a, k) is not None}
     try:
-        cfg = RealismConfig.quick(**given) if a.quick else RealismConfig(**given)
-        if Path(a.out).exists() and not Path(a.out).is_dir():
-            raise ValueError(f"out: {a.out} exists and is not a folder")
-        model = _model(a.model)
-        result = evaluate(cfg, model, log=lambda line: print(line, file=sys.stderr))
+        realism = RealismConfig.quick(**given) if a.quick else RealismConfig(**given)
+        report = run(EvalCrystalConfig(realism=realism, model=a.model), a.out)
     except ValueError as err:
         p.error(str(err))
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = {"config": {**dataclasses.asdict(cfg), "model": a.model}, **summary_json(result)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    report = report_markdown(result)
-    (out / "report.md").write_text(report)
     print(report)
-    print(f"results in {out}/ (summary.json, report.md)")
+    print(f"results in {a.out}/ (summary.json, report.md)")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@
     python -m experiments.sample_dos --band-gap 2 --noise-length 12 ...   # smoother (issue 12)
 
 Output: `OUT/shard-NNN/chunk-*.npz` (tokens, K, measured properties, global example index) with a
-manifest per process, and `OUT/index.json` (built by process 0 when every process is done). The
-same seed gives the same accepted candidates on any number of devices or processes.
+manifest per process, and `OUT/index.json` (built by process 0 when every process is done). A chunk
+is written at least every --flush-seconds (default 60), so a kill loses at most about a minute and
+--resume continues from there. The same seed gives the same accepted candidates on any number of
+devices or processes (and whatever the chunking).
 
 Multi-host (every process runs the same command; each writes its own shard):
 
@@ -70,6 +72,12 @@ def _parser():
     cli.add_sampling_flags(ap)
     ap.add_argument("--checkpoint", help="a DOSSampler model directory (default: embedded tiny)")
     ap.add_argument("--devices", type=int, help="use the first N local devices (default all)")
+    ap.add_argument(
+        "--flush-seconds",
+        type=float,
+        default=60.0,
+        help="write a chunk at least this often, so a kill loses at most this much (default 60)",
+    )
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     cli.add_run_flags(ap, out="runs/sample_dos", force=False)
     cli.add_multihost_flags(ap)
@@ -81,9 +89,9 @@ def _merge_main(argv):
     ap.add_argument("out")
     ap.add_argument("--accept", type=int, help="default: the run's own --accept")
     args = ap.parse_args(argv)
-    from jaxdos.sampler import store
+    from jaxdos.pipeline.jobs.sample_dos import merge
 
-    index = store.merge(args.out, args.accept)
+    index = merge(args.out, args.accept)
     print(
         f"merged {index['accepted']} accepted of {index['proposals']} proposals "
         f"from {len(index['shards'])} shard(s) into {args.out}/index.json"
@@ -98,29 +106,24 @@ def main(argv=None):
     # Multi-host start and all validation come before any model is loaded or compiled.
     cli.start_multihost(args)
 
-    from jaxdos.pipeline import sample_dos
-    from jaxdos.sampler.rejection import RejectionConfig
+    from jaxdos.pipeline.jobs.sample_dos import SampleDOSConfig, run
 
-    targets = build_targets(args)
-    # The budget too is checked before a checkpoint is read.
-    RejectionConfig(accept=args.accept, proposals=args.proposals, batch_size=args.batch_size)
-    cli.check_local_devices(args.devices)
-    sampling = cli.sampling_config(args)
-    sampler = args.checkpoint  # a model directory (None: embedded tiny); sample_dos loads it
-    result = sample_dos(
-        targets,
+    cfg = SampleDOSConfig(
+        targets=build_targets(args),
         accept=args.accept,
-        seed=args.seed,
         proposals=args.proposals,
-        out=args.out,
-        resume=args.resume,
-        devices=args.devices,
         batch_size=args.batch_size,
         gamma=args.gamma,
-        sampling_config=sampling,
+        sampling=cli.sampling_config(args),
+        checkpoint=args.checkpoint,
+        devices=args.devices,
+        flush_seconds=args.flush_seconds,
         progress=not args.quiet,
-        sampler=sampler,
+        seed=args.seed,
     )
+    cli.check_local_devices(cfg.devices)
+    targets = cfg.targets
+    result = run(cfg, args.out, resume=args.resume)
     if cli.is_main_process():
         print(
             f"{targets.describe()}: accepted {len(result)}/{result.requested} from "

@@ -7,7 +7,7 @@ conditioning.py  DOS embedding (eq. 2) and adapters (eqs. 3-4)
 diffusion/     D3PM types, wrapped-normal coordinates, VP lattice, losses, PC sampler, CFG
 generate.py / score.py   host-side sampling entry points (budget regrowth on overflow)
 train.py / fit.py        training steps and loop; checkpoint.py CDOSGenModel + the embedded default
-io.py          Structures, CIF / extxyz outputs; convert/ MatterGen checkpoints
+io.py          Structures and extxyz text (files: jaxdos.pipeline.writers); convert/ MatterGen
 """
 
 from jaxdos.crystal.batch import (
@@ -24,7 +24,6 @@ from jaxdos.crystal.diffusion.guidance import ClassifierFree, NoGuidance
 from jaxdos.crystal.diffusion.sampler import SamplerConfig
 from jaxdos.crystal.gemnet.config import GemNetConfig
 from jaxdos.crystal.generate import generate
-from jaxdos.crystal.io import write_outputs
 from jaxdos.crystal.score import generate_with_model
 
 __all__ = [
@@ -43,5 +42,4 @@ __all__ = [
     "generate",
     "generate_with_model",
     "load_default",
-    "write_outputs",
 ]

@@ -1,22 +1,19 @@
-"""Generated crystals -> pymatgen `Structure`s, CIF and extxyz files, plus a JSON record of how they
-were made (the conditioning DOS, guidance, sampler settings).
+"""Generated crystals -> pymatgen `Structure`s and extxyz text. The files a command writes
+(CIF, extxyz, the JSON record of how they were made) come from `jaxdos.pipeline.writers`.
 
 Like MatterGen's output conversion, the lattice is rebuilt from its parameters (lengths and angles
 of the symmetric sampled matrix), which fixes pymatgen's standard orientation; fractional
 coordinates are unchanged by that rotation.
 """
 
-import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
 from pymatgen.core import Element, Lattice, Structure
-from pymatgen.io.cif import CifWriter
 
 from jaxdos.crystal.batch import MAX_Z, CrystalBatch
 
-__all__ = ["lattice_params", "to_structures", "write_extxyz", "write_outputs"]
+__all__ = ["lattice_params", "to_structures", "write_extxyz"]
 
 
 def lattice_params(lattice) -> tuple[np.ndarray, np.ndarray]:
@@ -77,54 +74,3 @@ def write_extxyz(structures: list[Structure], path: Path) -> None:
             x, y, zc = site.coords
             lines.append(f"{site.specie.symbol} {x:.8f} {y:.8f} {zc:.8f}")
     Path(path).write_text("\n".join(lines) + "\n")
-
-
-def _jsonable(x):
-    if dataclasses.is_dataclass(x) and not isinstance(x, type):
-        return {
-            "type": type(x).__name__,
-            **{f.name: _jsonable(getattr(x, f.name)) for f in dataclasses.fields(x)},
-        }
-    if isinstance(x, tuple | list):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    return x
-
-
-def write_outputs(generated, outdir, *, prefix: str = "gen", extra: dict | None = None) -> dict:
-    """Write CIFs, one extxyz and `<prefix>.json` (conditioning DOS, guidance, sampler settings).
-
-    Args:
-        generated: a `jaxdos.crystal.generate.Generated`.
-        outdir: output directory (created).
-        prefix: file-name prefix.
-        extra: more JSON-able metadata (e.g. seed, checkpoint).
-
-    Returns:
-        {"cif": [paths], "extxyz": path, "json": path, "formulas": [...]}.
-    """
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    structures = to_structures(generated.batch)
-    cifs = []
-    for i, s in enumerate(structures):
-        p = outdir / f"{prefix}_{i:04d}.cif"
-        CifWriter(s).write_file(str(p))
-        cifs.append(str(p))
-    xyz = outdir / f"{prefix}.extxyz"
-    write_extxyz(structures, xyz)
-    meta = {
-        "num_structures": len(structures),
-        "formulas": [s.composition.reduced_formula for s in structures],
-        "num_atoms": [len(s) for s in structures],
-        "guidance": _jsonable(generated.config.guidance),
-        "sampler": _jsonable(generated.config),
-        "conditioning_dos": None if generated.dos is None else np.asarray(generated.dos).tolist(),
-        "dos_units": "states / eV / atom, 256 bins on [E_F - 10, E_F + 10] eV",
-        "files": {"cif": [Path(c).name for c in cifs], "extxyz": xyz.name},
-        **(extra or {}),
-    }
-    js = outdir / f"{prefix}.json"
-    js.write_text(json.dumps(meta, indent=1))
-    return {"cif": cifs, "extxyz": str(xyz), "json": str(js), "formulas": meta["formulas"]}

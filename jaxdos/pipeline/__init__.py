@@ -5,6 +5,8 @@ generate_crystals(dos, ...)          CDOSGen with classifier-free guidance
 score(crystals)                      tight-binding oracle, properties, TCM verdicts
 models.load(dir)                     DOSSamplerModel | CDOSGenModel of a model directory
 realism.evaluate(config)             does stage 2 make the world's crystals and follow its DOS?
+rundir / screening / writers         run folders, the chunked generate-and-score stage, outputs
+jobs.<job>.run(config, out)          the commands' jobs (experiments/ only parses their flags)
 """
 
 from jaxdos.pipeline.crystals import generate_crystals

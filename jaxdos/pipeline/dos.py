@@ -32,6 +32,7 @@ def sample_dos(
     sampler=None,
     progress: bool = True,
     chunk_rows: int = 4096,
+    flush_seconds: float = 60.0,
 ) -> AcceptedDOS:
     """Sample DOS meeting `targets` until `accept` are accepted (or `proposals` are spent).
 
@@ -50,6 +51,7 @@ def sample_dos(
             tiny sampler.
         progress: tqdm bar with proposals/s and acceptance rate.
         chunk_rows: accepted rows per output chunk.
+        flush_seconds: write a chunk at least this often, so a kill loses at most this much work.
 
     Returns:
         `AcceptedDOS` with `.dos [M, 256]`, `.tokens`, `.scale`, `.properties[name]` (measured
@@ -61,7 +63,12 @@ def sample_dos(
     if not isinstance(targets, Targets):
         raise ValueError(f"targets: expected a jaxdos.sampler.targets.Targets, got {targets!r}")
     config = RejectionConfig(
-        accept=accept, proposals=proposals, batch_size=batch_size, seed=seed, chunk_rows=chunk_rows
+        accept=accept,
+        proposals=proposals,
+        batch_size=batch_size,
+        seed=seed,
+        chunk_rows=chunk_rows,
+        flush_seconds=flush_seconds,
     )
     mesh = sharding.make_mesh(devices)
     model = as_model(sampler, KIND)

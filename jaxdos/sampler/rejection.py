@@ -15,16 +15,33 @@ writing overlaps device compute.
 
 Determinism contract: the result is the first `accept` accepted examples in global-index order.
 Every process runs the same batches in lockstep (the stopping test reads a replicated global
-count), writes its own rows to its shard (see `store`), and process 0 merges. Memory is flat:
-the host holds at most one chunk of accepted rows and a manifest whose length grows by one entry
-per chunk.
+count), writes its own rows to its shard, and process 0 merges. Memory is flat: the host holds
+at most one chunk of accepted rows and a manifest whose length grows by one entry per chunk.
+
+On-disk layout (every file written by `jaxdos.chunkstore`: temporary name, fsync, rename):
+
+    OUT/
+      shard-000/                 one `ChunkStore` per process (jax.process_index())
+        chunk-000000.npz         accepted rows of batches [start, stop)
+        manifest.json            settings fingerprint, completed chunks, next batch (written last)
+      index.json                 the merged index (process 0, after every shard finished)
+
+A chunk holds `tokens [m, L]` int16, `scale [m]`, the measured `band_gap`, `dos_at_fermi`,
+`integrated_dos` `[m]` float32, and `index [m]` int64, the global example index. A chunk is
+written once `chunk_rows` rows were accepted, `chunk_batches` batches ran, or `flush_seconds`
+passed since the last one, so a SIGKILL at any instant loses at most about `flush_seconds` of
+work and never duplicates rows. The accepted set is the first `accept` accepted examples in
+global-index order over all shards; `index.json` records that cutoff, so loading needs no copy of
+the chunk data.
 """
 
 import dataclasses
 import functools
+import json
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -32,12 +49,25 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdos import sharding
+from jaxdos.chunkstore import ChunkStore, Flush, write_json
 from jaxdos.kernels.properties import PROPERTY_NAMES
 from jaxdos.kernels.tokenizer import decode
-from jaxdos.sampler import store
 from jaxdos.sampler.targets import Targets, acceptance
 
-__all__ = ["Proposer", "RejectionConfig", "AcceptedDOS", "run_rejection", "load_accepted"]
+__all__ = [
+    "Proposer",
+    "RejectionConfig",
+    "AcceptedDOS",
+    "run_rejection",
+    "load_accepted",
+    "merge",
+    "FORMAT_VERSION",
+    "FIELDS",
+]
+
+# 2: chunks written by `jaxdos.chunkstore` (manifest entries carry their `number`).
+FORMAT_VERSION = 2
+FIELDS = ("tokens", "scale", *PROPERTY_NAMES, "index")
 
 
 class Proposer(NamedTuple):
@@ -73,6 +103,8 @@ class RejectionConfig:
             Part of the seed contract: the same seed and batch size give the same candidates.
         chunk_rows: flush a chunk once this many rows were accepted since the last one (>= 1).
         chunk_batches: ... or once this many batches ran since the last one (>= 1).
+        flush_seconds: ... or once this many seconds passed since the last one (> 0), so that a
+            kill loses at most about this much work. Chunk boundaries never change the result.
         seed: the run's seed.
     """
 
@@ -81,6 +113,7 @@ class RejectionConfig:
     batch_size: int = 256
     chunk_rows: int = 4096
     chunk_batches: int = 64
+    flush_seconds: float = 60.0
     seed: int = 0
 
     def __post_init__(self):
@@ -94,6 +127,12 @@ class RejectionConfig:
         for name in ("batch_size", "chunk_rows", "chunk_batches"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
+        Flush(rows=self.chunk_rows, units=self.chunk_batches, seconds=self.flush_seconds)
+
+    @property
+    def flush(self) -> Flush:
+        """The chunk-flush policy of these settings."""
+        return Flush(rows=self.chunk_rows, units=self.chunk_batches, seconds=self.flush_seconds)
 
     @property
     def budget(self) -> int:
@@ -143,7 +182,7 @@ def _settings(proposer: Proposer, targets: Targets, config: RejectionConfig) -> 
         else float(
             np.nansum(np.where(np.isfinite(proposer.scale_logits), proposer.scale_logits, 0))
         ),
-        "format_version": store.FORMAT_VERSION,
+        "format_version": FORMAT_VERSION,
     }
 
 
@@ -187,20 +226,27 @@ def _replicated_value(x) -> int:
 
 def _concat(buffer: list[dict]) -> dict:
     if not buffer:
-        return {k: np.zeros((0, 256) if k == "tokens" else (0,)) for k in store.FIELDS}
-    return {k: np.concatenate([b[k] for b in buffer]) for k in store.FIELDS}
+        return {k: np.zeros((0, 256) if k == "tokens" else (0,)) for k in FIELDS}
+    rows = {k: np.concatenate([b[k] for b in buffer]) for k in FIELDS}
+    rows["tokens"] = rows["tokens"].astype(np.int16)  # ids < 1027 fit; halves the files
+    return rows
 
 
-def _resume_point(folder, settings, resume: bool) -> tuple[dict, int]:
-    manifest = store.read_manifest(folder)
+def _shard(out, process_index: int) -> ChunkStore:
+    return ChunkStore(Path(out) / f"shard-{process_index:03d}")
+
+
+def _resume_point(folder: ChunkStore, settings, resume: bool) -> tuple[dict, int]:
+    manifest = folder.manifest()
     if manifest is not None and not resume:
         raise ValueError(
-            f"out: {folder} already holds a run; pass resume=True to continue it, or use "
+            f"out: {folder.folder} already holds a run; pass resume=True to continue it, or use "
             "a new folder"
         )
     if manifest is not None and manifest["settings"] != settings:
         raise ValueError(
-            f"out: {folder} was written with settings {manifest['settings']}, not {settings}; "
+            f"out: {folder.folder} was written with settings {manifest['settings']}, "
+            f"not {settings}; "
             "resume needs the same model, targets, seed and batch size"
         )
     start = 0 if manifest is None else int(manifest["next_batch"])
@@ -214,6 +260,16 @@ def _agree_on_start(start: int) -> int:
     from jax.experimental import multihost_utils
 
     return int(np.min(multihost_utils.process_allgather(np.asarray([start]))))
+
+
+def _agree_on_time(due: bool) -> bool:
+    """Process 0's wall-clock flush verdict, on every process: shards must cut their chunks at
+    the same batches, or a resume after an uneven kill would leave a gap in one shard."""
+    if jax.process_count() == 1:
+        return due
+    from jax.experimental import multihost_utils
+
+    return bool(multihost_utils.broadcast_one_to_all(np.asarray(due)))
 
 
 def run_rejection(
@@ -264,8 +320,8 @@ def run_rejection(
                 proposer, targets, config, out=tmp, resume=False, mesh=mesh, progress=progress
             )
     mesh = sharding.make_mesh() if mesh is None else mesh
-    folder = store.shard_dir(out, jax.process_index())
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = _shard(out, jax.process_index())
+    folder.folder.mkdir(parents=True, exist_ok=True)
     settings = _settings(proposer, targets, config)
     manifest, start = _resume_point(folder, settings, resume)
     start = _agree_on_start(start)
@@ -286,28 +342,20 @@ def run_rejection(
         return step(params, scales, logits, key, np.int32(b), np.int32(valid))
 
     def save(stop):
-        rows = _concat(buffer)
-        name = store.write_chunk(folder, len(chunks), rows)
-        chunks.append(
-            {
-                "file": name,
-                "start": chunk_start,
-                "stop": stop,
-                "rows": int(rows["index"].size),
-                "accepted_total": accepted,
-            }
-        )
-        store.write_manifest(
-            folder,
-            {
+        entry = folder.put(
+            len(chunks),
+            _concat(buffer),
+            info={"start": chunk_start, "stop": stop, "accepted_total": accepted},
+            state={
                 "settings": settings,
                 "process_index": jax.process_index(),
-                "chunks": chunks,
                 "next_batch": stop,
                 "proposals": min(stop * batch, config.budget),
                 "accept": int(config.accept),
             },
+            keep=chunks,
         )
+        chunks.append(entry)
 
     bar = None
     if progress and jax.process_index() == 0:
@@ -320,7 +368,9 @@ def run_rejection(
             desc="accepted",
             dynamic_ncols=True,
         )
+    flush = config.flush
     t0, b, buffer, chunk_start, since = time.perf_counter(), start, [], start, 0
+    flushed_at = time.monotonic()
     pending = dispatch(b) if b < n_batches and accepted < config.accept else None
     while pending is not None:
         # Queue batch b + 1 before pulling batch b: the device works while the host writes.
@@ -331,9 +381,12 @@ def run_rejection(
         accepted += n_ok
         since += n_ok
         done = accepted >= config.accept or b + 1 >= n_batches
-        if done or since >= config.chunk_rows or b + 1 - chunk_start >= config.chunk_batches:
+        # Rows and batches are replicated counts; the clock is process 0's (`_agree_on_time`).
+        due = done or since >= flush.rows or b + 1 - chunk_start >= flush.units
+        if due or _agree_on_time(flush.elapsed(flushed_at)):
             save(b + 1)
             buffer, chunk_start, since = [], b + 1, 0
+            flushed_at = time.monotonic()
         if bar is not None:
             made = (b + 1 - start) * batch
             rate = made / max(time.perf_counter() - t0, 1e-9)
@@ -352,7 +405,7 @@ def run_rejection(
 
         multihost_utils.sync_global_devices("jaxdos-rejection-written")
     if jax.process_index() == 0:
-        store.merge(out, config.accept)
+        merge(out, config.accept)
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
@@ -362,7 +415,7 @@ def run_rejection(
 
 def load_accepted(out) -> AcceptedDOS:
     """Read a merged run (`index.json` + chunks) as an `AcceptedDOS`."""
-    rows, index = store.read_index(out)
+    rows, index = _read_index(out)
     tokens = rows["tokens"].astype(np.int32)
     scale = rows["scale"].astype(np.float32)
     dos = np.asarray(decode(jnp.asarray(tokens), jnp.asarray(scale)))
@@ -375,3 +428,82 @@ def load_accepted(out) -> AcceptedDOS:
         proposals=int(index["proposals"]),
         requested=int(index["requested"]),
     )
+
+
+def _read_chunks(out) -> tuple[dict, list[dict]]:
+    """All rows listed by every shard's manifest, sorted by global index, and the manifests.
+
+    Raises:
+        ValueError: naming `out` if there is no shard, shards disagree on the settings, or a
+            listed chunk is missing.
+    """
+    shards = [ChunkStore(f) for f in sorted(Path(out).glob("shard-*"))]
+    pairs = [(s, s.manifest()) for s in shards]
+    pairs = [(s, m) for s, m in pairs if m is not None]
+    if not pairs:
+        raise ValueError(f"out: no shard manifests under {out}")
+    fingerprints = {json.dumps(m["settings"], sort_keys=True) for _, m in pairs}
+    if len(fingerprints) > 1:
+        raise ValueError(f"out: shards under {out} were written with different settings")
+    parts = []
+    for shard, m in pairs:
+        for c in m["chunks"]:
+            if not (shard.folder / c["file"]).exists():
+                raise ValueError(
+                    f"out: chunk {shard.folder / c['file']} is listed in its manifest but missing"
+                )
+            parts.append(shard.read(c["number"]))
+    if parts:
+        rows = {k: np.concatenate([p[k] for p in parts]) for k in FIELDS}
+    else:
+        rows = {k: np.zeros((0, 256) if k == "tokens" else (0,)) for k in FIELDS}
+        rows["index"] = rows["index"].astype(np.int64)
+    rows["tokens"] = rows["tokens"].astype(np.int32)
+    order = np.argsort(rows["index"], kind="stable")
+    rows = {k: v[order] for k, v in rows.items()}
+    if np.any(np.diff(rows["index"]) == 0):
+        raise ValueError(f"out: duplicated global indices across chunks under {out}")
+    return rows, [m for _, m in pairs]
+
+
+def merge(out, accept: int | None = None) -> dict:
+    """Build `index.json`: the first `accept` accepted examples in global order, over all shards.
+
+    Every shard must have stopped at the same batch (they run in lockstep). `accept` defaults to
+    the one recorded by the run. Returns the index.
+    """
+    rows, manifests = _read_chunks(out)
+    accept = int(manifests[0]["accept"]) if accept is None else int(accept)
+    stops = {m["next_batch"] for m in manifests}
+    if len(stops) > 1:
+        raise ValueError(f"out: shards stopped at different batches {sorted(stops)}; resume first")
+    n = min(int(accept), rows["index"].shape[0])
+    index = {
+        "format_version": FORMAT_VERSION,
+        "settings": manifests[0]["settings"],
+        "accepted": n,
+        "requested": int(accept),
+        "cutoff_index": int(rows["index"][n - 1]) if n else -1,
+        "proposals": int(manifests[0]["proposals"]),
+        "batches": int(manifests[0]["next_batch"]),
+        "shards": [
+            {
+                "folder": f"shard-{m['process_index']:03d}",
+                "chunks": [c["file"] for c in m["chunks"]],
+            }
+            for m in manifests
+        ],
+    }
+    write_json(Path(out) / "index.json", index)
+    return index
+
+
+def _read_index(out) -> tuple[dict, dict]:
+    """The merged accepted rows (global order, truncated at the cutoff) and the index."""
+    path = Path(out) / "index.json"
+    if not path.exists():
+        raise ValueError(f"out: no index.json under {out}; run the merge step first")
+    index = json.loads(path.read_text())
+    rows, _ = _read_chunks(out)
+    keep = rows["index"] <= index["cutoff_index"]
+    return {k: v[keep] for k, v in rows.items()}, index

@@ -1,4 +1,5 @@
-"""Outputs: pymatgen Structures, CIF / extxyz round trips, JSON metadata, bad element errors."""
+"""Outputs: pymatgen Structures, CIF / extxyz round trips and JSON metadata (`write_outputs`, now in
+jaxdos.pipeline.writers), bad element errors."""
 
 import json
 
@@ -10,7 +11,8 @@ from jaxdos.crystal.diffusion.guidance import ClassifierFree
 from jaxdos.crystal.diffusion.num_atoms import prior_batch
 from jaxdos.crystal.diffusion.sampler import SamplerConfig
 from jaxdos.crystal.generate import Generated
-from jaxdos.crystal.io import lattice_params, to_structures, write_outputs
+from jaxdos.crystal.io import lattice_params, to_structures
+from jaxdos.pipeline.writers import write_outputs
 
 
 def _batch():

@@ -1,8 +1,8 @@
 """The audit report: Table 8 rows per setting with 95 % intervals and n; conditioning rows score
 only targeted settings."""
 
-from experiments.audit_dos import _markdown, _rate_intervals
 from jaxdos.kernels import stats
+from jaxdos.pipeline.jobs.audit_dos import _markdown, _rate_intervals
 
 STATS = {
     "plausibility_rate": 37.5,

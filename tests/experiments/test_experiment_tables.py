@@ -9,9 +9,9 @@ import zlib
 import numpy as np
 import pytest
 
-from experiments import multi_property, tcm_screen, te_translation
-from experiments.screening import METRIC_ROWS
 from jaxdos.kernels import stats
+from jaxdos.kernels.pairing import METRIC_ROWS
+from jaxdos.pipeline.jobs import multi_property, tcm_screen, te_translation
 
 NUM = r"(-?\d+\.\d+|inf)"
 CELL = rf"{NUM}( %|x)? \[{NUM}, {NUM}\] \(n=\d+( vs \d+)?\)"  # value [lo, hi] (n=...)

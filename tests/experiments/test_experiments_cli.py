@@ -86,7 +86,7 @@ def test_tcm_screen_end_to_end_and_resume(tmp_path):
 
 
 def test_conditioning_metrics_matched_beats_random_pairing(rng):
-    from experiments.screening import conditioning_metrics, derangement
+    from jaxdos.pipeline.screening import conditioning_metrics, derangement
 
     cond = rng.random((6, 256)).astype(np.float32)
     noisy = cond + 0.01 * rng.random((6, 256)).astype(np.float32)
@@ -99,7 +99,7 @@ def test_conditioning_metrics_matched_beats_random_pairing(rng):
 
 
 def test_conditioning_estimates_carry_bootstrap_intervals_and_n(rng):
-    from experiments.screening import conditioning_estimates, conditioning_metrics
+    from jaxdos.pipeline.screening import conditioning_estimates, conditioning_metrics
 
     cond = rng.random((8, 256)).astype(np.float32)
     noisy = cond + 0.01 * rng.random((8, 256)).astype(np.float32)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from experiments import multi_property, te_translation
-from experiments.screening import METRIC_ROWS
+from jaxdos.kernels.pairing import METRIC_ROWS
 
 CRYSTAL_FLAGS = ["--steps", "2", "--corrector-steps", "0", "--crystal-batch", "1"]
 
@@ -44,7 +44,7 @@ def pct(cell: str) -> float:
 
 
 def stage_arrays(out: Path, name: str, key: str) -> np.ndarray:
-    files = sorted((out / "stages" / name).glob("chunk_*.npz"))
+    files = sorted((out / "stages" / name).glob("chunk-*.npz"))
     assert files, f"stage {name} wrote no chunk"
     return np.concatenate([np.load(f)[key] for f in files])
 
@@ -97,7 +97,7 @@ def test_te_translation_end_to_end_and_resume(tmp_path, capsys):
 
     valid = stage_arrays(out, "crystals", "valid")
     assert valid.shape == (2,)  # 2 references x 1 crystal, one chunk each
-    assert len(list((out / "stages" / "crystals").glob("chunk_*.npz"))) == 2
+    assert len(list((out / "stages" / "crystals").glob("chunk-*.npz"))) == 2
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) == {
         "references",
@@ -133,7 +133,7 @@ def test_te_translation_end_to_end_and_resume(tmp_path, capsys):
     before = {p.name: p.read_bytes() for p in (out / "table5.csv", out / "summary.json", *cifs)}
 
     # Killed during the crystal stage: its last chunk and everything after it are missing.
-    (out / "stages" / "crystals" / "chunk_00001.npz").unlink()
+    (out / "stages" / "crystals" / "chunk-000001.npz").unlink()
     for name in ("table5.md", "table5.csv", "summary.json", "translation.png"):
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / "structures", ignore_errors=True)
@@ -236,7 +236,7 @@ def test_multi_property_end_to_end_sweep_and_resume(tmp_path, capsys):
     shutil.rmtree(
         out / "stages" / f"crystals_{tag(multi_property.SETTINGS[-1])}", ignore_errors=True
     )
-    sorted((out / "stages" / "sweep_2").glob("chunk_*.npz"))[-1].unlink()
+    sorted((out / "stages" / "sweep_2").glob("chunk-*.npz"))[-1].unlink()
     for name in (*tables, "table1.md", "table3.md", "table11.md"):
         (out / name).unlink()
     interrupt_then_resume(multi_property.main, argv, out, capsys)

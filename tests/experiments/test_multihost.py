@@ -106,7 +106,7 @@ def _summary(out: Path) -> dict:
 
 def _chunks(out: Path) -> dict:
     arrays = {}
-    for path in sorted((out / "stages").glob("*/chunk_*.npz")):
+    for path in sorted((out / "stages").glob("*/chunk-*.npz")):
         with np.load(path) as z:
             for k in z.files:
                 if k != "gen_seconds":
@@ -127,7 +127,7 @@ def test_tcm_screen_two_processes_equal_one(tmp_path):
         assert (multi / name).read_text() == (single / name).read_text()
     assert _summary(multi) == _summary(single)
     a, b = _chunks(multi), _chunks(single)
-    assert sorted(a) == sorted(b) and any(k.startswith("crystals_uncond/chunk_00001") for k in a)
+    assert sorted(a) == sorted(b) and any(k.startswith("crystals_uncond/chunk-000001") for k in a)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     # The DOS stage ran sharded: one shard per process, merged into one index.

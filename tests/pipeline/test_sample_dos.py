@@ -33,7 +33,18 @@ def test_budget_errors_before_compute(kwargs, match, no_model):
         sample_dos(Targets.of(band_gap=2.0), **kwargs)
 
 
-def test_targets_type_checked(no_model):
+def test_job_config_checks_targets_and_budget_before_compute():
+    from jaxdos.pipeline.jobs.sample_dos import SampleDOSConfig
+
+    with pytest.raises(ValueError, match="targets"):
+        SampleDOSConfig(targets={"band_gap": 2.0})
+    with pytest.raises(ValueError, match="proposals"):
+        SampleDOSConfig(targets=Targets.of(band_gap=2.0), accept=10, proposals=5)
+    with pytest.raises(ValueError, match="flush_seconds"):
+        SampleDOSConfig(targets=Targets.of(band_gap=2.0), flush_seconds=0)
+
+
+def test_targets_type_checked():
     with pytest.raises(ValueError, match="targets"):
         sample_dos({"band_gap": 2.0}, accept=1)
 

@@ -15,6 +15,7 @@ def main():
     ap.add_argument("--accept", type=int, default=60)
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--chunk-batches", type=int, default=2)
+    ap.add_argument("--flush-seconds", type=float, default=60.0)
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--coordinator")
@@ -29,7 +30,11 @@ def main():
     from jaxdos.sampler.targets import Targets
 
     config = RejectionConfig(
-        accept=args.accept, batch_size=args.batch, chunk_batches=args.chunk_batches, seed=args.seed
+        accept=args.accept,
+        batch_size=args.batch,
+        chunk_batches=args.chunk_batches,
+        flush_seconds=args.flush_seconds,
+        seed=args.seed,
     )
     run_rejection(
         make_proposer(),

@@ -113,6 +113,21 @@ def test_batch_size_and_chunking_do_not_change_the_set(reference, tmp_path):
     _same(other, load_accepted(tmp_path))
 
 
+def test_time_based_flush_writes_a_chunk_per_batch_and_keeps_the_set(reference, tmp_path):
+    # Rows and batch limits are never reached: only the clock (a microsecond) cuts the chunks.
+    cfg = RejectionConfig(
+        accept=60, batch_size=100, chunk_rows=10**6, chunk_batches=10**6, flush_seconds=1e-6, seed=3
+    )
+    other = run_rejection(make_proposer(), TARGETS, cfg, out=tmp_path, progress=False)
+    _same(reference, other)
+    manifest = json.loads((tmp_path / "shard-000" / "manifest.json").read_text())
+    assert [(c["start"], c["stop"]) for c in manifest["chunks"]] == [
+        (b, b + 1) for b in range(manifest["next_batch"])
+    ]
+    with pytest.raises(ValueError, match="flush_seconds"):
+        RejectionConfig(accept=1, flush_seconds=0)
+
+
 def test_other_seed_differs_and_budget_stops(tmp_path):
     cfg = RejectionConfig(accept=60, proposals=250, batch_size=100, seed=4)
     r = run_rejection(make_proposer(), TARGETS, cfg, out=tmp_path, progress=False)

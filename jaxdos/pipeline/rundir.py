@@ -1,9 +1,10 @@
-"""A self-contained, resumable results folder shared by the experiment commands.
+"""A self-contained, resumable results folder shared by the pipeline's jobs.
 
 Layout of `out/`:
     run.json            command, config, seed, package versions (written once; checked on resume)
-    stages/<name>/      chunk_00000.npz ... written atomically (tmp + rename), one per unit of work
-    *.md, *.csv, *.png  tables and figures
+    stages/<name>/      one `jaxdos.chunkstore.ChunkStore` per stage: chunk-000000.npz ... (one per
+                        unit of work, seeded by its number) and the manifest(s) listing them
+    *.md, *.csv, *.png  tables and figures (`jaxdos.pipeline.writers`)
 
 A run never overwrites another run's results: an existing folder needs `resume=True` (same config)
 or `force=True` (wipe it). A killed run resumes from its last completed chunk.
@@ -12,13 +13,13 @@ Multi-host (after `jax.distributed` started, see experiments/cli.py): every proc
 shared folder; all of them check it before process 0 writes, and a failure on any process is raised
 on every process so that none waits at a barrier for ever. Process p computes the chunks i with
 i % P == p of each stage (each chunk is seeded by i alone, so the split changes no result), a
-barrier follows every stage, then every process reads all chunks. Run-level files (run.json,
-tables, JSON) are written by process 0 only; `main` tells the experiments who writes the rest.
+barrier follows every stage, then every process reads all chunks. Each process lists its chunks
+in its own manifest (`ChunkStore(writer=process)`), so no two processes rewrite one file.
+Run-level files (run.json, tables, JSON) are written by process 0 only; `main` tells the jobs
+who writes the rest.
 """
 
-import csv
 import json
-import os
 import platform
 import shutil
 import sys
@@ -26,6 +27,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from jaxdos.chunkstore import ChunkStore, atomic_write, write_json
+from jaxdos.pipeline import writers
 
 __all__ = ["RunDir", "versions"]
 
@@ -107,7 +111,7 @@ class RunDir:
         self._probe(".write_probe")
         if not meta.exists():
             record = {"command": sys.argv, "config": self.config, "versions": versions()}
-            self._atomic_write(meta, json.dumps(record, indent=2).encode())
+            atomic_write(meta, json.dumps(record, indent=2).encode())
 
     def _probe(self, name: str) -> None:
         try:
@@ -118,12 +122,6 @@ class RunDir:
         except OSError as err:
             raise ValueError(f"out: {self.path} is not writable ({err})") from err
 
-    @staticmethod
-    def _atomic_write(path: Path, data: bytes) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-
     def stage(
         self,
         name: str,
@@ -132,25 +130,25 @@ class RunDir:
         *,
         progress: Callable[[int], None] | None = None,
     ) -> dict:
-        """Run `work(i)` for every chunk i not yet on disk; return all chunks concatenated.
+        """Run `work(i)` for every chunk i not yet listed; return all chunks concatenated.
 
         `work(i)` returns a dict of arrays with a shared leading axis; it must be deterministic in i
-        (seeded by i) so that a resumed run equals an uninterrupted one. With several processes
-        each runs only `my_chunks(n_chunks)`, and all wait for each other before reading.
+        (seeded by i) so that a resumed run equals an uninterrupted one. Each result is written as
+        soon as it is computed, so a kill loses at most the chunk in progress. With several
+        processes each runs only `my_chunks(n_chunks)`, and all wait for each other before reading.
         """
-        folder = self.path / "stages" / name
-        folder.mkdir(parents=True, exist_ok=True)
+        store = self._store(name)
+        done = store.present()
         for i in self.my_chunks(n_chunks):
-            chunk = folder / f"chunk_{i:05d}.npz"
-            if not chunk.exists():
-                arrays = work(i)
-                tmp = folder / f"chunk_{i:05d}.tmp.npz"
-                np.savez(tmp, **arrays)
-                os.replace(tmp, chunk)
+            if i not in done:
+                store.put(i, work(i))
             if progress is not None:
                 progress(i)
         self.barrier(f"stage-{name}")
         return self.load_stage(name, n_chunks)
+
+    def _store(self, name: str) -> ChunkStore:
+        return ChunkStore(self.path / "stages" / name, writer=self.process)
 
     def my_chunks(self, n_chunks: int) -> range:
         """The chunks of a stage this process computes (all of them in a single-process run)."""
@@ -165,35 +163,18 @@ class RunDir:
 
     def load_stage(self, name: str, n_chunks: int) -> dict:
         """Concatenate the first `n_chunks` chunks of a stage."""
-        parts = []
-        for i in range(n_chunks):
-            with np.load(self.path / "stages" / name / f"chunk_{i:05d}.npz") as z:
-                parts.append({k: z[k] for k in z.files})
-        if not parts:
-            return {}
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return self._store(name).read_all(range(n_chunks))
 
     def write_table(self, name: str, header: Sequence[str], rows: Sequence[Sequence]) -> str:
         """Write `name.csv` and `name.md` (process 0 only); return the markdown."""
-
-        def fmt(v):
-            return f"{v:.4g}" if isinstance(v, float | np.floating) else str(v)
-
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
-        md = "\n".join(lines) + "\n"
         if self.main:
-            with open(self.path / f"{name}.csv", "w", newline="") as f:
-                writer = csv.writer(f)
-                writer.writerow(header)
-                writer.writerows(rows)
-            (self.path / f"{name}.md").write_text(md)
-        return md
+            return writers.write_table(self.path, name, header, rows)
+        return writers.markdown_table(header, rows)
 
     def write_json(self, name: str, obj) -> None:
         """Write `name` (process 0 only)."""
         if self.main:
-            self._atomic_write(self.path / name, json.dumps(obj, indent=2, default=float).encode())
+            write_json(self.path / name, obj, indent=2)
 
 
 def _attempt(step: Callable[[], None]) -> ValueError | None:

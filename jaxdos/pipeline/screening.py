@@ -1,41 +1,30 @@
-"""Shared stages of the screening experiments: generate + score crystals in resumable chunks.
+"""The screening jobs' stage runner: generate + score crystals in resumable chunks.
 
 A chunk generates crystals (for a slice of the conditioning DOS, or unconditionally), scores them
-with the oracle right away, and is written atomically, so a killed run loses at most one chunk.
-In a multi-host run each process generates its share of the chunks (`RunDir.stage`) and process 0
-alone builds the structures for the uniqueness / novelty check and writes structures and figures.
+with the oracle right away, and is written atomically as one chunk of the run folder's stage
+(`jaxdos.pipeline.rundir.RunDir.stage`), so a killed run loses at most the chunk in progress.
+Chunk i is seeded by `seed * 100003 + i` alone, so neither a resume nor the process count changes
+a result. In a multi-host run each process generates its share of the chunks and process 0 alone
+builds the structures for the uniqueness / novelty check.
 """
 
 import dataclasses
 import functools
 import time
-from pathlib import Path
 
-import matplotlib
+import numpy as np
+from tqdm import tqdm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from experiments.rundir import RunDir  # noqa: E402
-from jaxdos.crystal.io import write_extxyz  # noqa: E402
-from jaxdos.data.world import load_world  # noqa: E402
-from jaxdos.kernels import stats  # noqa: E402
-from jaxdos.kernels.grid import bin_centres  # noqa: E402
-
-# Moved to the library; imported here for the experiments that use them from this module.
-from jaxdos.kernels.pairing import (  # noqa: E402, F401
-    METRIC_ROWS,
-    conditioning_estimates,
-    derangement,
-)
-from jaxdos.pipeline.crystals import (  # noqa: E402
+from jaxdos.data.world import load_world
+from jaxdos.kernels import stats
+from jaxdos.kernels.pairing import METRIC_ROWS, conditioning_estimates, derangement
+from jaxdos.pipeline.crystals import (
     DEFAULT_CORRECTOR_STEPS,
     DEFAULT_STEPS,
     generate_crystals,
 )
-from jaxdos.pipeline.score import (  # noqa: E402
+from jaxdos.pipeline.rundir import RunDir
+from jaxdos.pipeline.score import (
     Crystals,
     from_records,
     score,
@@ -46,13 +35,13 @@ from jaxdos.pipeline.score import (  # noqa: E402
 __all__ = [
     "CrystalSettings",
     "crystal_stage",
+    "METRIC_ROWS",
     "conditioning_estimates",
     "conditioning_metrics",
+    "derangement",
     "metric_cells",
     "metric_intervals",
     "unique_novel",
-    "write_structures",
-    "plot_dos_pairs",
     "training_structures",
 ]
 
@@ -163,39 +152,6 @@ def crystal_stage(
     generated = [s for s, ok in zip(to_structures(crystals), out["valid"], strict=True) if ok]
     out["unique"], out["novel"] = uniqueness_novelty(generated, training_structures())
     return out
-
-
-def write_structures(folder: Path, stage: dict, select: np.ndarray, limit: int = 64) -> None:
-    """CIF files and one extxyz of the selected crystals (at most `limit`), with their sources."""
-    idx = np.flatnonzero(select)[:limit]
-    if idx.size == 0:
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    crystals = Crystals(*(stage[f][idx] for f in _CRYSTAL_FIELDS))
-    structures = to_structures(crystals)
-    for j, s in zip(idx, structures, strict=True):
-        s.to(filename=str(folder / f"crystal_{j:05d}.cif"))
-    write_extxyz(structures, folder / "crystals.extxyz")
-
-
-def plot_dos_pairs(path: Path, stage: dict, select: np.ndarray, *, title: str, limit: int = 6):
-    """Conditioning DOS vs the oracle DOS of the generated crystal (Figure 3 of the paper)."""
-    idx = np.flatnonzero(select)[:limit]
-    if idx.size == 0 or "conditioning" not in stage:
-        return
-    e = bin_centres()
-    fig, axes = plt.subplots(1, idx.size, figsize=(3.2 * idx.size, 2.6), squeeze=False)
-    for ax, j in zip(axes[0], idx, strict=True):
-        ax.plot(e, stage["conditioning"][stage["source"][j]], label="condition", lw=1)
-        ax.plot(e, stage["oracle_dos"][j], ":", label="oracle DOS of crystal", lw=1)
-        ax.axvline(0.0, color="k", lw=0.5)
-        ax.set_xlabel("E - E_F (eV)")
-    axes[0][0].set_ylabel("states / eV / atom")
-    axes[0][0].legend(fontsize=6)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def conditioning_metrics(cond: np.ndarray, gen: np.ndarray, seed: int = 0) -> dict:

@@ -1,22 +1,44 @@
+import json
+
 import numpy as np
 import pytest
 
-from experiments.rundir import RunDir
+from jaxdos.pipeline.rundir import RunDir
 
 
-def test_stage_resumes_without_recomputing(tmp_path):
+def _recorded_work(rows: int):
+    """`work(i)` giving `rows` copies of i, and the list of the i it was called with."""
     calls = []
 
     def work(i):
         calls.append(i)
-        return {"x": np.full(3, i)}
+        return {"x": np.full(rows, i)}
 
+    return work, calls
+
+
+def test_stage_resumes_without_recomputing(tmp_path):
+    work, calls = _recorded_work(3)
     run = RunDir(tmp_path / "r", {"a": 1})
     run.stage("s", 2, work)
     run2 = RunDir(tmp_path / "r", {"a": 1}, resume=True)
     out = run2.stage("s", 4, work)
     assert calls == [0, 1, 2, 3]
     np.testing.assert_array_equal(out["x"], np.repeat(np.arange(4), 3))
+
+
+def test_stage_chunks_go_through_the_store_and_a_lost_chunk_is_recomputed(tmp_path):
+    work, calls = _recorded_work(2)
+    run = RunDir(tmp_path / "r", {"a": 1})
+    run.stage("s", 3, work)
+    folder = tmp_path / "r" / "stages" / "s"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert [c["file"] for c in manifest["chunks"]] == [f"chunk-00000{i}.npz" for i in range(3)]
+    (folder / "chunk-000001.npz").unlink()  # lost by hand: listed, but not on disk
+    out = RunDir(tmp_path / "r", {"a": 1}, resume=True).stage("s", 3, work)
+    assert calls == [0, 1, 2, 1]
+    np.testing.assert_array_equal(out["x"], np.repeat(np.arange(3), 2))
+    assert (tmp_path / "r" / "run.json").exists() and not list((tmp_path / "r").glob(".*tmp"))
 
 
 def test_refuses_to_overwrite_or_change_config(tmp_path):

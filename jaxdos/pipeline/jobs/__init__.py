@@ -1,0 +1,22 @@
+"""The pipeline's jobs: each is a frozen config and `run(config, out)`, and each command in
+`experiments/` only parses its flags into that config and calls `run`.
+
+    tcm_screen       ScreenConfig          Table 4: TCM screen against unconditional CDOSGen
+    te_translation   TranslationConfig     Table 5: crystal-to-crystal translation (TE-like)
+    multi_property   MultiPropertyConfig   Tables 1, 3, 11: multi-property inverse design
+    audit_dos        AuditConfig           Table 8: DOSSampler audit
+    sample_dos       SampleDOSConfig       stage 1 alone: targets -> accepted DOS
+    eval_crystal     EvalCrystalConfig     stage 2 alone: issue 12's realism goals
+
+They live in a subpackage, not as `jaxdos.pipeline.<job>`, because `jaxdos.pipeline.sample_dos`
+is already the stage-1 function.
+"""
+
+__all__ = [
+    "audit_dos",
+    "eval_crystal",
+    "multi_property",
+    "sample_dos",
+    "tcm_screen",
+    "te_translation",
+]

@@ -1,0 +1,191 @@
+"""The transparent-conducting-material screen (paper Section 6.1, Table 4) as a library job.
+
+    property (TCM Type 1 / Type 2) -> DOSSampler + band-gap prior below E_F + rejection
+        -> CDOSGen (several crystals per accepted DOS, classifier-free guidance)
+        -> tight-binding oracle on every crystal -> TCM yield and type-correct rate
+    against unconditional CDOSGen samples scored by the same oracle.
+
+`run(ScreenConfig(...), out)` fills the run folder `out` (`jaxdos.pipeline.rundir`): the DOS runs
+in `dos_type*/`, the crystal stages in `stages/`, table4.md / .csv, summary.json, structures_*/
+and tcm_*.png; `python -m experiments.tcm_screen` is its command line.
+"""
+
+import dataclasses
+import time
+
+import numpy as np
+
+from jaxdos.kernels import stats
+from jaxdos.pipeline.dos import sample_dos
+from jaxdos.pipeline.rundir import RunDir
+from jaxdos.pipeline.screening import CrystalSettings, crystal_stage, unique_novel
+from jaxdos.pipeline.writers import plot_dos_pairs, write_structures
+from jaxdos.sampler.config import SamplingConfig
+from jaxdos.sampler.targets import Targets, TCMType1, TCMType2
+
+__all__ = ["ScreenConfig", "TYPES", "run"]
+
+TYPES = {"type1": TCMType1, "type2": TCMType2}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ScreenConfig(CrystalSettings):
+    """Settings of one screen (all recorded in run.json), with the inherited CDOSGen settings.
+
+    Attributes:
+        accept: accepted DOS per TCM type (>= 1).
+        proposals: DOSSampler proposal budget per type (>= accept).
+        dos_steps: DOSSampler denoising steps (>= 1; the paper preset is 128).
+        uncond: unconditional crystals for the baseline (default: as many as the pipeline makes).
+        dos_batch: DOSSampler proposals per jitted batch.
+        seed: the run seed.
+        devices: devices for the DOSSampler (None: all).
+    """
+
+    accept: int = 4
+    proposals: int = 512
+    dos_steps: int = 16
+    uncond: int | None = None
+    dos_batch: int = 128
+    seed: int = 0
+    devices: int | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("accept", "dos_batch", "dos_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
+        if self.proposals < self.accept:
+            raise ValueError(f"proposals: expected >= accept ({self.accept}), got {self.proposals}")
+        if self.uncond is not None and self.uncond < 1:
+            raise ValueError(f"uncond: expected >= 1, got {self.uncond}")
+        if self.devices is not None and self.devices < 1:
+            raise ValueError(f"devices: expected >= 1, got {self.devices}")
+
+
+def _pct(rate: stats.Estimate) -> str:
+    return stats.fmt(rate, percent=True)
+
+
+def _lift(hits: np.ndarray, base: np.ndarray) -> stats.Estimate:
+    """Yield of `hits` over the unconditional yield `base`, with its log-ratio interval (two
+    independent binomials; `stats.ratio_of_rates`): inf with a finite lower end when the baseline
+    has no hit, n/a when neither has one."""
+    return stats.rate_ratio(hits.sum(), hits.size, base.sum(), base.size)
+
+
+def _fmt_lift(lift: stats.Estimate) -> str:
+    return stats.fmt(lift, digits=2, unit="x")
+
+
+def run(cfg: ScreenConfig, out, *, resume: bool = False, force: bool = False) -> dict:
+    """Run the screen into `out`; returns the summary dict (also written as summary.json)."""
+    rd = RunDir(out, dataclasses.asdict(cfg), resume=resume, force=force)
+    summary: dict = {"types": {}}
+    stages = {}
+    for i, (name, kind) in enumerate(TYPES.items()):
+        t0 = time.perf_counter()
+        folder = rd.path / f"dos_{name}"
+        acc = sample_dos(
+            Targets(filters=(kind(),)),
+            accept=cfg.accept,
+            proposals=cfg.proposals,
+            seed=cfg.seed + i,
+            out=folder,
+            resume=folder.exists(),
+            devices=cfg.devices,
+            batch_size=cfg.dos_batch,
+            sampling_config=SamplingConfig(steps=cfg.dos_steps),
+        )
+        dos_seconds = time.perf_counter() - t0
+        summary["types"][name] = {
+            "accepted": len(acc),
+            "proposals": int(acc.proposals),
+            "acceptance_rate": acc.acceptance_rate,
+            "dos_seconds_this_session": dos_seconds,
+        }
+        if len(acc) == 0:
+            continue
+        stages[name] = crystal_stage(
+            rd, f"crystals_{name}", dos=acc.dos, cfg=cfg, seed=cfg.seed + 100 * (i + 1)
+        )
+        stages[name]["conditioning"] = acc.dos
+    n_cond = sum(len(s["num_atoms"]) for s in stages.values())
+    n_uncond = cfg.uncond or max(n_cond, cfg.crystal_batch)
+    stages["uncond"] = crystal_stage(rd, "crystals_uncond", n=n_uncond, cfg=cfg, seed=cfg.seed)
+
+    base = stages["uncond"]
+    n_base = len(base["valid"])
+    base_yield = {k: float(base[k].mean()) for k in ("is_tcm", "type1", "type2")}
+    base_rate = {k: stats.rate(base[k].sum(), n_base) for k in base_yield}
+    header = ["generation", "DOS accepted", "crystals", "valid", "TCM yield", "lift"]
+    header += ["type-correct yield", "lift"]
+    rows = [
+        [
+            "unconditional CDOSGen",
+            "-",
+            n_base,
+            _pct(stats.rate(base["valid"].sum(), n_base)),
+            _pct(base_rate["is_tcm"]),
+            "1.0x",
+            f"T1 {_pct(base_rate['type1'])} / T2 {_pct(base_rate['type2'])}",
+            "1.0x",
+        ]
+    ]
+    for name in TYPES:
+        t = summary["types"][name]
+        accepted = stats.rate(t["accepted"], t["proposals"])
+        t["acceptance_rate_ci"] = accepted.ci()
+        if name not in stages:  # no DOS passed the criteria within the budget: nothing to generate
+            rows.append([f"DOS-intermediated {name}", _pct(accepted), 0, *["n/a"] * 5])
+            continue
+        s = stages[name]
+        n = len(s["valid"])
+        y, yt = stats.rate(s["is_tcm"].sum(), n), stats.rate(s[name].sum(), n)
+        lift, lift_t = _lift(s["is_tcm"], base["is_tcm"]), _lift(s[name], base[name])
+        rows.append(
+            [
+                f"DOS-intermediated {name}",
+                _pct(accepted),
+                n,
+                _pct(stats.rate(s["valid"].sum(), n)),
+                _pct(y),
+                _fmt_lift(lift),
+                _pct(yt),
+                _fmt_lift(lift_t),
+            ]
+        )
+        unique, novel = unique_novel(s)
+        t.update(
+            crystals=n,
+            tcm_yield=float(s["is_tcm"].mean()),
+            tcm_yield_ci=y.ci(),
+            tcm_lift=lift.value,
+            tcm_lift_ci=lift.ci(),
+            type_correct_yield=float(s[name].mean()),
+            type_correct_yield_ci=yt.ci(),
+            type_correct_lift=lift_t.value,
+            type_correct_lift_ci=lift_t.ci(),
+            crystals_per_second=s["crystals_per_second"],
+            unique=s["unique"],
+            unique_ci=unique.ci(),
+            novel=s["novel"],
+            novel_ci=novel.ci(),
+        )
+        if rd.main:
+            write_structures(rd.path / f"structures_{name}", s, s[name])
+            plot_dos_pairs(rd.path / f"tcm_{name}.png", s, s[name], title=f"TCM {name} hits")
+    unique, novel = unique_novel(base)
+    summary["uncond"] = {
+        "crystals": n_base,
+        **base_yield,
+        **{f"{k}_ci": r.ci() for k, r in base_rate.items()},
+        "unique": base["unique"],
+        "unique_ci": unique.ci(),
+        "novel": base["novel"],
+        "novel_ci": novel.ci(),
+    }
+    table = rd.write_table("table4", header, rows)
+    rd.write_json("summary.json", summary)
+    rd.barrier("tcm_screen-written")  # no process leaves before process 0 has written
+    return {"table": table, **summary}
