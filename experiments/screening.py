@@ -19,7 +19,6 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from experiments.rundir import RunDir  # noqa: E402
-from jaxdos.crystal.io import write_extxyz  # noqa: E402
 from jaxdos.data.world import load_world  # noqa: E402
 from jaxdos.kernels import stats  # noqa: E402
 from jaxdos.kernels.grid import bin_centres  # noqa: E402
@@ -35,13 +34,8 @@ from jaxdos.pipeline.crystals import (  # noqa: E402
     DEFAULT_STEPS,
     generate_crystals,
 )
-from jaxdos.pipeline.score import (  # noqa: E402
-    Crystals,
-    from_records,
-    score,
-    to_structures,
-    uniqueness_novelty,
-)
+from jaxdos.pipeline.score import score, uniqueness_novelty  # noqa: E402
+from jaxdos.structures import Crystals, to_structures, write_cif, write_extxyz  # noqa: E402
 
 __all__ = [
     "CrystalSettings",
@@ -92,7 +86,7 @@ class CrystalSettings:
 @functools.lru_cache(maxsize=1)
 def training_structures():
     """The world's training split as Structures (the novelty reference)."""
-    return to_structures(from_records(load_world("train")))
+    return to_structures(load_world("train").crystals)
 
 
 def crystal_stage(
@@ -160,7 +154,8 @@ def crystal_stage(
         out["unique"] = out["novel"] = float("nan")
         return out
     crystals = Crystals(*(out[f] for f in _CRYSTAL_FIELDS))
-    generated = [s for s, ok in zip(to_structures(crystals), out["valid"], strict=True) if ok]
+    # Only valid crystals: to_structures rejects the singular cells some generated ones have.
+    generated = to_structures(crystals.take(np.asarray(out["valid"], bool)))
     out["unique"], out["novel"] = uniqueness_novelty(generated, training_structures())
     return out
 
@@ -174,7 +169,7 @@ def write_structures(folder: Path, stage: dict, select: np.ndarray, limit: int =
     crystals = Crystals(*(stage[f][idx] for f in _CRYSTAL_FIELDS))
     structures = to_structures(crystals)
     for j, s in zip(idx, structures, strict=True):
-        s.to(filename=str(folder / f"crystal_{j:05d}.cif"))
+        write_cif(s, folder / f"crystal_{j:05d}.cif")
     write_extxyz(structures, folder / "crystals.extxyz")
 
 

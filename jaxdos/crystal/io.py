@@ -1,9 +1,9 @@
-"""Generated crystals -> pymatgen `Structure`s, CIF and extxyz files, plus a JSON record of how they
-were made (the conditioning DOS, guidance, sampler settings).
+"""Generated crystals -> CIF and extxyz files, plus a JSON record of how they were made (the
+conditioning DOS, guidance, sampler settings).
 
-Like MatterGen's output conversion, the lattice is rebuilt from its parameters (lengths and angles
-of the symmetric sampled matrix), which fixes pymatgen's standard orientation; fractional
-coordinates are unchanged by that rotation.
+Structures and files come from `jaxdos.structures` (`unpack`, `to_structures`, `write_cif`,
+`write_extxyz`), the same conversion and writers the pipeline uses, so the sampled lattice matrix
+is written as it is (extxyz keeps it; a CIF holds its cell parameters).
 """
 
 import dataclasses
@@ -11,72 +11,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-from pymatgen.core import Element, Lattice, Structure
-from pymatgen.io.cif import CifWriter
 
-from jaxdos.crystal.batch import MAX_Z, CrystalBatch
+from jaxdos.structures import to_structures, unpack, write_cif, write_extxyz
 
-__all__ = ["lattice_params", "to_structures", "write_extxyz", "write_outputs"]
-
-
-def lattice_params(lattice) -> tuple[np.ndarray, np.ndarray]:
-    """Lengths `[G, 3]` (A) and angles alpha, beta, gamma `[G, 3]` (deg) of lattices `[G, 3, 3]`
-    (rows are vectors)."""
-    lat = np.asarray(lattice, np.float64)
-    lengths = np.linalg.norm(lat, axis=-1)
-    pairs = ((1, 2), (0, 2), (0, 1))
-    cosines = [
-        np.sum(lat[:, i] * lat[:, j], -1) / (lengths[:, i] * lengths[:, j]) for i, j in pairs
-    ]
-    angles = np.degrees(np.arccos(np.clip(np.stack(cosines, -1), -1.0, 1.0)))
-    return lengths, angles
-
-
-def to_structures(batch: CrystalBatch) -> list[Structure]:
-    """One `Structure` per real graph of a (numpy) padded batch.
-
-    Raises:
-        ValueError: naming `atomic_numbers`, if a real atom is not an element Z in 1..100 (e.g.
-            the mask 101 left by an unfinished trajectory), or `lattice` if degenerate / non-finite.
-    """
-    z = np.asarray(batch.atomic_numbers)
-    nm = np.asarray(batch.node_mask, bool)
-    gm = np.asarray(batch.graph_mask, bool)
-    b = np.asarray(batch.batch)
-    frac = np.asarray(batch.frac_coords, np.float64)
-    bad = nm & ((z < 1) | (z > MAX_Z))
-    if np.any(bad):
-        raise ValueError(
-            f"atomic_numbers: expected elements Z in 1..{MAX_Z}, got {np.unique(z[bad])}"
-        )
-    lat = np.asarray(batch.lattice, np.float64)
-    if not np.all(np.isfinite(lat[gm])) or np.any(np.abs(np.linalg.det(lat[gm])) < 1e-6):
-        raise ValueError("lattice: expected finite, non-singular lattices for every real crystal")
-    lengths, angles = lattice_params(lat)
-    out = []
-    for g in np.flatnonzero(gm):
-        sel = nm & (b == g)
-        cell = Lattice.from_parameters(*lengths[g], *angles[g])
-        species = [Element.from_Z(int(v)) for v in z[sel]]
-        out.append(Structure(cell, species, np.mod(frac[sel], 1.0)))
-    return out
-
-
-def write_extxyz(structures: list[Structure], path: Path) -> None:
-    """All structures in one extended-XYZ file (Cartesian positions, periodic lattice)."""
-    lines = []
-    for s in structures:
-        m = s.lattice.matrix
-        lat = " ".join(f"{v:.8f}" for v in m.reshape(-1))
-        lines.append(str(len(s)))
-        lines.append(
-            f'Lattice="{lat}" Properties=species:S:1:pos:R:3 pbc="T T T" '
-            f'formula="{s.composition.reduced_formula}"'
-        )
-        for site in s:
-            x, y, zc = site.coords
-            lines.append(f"{site.specie.symbol} {x:.8f} {y:.8f} {zc:.8f}")
-    Path(path).write_text("\n".join(lines) + "\n")
+__all__ = ["write_outputs"]
 
 
 def _jsonable(x):
@@ -106,11 +44,11 @@ def write_outputs(generated, outdir, *, prefix: str = "gen", extra: dict | None 
     """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    structures = to_structures(generated.batch)
+    structures = to_structures(unpack(generated.batch, max_atoms=None))
     cifs = []
     for i, s in enumerate(structures):
         p = outdir / f"{prefix}_{i:04d}.cif"
-        CifWriter(s).write_file(str(p))
+        write_cif(s, p)
         cifs.append(str(p))
     xyz = outdir / f"{prefix}.extxyz"
     write_extxyz(structures, xyz)

@@ -13,7 +13,7 @@ from jaxdos.pipeline.crystals import (
     load_crystal_model,
 )
 from jaxdos.pipeline.dos import AcceptedDOS, sample_dos
-from jaxdos.pipeline.score import Crystals, Scores, score, uniqueness_novelty
+from jaxdos.pipeline.score import Scores, score, uniqueness_novelty
 
 __all__ = [
     "sample_dos",
@@ -23,7 +23,6 @@ __all__ = [
     "default_crystal_model",
     "load_crystal_model",
     "score",
-    "Crystals",
     "Scores",
     "uniqueness_novelty",
 ]

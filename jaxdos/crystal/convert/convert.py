@@ -18,7 +18,6 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import traverse_util
 
-from jaxdos.crystal.batch import CrystalBatch
 from jaxdos.crystal.convert.config import TranslatedConfig, translate_config
 from jaxdos.crystal.convert.name_map import apply_hook, match
 from jaxdos.crystal.convert.reading import Checkpoint, ConversionError, read_model_dir
@@ -30,6 +29,7 @@ from jaxdos.crystal.diffusion.wrapped_normal import WrappedNormalConfig
 from jaxdos.crystal.gemnet import GemNetConfig, ScalarProperty, scale_paths
 from jaxdos.crystal.gemnet.basis import noise_level_div_term
 from jaxdos.crystal.graph import GraphConfig
+from jaxdos.structures import CrystalBatch
 
 __all__ = [
     "ConversionReport",
