@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 from experiments import benchio
-from jaxdos.data.families import generate_crystal, to_arrays
+from jaxdos.data.families import generate_crystal, to_crystals
 from jaxdos.kernels.oracle import ORACLE_VERSION, oracle_dos
 
 
@@ -24,7 +24,7 @@ def run(n: int, n_ref: int, seed: int) -> dict:
     from oracle_reference import reference_dos
 
     crystals = [generate_crystal(seed, i) for i in range(n)]
-    z, frac, lat, num = to_arrays(crystals)
+    z, frac, lat, num = to_crystals(crystals)
     t0 = time.perf_counter()
     oracle_dos(z, frac, lat, num)
     first = time.perf_counter() - t0

@@ -1,23 +1,16 @@
 """CDOSGen: MatterGen-style crystal diffusion (GemNet-T) with DOS adapters.
 
-batch.py       CrystalBatch / DosCondition / ScoreOutput contracts
+batch.py       DosCondition / ScoreOutput contracts (crystals: jaxdos.structures.CrystalBatch)
 graph.py       periodic radius graph + triplets with static budgets
 gemnet/        the GemNet-T score network; denoiser.py wraps it (time encoding, heads)
 conditioning.py  DOS embedding (eq. 2) and adapters (eqs. 3-4)
 diffusion/     D3PM types, wrapped-normal coordinates, VP lattice, losses, PC sampler, CFG
 generate.py / score.py   host-side sampling entry points (budget regrowth on overflow)
 train.py / fit.py        training steps and loop; checkpoint.py CDOSGenModel + the embedded default
-io.py          Structures and extxyz text (files: jaxdos.pipeline.writers); convert/ MatterGen
+convert/       MatterGen checkpoints
 """
 
-from jaxdos.crystal.batch import (
-    MASK_Z,
-    MAX_Z,
-    NUM_TYPE_CLASSES,
-    CrystalBatch,
-    DosCondition,
-    ScoreOutput,
-)
+from jaxdos.crystal.batch import MASK_Z, NUM_TYPE_CLASSES, DosCondition, ScoreOutput
 from jaxdos.crystal.checkpoint import CDOSGenModel, load_default
 from jaxdos.crystal.denoiser import GemNetTDenoiser
 from jaxdos.crystal.diffusion.guidance import ClassifierFree, NoGuidance
@@ -28,11 +21,9 @@ from jaxdos.crystal.score import generate_with_model
 
 __all__ = [
     "CDOSGenModel",
-    "CrystalBatch",
     "DosCondition",
     "ScoreOutput",
     "MASK_Z",
-    "MAX_Z",
     "NUM_TYPE_CLASSES",
     "GemNetConfig",
     "GemNetTDenoiser",

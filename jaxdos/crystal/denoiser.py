@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdos.crystal.batch import MASK_Z, CrystalBatch, DosCondition, ScoreOutput
+from jaxdos.crystal.batch import MASK_Z, DosCondition, ScoreOutput
 from jaxdos.crystal.conditioning import DosEmbedding, ScalarCondition, scalar_property_embedding
 from jaxdos.crystal.diffusion import wrapped_normal
 from jaxdos.crystal.gemnet.basis import noise_level_encoding
@@ -35,6 +35,7 @@ from jaxdos.crystal.gemnet.config import GemNetConfig
 from jaxdos.crystal.gemnet.layers import TorchLinear
 from jaxdos.crystal.gemnet.model import GemNetT
 from jaxdos.crystal.graph import PeriodicGraph, build_graph, grow_budgets
+from jaxdos.structures import CrystalBatch
 from jaxdos.typing import PyTree
 
 __all__ = [
@@ -42,22 +43,7 @@ __all__ = [
     "GemNetConfig",
     "check_inputs",
     "apply_checked",
-    "SELECTED_ATOMIC_NUMBERS",
-    "mask_disallowed_elements",
 ]
-
-# MatterGen's sampling-time element whitelist: Z = 1..83 minus He Ne Ar Kr Tc Xe Pm (spec 1.3).
-SELECTED_ATOMIC_NUMBERS = tuple(z for z in range(1, 84) if z not in (2, 10, 18, 36, 43, 54, 61))
-
-
-def mask_disallowed_elements(type_logits: jax.Array) -> jax.Array:
-    """Add -1e10 to every class outside SELECTED_ATOMIC_NUMBERS, mask class included `[N, 101]`.
-
-    MatterGen applies this only in eval mode (sampling), never in training (spec 8.6).
-    """
-    allowed = np.zeros(type_logits.shape[-1], bool)
-    allowed[np.array(SELECTED_ATOMIC_NUMBERS) - 1] = True
-    return type_logits + jnp.where(jnp.asarray(allowed), 0.0, -1e10)
 
 
 class GemNetTDenoiser(nn.Module):

@@ -13,11 +13,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdos.crystal.batch import CrystalBatch, ScoreOutput
+from jaxdos.crystal.batch import ScoreOutput
 from jaxdos.crystal.diffusion import lattice, wrapped_normal
 from jaxdos.crystal.diffusion.corruption import DiffusionConfig
 from jaxdos.crystal.diffusion.losses import ScoreFn, ScoreWithDiagnostics, split_diagnostics
 from jaxdos.crystal.diffusion.num_atoms import prior_batch
+from jaxdos.structures import CrystalBatch, pack
 
 __all__ = ["FIELDS", "targets_from_records", "exact_score", "swap_fields", "regenerated"]
 
@@ -27,19 +28,12 @@ _TYPE_LOGIT = 20.0  # one-hot logits: softmax puts all but ~1e-8 of the mass on 
 
 
 def targets_from_records(records) -> CrystalBatch:
-    """Padded records (`atomic_numbers [M, A]`, `frac_coords [M, A, 3]`, `lattice [M, 3, 3]`,
-    `num_atoms [M]`, e.g. `jaxdos.data.records.Records`) in the sampler's `prior_batch` layout,
-    lattices polar-symmetrised as in training."""
-    n = np.asarray(records.num_atoms)
-    layout = prior_batch(n)
-    frac = np.zeros((layout.num_nodes, 3), np.float32)
-    z = np.zeros(layout.num_nodes, np.int32)
-    start = np.concatenate([[0], np.cumsum(n)])
-    for g, k in enumerate(n):
-        frac[start[g] : start[g] + k] = records.frac_coords[g, :k]
-        z[start[g] : start[g] + k] = records.atomic_numbers[g, :k]
-    lat = np.asarray(lattice.polar_symmetrize(jnp.asarray(records.lattice)), np.float32)
-    return layout._replace(atomic_numbers=z, frac_coords=frac, lattice=lat)
+    """`jaxdos.data.records.Records` packed in the sampler's `prior_batch` layout (same atom
+    slots), lattices polar-symmetrised as in training."""
+    layout = prior_batch(np.asarray(records.num_atoms))
+    batch = pack(records.crystals, num_nodes=layout.num_nodes, num_graphs=layout.num_graphs)
+    lat = np.asarray(lattice.polar_symmetrize(jnp.asarray(batch.lattice)), np.float32)
+    return batch._replace(lattice=lat)
 
 
 def exact_score(
@@ -93,9 +87,9 @@ def regenerated(generated: CrystalBatch, targets: CrystalBatch) -> tuple[int, in
     tie each sample to its target; with network types only "any" is a fair count."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
-    from jaxdos.crystal.io import to_structures
+    from jaxdos.structures import to_structures, unpack
 
     sm = StructureMatcher()
-    gen, ref = to_structures(generated), to_structures(targets)
+    gen, ref = (to_structures(unpack(b, max_atoms=None)) for b in (generated, targets))
     own = sum(sm.fit(a, b) for a, b in zip(gen, ref, strict=True))
     return int(own), int(sum(any(sm.fit(a, b) for b in ref) for a in gen))

@@ -10,7 +10,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from jaxdos.crystal.batch import CrystalBatch, DosCondition
+from jaxdos.crystal.batch import DosCondition
 from jaxdos.crystal.diffusion.guidance import ClassifierFree, NoGuidance
 from jaxdos.crystal.diffusion.losses import ScoreFn
 from jaxdos.crystal.diffusion.num_atoms import (
@@ -21,6 +21,7 @@ from jaxdos.crystal.diffusion.num_atoms import (
 )
 from jaxdos.crystal.diffusion.sampler import SamplerConfig, init_state, make_sampler
 from jaxdos.kernels.grid import check_dos
+from jaxdos.structures import CrystalBatch
 from jaxdos.typing import PRNGKey, PyTree
 
 __all__ = ["Generated", "check_condition_dos", "generate"]

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdos.crystal.batch import CrystalBatch
+from jaxdos.structures import CrystalBatch
 from jaxdos.typing import Array
 
 __all__ = [

@@ -18,10 +18,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxdos.crystal.batch import CrystalBatch, DosCondition
+from jaxdos.crystal.batch import DosCondition
 from jaxdos.crystal.diffusion.corruption import DiffusionConfig
 from jaxdos.crystal.diffusion.lattice import polar_symmetrize
 from jaxdos.crystal.diffusion.losses import LossWeights, ScoreFn, diffusion_loss
+from jaxdos.structures import CrystalBatch
 from jaxdos.typing import Array, PRNGKey, PyTree
 
 __all__ = [
@@ -134,7 +135,7 @@ class TrainBatch(NamedTuple):
     @classmethod
     def from_pipeline(cls, b) -> "TrainBatch":
         """From a `jaxdos.data.pipelines.CrystalGraphBatch` (or anything with those fields)."""
-        return cls(CrystalBatch(*(getattr(b, f) for f in CrystalBatch._fields)), b.dos)
+        return cls(CrystalBatch(*b.crystal), b.dos)
 
 
 def param_labels(params: PyTree) -> PyTree:

@@ -9,17 +9,15 @@ from jaxdos.data.budgets import (
 )
 from jaxdos.data.mp import MP_ORACLE_VERSION, LoadReport, load_mp_dir, parse_mp_file
 from jaxdos.data.pipelines import (
-    CRYSTAL_BATCH_FIELDS,
     CrystalGraphBatch,
     DosBatch,
     crystal_batches,
     dos_batches,
 )
-from jaxdos.data.records import MAX_ATOMS, Records, load_records, save_records
+from jaxdos.data.records import Records, load_records, save_records
 from jaxdos.data.world import load_world
 
 __all__ = [
-    "MAX_ATOMS",
     "Records",
     "load_records",
     "save_records",
@@ -32,7 +30,6 @@ __all__ = [
     "neighbour_counts",
     "neighbour_stats",
     "NeighbourStats",
-    "CRYSTAL_BATCH_FIELDS",
     "CrystalGraphBatch",
     "DosBatch",
     "crystal_batches",

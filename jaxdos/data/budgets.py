@@ -25,7 +25,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jaxdos.data.records import MAX_ATOMS, Records
+from jaxdos.data.records import Records
+from jaxdos.structures import MAX_ATOMS
 
 __all__ = [
     "CrystalBudgets",

@@ -6,6 +6,10 @@ independently and the result never depends on chunking. A family picks a templat
 charge-balanced or metallic decoration; then the cell is strained, optionally expanded into a
 supercell with an isovalent alloy or a donor substitution (the donor-doped oxides are the seeds of
 TCM-like "degenerate semiconductor" spectra), and rattled.
+
+`Crystal` is the generator's own symbolic record (element symbols and a family tag, the
+provenance the world files keep in their header); `to_crystals` turns a list of them into the
+shared padded layout `jaxdos.structures.Crystals` through the one pymatgen conversion.
 """
 
 from typing import NamedTuple
@@ -14,8 +18,9 @@ import numpy as np
 
 from jaxdos.data import chemistry as ch
 from jaxdos.data.prototypes import build, template
+from jaxdos.structures import MAX_ATOMS, Crystals, from_structures
 
-__all__ = ["FAMILY_WEIGHTS", "Crystal", "generate_crystal", "to_arrays"]
+__all__ = ["FAMILY_WEIGHTS", "Crystal", "generate_crystal", "to_crystals"]
 
 
 class Crystal(NamedTuple):
@@ -300,7 +305,7 @@ def _substitute(rng, symbols, charges, species, donor: bool, family_is_metallic:
     return out
 
 
-def generate_crystal(seed: int, index: int, max_atoms: int = 20) -> Crystal:
+def generate_crystal(seed: int, index: int, max_atoms: int = MAX_ATOMS) -> Crystal:
     """The `index`-th crystal of the world with this seed (deterministic, order-independent)."""
     rng = np.random.default_rng([seed, index])
     names = list(_FAMILIES)
@@ -350,21 +355,6 @@ def _min_distance(lattice, frac):
     return float(d.min())
 
 
-def to_arrays(crystals: list[Crystal], max_atoms: int = 20):
-    """Padded arrays: (atomic_numbers `[M, A]`, frac `[M, A, 3]`, lattice `[M, 3, 3]`, n `[M]`)."""
-    from pymatgen.core import Element
-
-    m = len(crystals)
-    z = np.zeros((m, max_atoms), np.int32)
-    frac = np.zeros((m, max_atoms, 3), np.float32)
-    lat = np.zeros((m, 3, 3), np.float32)
-    n = np.zeros((m,), np.int32)
-    for i, c in enumerate(crystals):
-        k = len(c.symbols)
-        if k > max_atoms:
-            raise ValueError(f"crystals[{i}]: {k} atoms > max_atoms {max_atoms}")
-        z[i, :k] = [Element(s).Z for s in c.symbols]
-        frac[i, :k] = c.frac
-        lat[i] = c.lattice
-        n[i] = k
-    return z, frac, lat, n
+def to_crystals(crystals: list[Crystal], max_atoms: int = MAX_ATOMS) -> Crystals:
+    """The padded layout of generated crystals (raises if one has more than `max_atoms` atoms)."""
+    return from_structures([c.to_structure() for c in crystals], max_atoms)

@@ -29,10 +29,11 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxdos.data.records import MAX_ATOMS, Records
+from jaxdos.data.records import Records
 from jaxdos.kernels.grid import N_BINS, resample_dos
 from jaxdos.kernels.properties import all_properties
 from jaxdos.kernels.tokenizer import scale_of
+from jaxdos.structures import MAX_ATOMS, Crystals, from_structures, is_allowed
 
 try:  # JSON decoding dominates a load (CompleteDos files carry every projected DOS); orjson is ~3x
     import orjson
@@ -43,8 +44,6 @@ except ImportError:  # pragma: no cover - optional speed-up
 
 __all__ = [
     "MP_ORACLE_VERSION",
-    "EXCLUDED_Z",
-    "MAX_Z_ALLOWED",
     "SKIP_REASONS",
     "MPEntry",
     "LoadReport",
@@ -54,8 +53,6 @@ __all__ = [
 ]
 
 MP_ORACLE_VERSION = "mp"
-EXCLUDED_Z = frozenset({43, 61})  # Tc, Pm: no stable isotopes (Table 6)
-MAX_Z_ALLOWED = 83  # Bi; Z >= 84 is excluded (Table 6)
 
 # Every skipped file gets exactly one of these (the first check it fails, in this order).
 SKIP_REASONS = (
@@ -68,7 +65,7 @@ SKIP_REASONS = (
     "missing_structure",  # plain Dos without a readable paired structure
     "disordered_structure",  # partial occupancies cannot be written as atoms
     "too_many_atoms",  # more than 20 sites (Table 6)
-    "excluded_element",  # Tc, Pm or Z >= 84 (Table 6)
+    "excluded_element",  # outside `jaxdos.structures.ALLOWED_Z`: Tc, Pm or Z >= 84 (Table 6)
     "unexpected_error",  # anything else raised while parsing (reported, never fatal)
 )
 _DOS_CLASSES = ("Dos", "CompleteDos", "LobsterCompleteDos")
@@ -88,17 +85,13 @@ class MPEntry:
 
     Fields:
         id: identifier (file stem, e.g. "mp-149").
-        atomic_numbers: `[n]` int32.
-        frac_coords: `[n, 3]` float64 in [0, 1).
-        lattice: `[3, 3]` float64, rows are lattice vectors (Angstrom).
+        crystal: the structure as one row of `jaxdos.structures.Crystals` (padded to MAX_ATOMS).
         dos: `[L]` float64 states / eV / atom on the Fermi-centred grid.
         efermi: absolute Fermi level (eV).
     """
 
     id: str
-    atomic_numbers: np.ndarray
-    frac_coords: np.ndarray
-    lattice: np.ndarray
+    crystal: Crystals
     dos: np.ndarray
     efermi: float
 
@@ -211,25 +204,19 @@ def _load_structure(d, dos_path: Path, structure_dir: Path | None):
     raise _Skip("missing_structure", f"no {sid}.structure.json or {sid}.cif in {folder}")
 
 
-def _structure_arrays(structure) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _structure_z(structure) -> np.ndarray:
+    """Z per site, for the Table-6 flags (dummy species, which have no element, count as 0)."""
     if not structure.is_ordered:
         raise _Skip("disordered_structure", "structure has partial occupancies")
     if len(structure) == 0:
         raise _Skip("missing_structure", "structure has no sites")
-    # Dummy species have no element (pymatgen gives them a hash-like Z): record them as 0.
     zs = [getattr(site.specie, "Z", 0) for site in structure]
-    z = np.array([zi if isinstance(zi, int) and 1 <= zi <= 118 else 0 for zi in zs], np.int32)
-    frac = np.mod(np.asarray(structure.frac_coords, dtype=np.float64), 1.0)
-    frac = np.where(frac >= 1.0, 0.0, frac)  # mod can round up to exactly 1.0
-    return z, frac, np.asarray(structure.lattice.matrix, dtype=np.float64)
+    return np.array([zi if isinstance(zi, int) and 1 <= zi <= 118 else 0 for zi in zs], np.int32)
 
 
 def _filters(z: np.ndarray) -> tuple[bool, bool]:
-    atoms_ok = z.size <= MAX_ATOMS
-    # Z < 1 are dummy species (pymatgen's "X"): not atoms, and 0 would read as padding.
-    allowed = (z >= 1) & (z <= MAX_Z_ALLOWED) & ~np.isin(z, list(EXCLUDED_Z))
-    elements_ok = bool(np.all(allowed))
-    return atoms_ok, elements_ok
+    # Z < 1 are dummy species (pymatgen's "X"): not atoms, and never allowed.
+    return z.size <= MAX_ATOMS, bool(np.all(is_allowed(z)))
 
 
 def parse_mp_file(path, *, structure_dir=None) -> tuple[MPEntry | None, dict]:
@@ -264,7 +251,7 @@ def parse_mp_file(path, *, structure_dir=None) -> tuple[MPEntry | None, dict]:
                 info["dos_ok"] = False
                 reason = _Skip("zero_dos_in_window", f"no states within 10 eV of E_F={efermi}")
         structure = _load_structure(d, path, None if structure_dir is None else Path(structure_dir))
-        z, frac, lattice = _structure_arrays(structure)
+        z = _structure_z(structure)
         info["atoms_ok"], info["elements_ok"] = _filters(z)
         if reason is not None:
             raise reason
@@ -280,9 +267,7 @@ def parse_mp_file(path, *, structure_dir=None) -> tuple[MPEntry | None, dict]:
         return None, info
     entry = MPEntry(
         id=_file_id(path),
-        atomic_numbers=z,
-        frac_coords=frac,
-        lattice=lattice,
+        crystal=from_structures([structure]),
         dos=dos / z.size,  # per-atom normalisation (Appendix A)
         efermi=efermi,
     )
@@ -290,22 +275,21 @@ def parse_mp_file(path, *, structure_dir=None) -> tuple[MPEntry | None, dict]:
 
 
 def records_from_entries(entries: list[MPEntry]) -> Records:
-    """Pad accepted entries to MAX_ATOMS and derive K and the three properties (float32)."""
+    """Stack accepted entries and derive K and the three properties (float32)."""
     m = len(entries)
-    z = np.zeros((m, MAX_ATOMS), np.int32)
-    frac = np.zeros((m, MAX_ATOMS, 3), np.float32)
-    for i, entry in enumerate(entries):
-        n = entry.atomic_numbers.size
-        z[i, :n] = entry.atomic_numbers
-        frac[i, :n] = entry.frac_coords
-    frac[frac >= 1.0] = 0.0  # float64 values just below 1 round up to 1.0 in float32
+    if m:
+        crystals = Crystals(
+            *(np.concatenate(f) for f in zip(*(e.crystal for e in entries), strict=True))
+        )
+    else:
+        crystals = from_structures([])
     dos = np.asarray([e.dos for e in entries], np.float32).reshape(m, N_BINS)
     props = jax.jit(all_properties)(jnp.asarray(dos))  # one compile, not one per primitive
     return Records(
-        atomic_numbers=z,
-        frac_coords=frac,
-        lattice=np.asarray([e.lattice for e in entries], np.float32).reshape(m, 3, 3),
-        num_atoms=np.asarray([e.atomic_numbers.size for e in entries], np.int32).reshape(m),
+        atomic_numbers=crystals.atomic_numbers,
+        frac_coords=crystals.frac_coords,
+        lattice=crystals.lattice,
+        num_atoms=crystals.num_atoms,
         dos=dos,
         efermi=np.asarray([e.efermi for e in entries], np.float32).reshape(m),
         scale=np.asarray(scale_of(jnp.asarray(dos)), np.float32),

@@ -25,29 +25,17 @@ from jaxdos.data.records import Records
 from jaxdos.kernels.grid import N_BINS
 from jaxdos.kernels.properties import PROPERTY_NAMES
 from jaxdos.kernels.tokenizer import encode
+from jaxdos.structures import CrystalBatch, pack
 
 __all__ = [
     "DosBatch",
     "CrystalGraphBatch",
-    "CRYSTAL_BATCH_FIELDS",
     "epoch_order",
     "encode_records",
     "dos_batches",
     "pack_greedy",
     "crystal_batches",
 ]
-
-# The field names, order and dtypes of `jaxdos.crystal.batch.CrystalBatch`, reproduced here because
-# data may not import the sibling crystal package; tests/data/test_pipelines.py checks they match.
-CRYSTAL_BATCH_FIELDS = (
-    "atomic_numbers",
-    "frac_coords",
-    "lattice",
-    "num_atoms",
-    "batch",
-    "node_mask",
-    "graph_mask",
-)
 
 
 class DosBatch(NamedTuple):
@@ -70,34 +58,19 @@ class DosBatch(NamedTuple):
 
 
 class CrystalGraphBatch(NamedTuple):
-    """G graph slots / N atom slots for CDOSGen (numpy); the first seven fields are CrystalBatch's.
+    """G graph slots / N atom slots for CDOSGen (numpy): the crystals and their conditioning.
 
     Fields:
-        atomic_numbers: `[N]` int32, 0 on padding atoms.
-        frac_coords: `[N, 3]` float32 in [0, 1), 0 on padding atoms.
-        lattice: `[G, 3, 3]` float32 (identity on padding graphs, so inverses stay finite).
-        num_atoms: `[G]` int32, 0 on padding graphs.
-        batch: `[N]` int32 graph slot of each atom; padding atoms point at slot G - 1, which is
-            always a padding graph.
-        node_mask: `[N]` bool.
-        graph_mask: `[G]` bool.
+        crystal: `jaxdos.structures.CrystalBatch` (`pack` of the batch's records): padding atoms
+            point at slot G - 1, which is always a padding graph; padding graphs hold identity
+            lattices.
         dos: `[G, L]` float32 conditioning DOS (states / eV / atom), 0 on padding graphs.
         index: `[G]` int32 record index, -1 on padding graphs.
     """
 
-    atomic_numbers: np.ndarray
-    frac_coords: np.ndarray
-    lattice: np.ndarray
-    num_atoms: np.ndarray
-    batch: np.ndarray
-    node_mask: np.ndarray
-    graph_mask: np.ndarray
+    crystal: CrystalBatch
     dos: np.ndarray
     index: np.ndarray
-
-    def crystal_fields(self) -> dict:
-        """The CrystalBatch fields as a dict: `CrystalBatch(**b.crystal_fields())`."""
-        return {name: getattr(self, name) for name in CRYSTAL_BATCH_FIELDS}
 
 
 def epoch_order(num_records: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
@@ -239,37 +212,13 @@ def pack_greedy(
 
 
 def _crystal_batch(records: Records, idx: np.ndarray, budgets: CrystalBudgets) -> CrystalGraphBatch:
-    n_slots, g_slots = budgets.atoms, budgets.graphs
-    counts = np.asarray(records.num_atoms)[idx].astype(np.int32)
-    total = int(counts.sum())
-    # Atom slot -> (crystal in batch, atom in crystal), atoms of one crystal contiguous.
-    graph_of_atom = np.repeat(np.arange(idx.size), counts)
-    atom_in_graph = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-    z = np.zeros(n_slots, np.int32)
-    frac = np.zeros((n_slots, 3), np.float32)
-    z[:total] = records.atomic_numbers[idx[graph_of_atom], atom_in_graph]
-    frac[:total] = records.frac_coords[idx[graph_of_atom], atom_in_graph]
-    batch = np.full(n_slots, g_slots - 1, np.int32)
-    batch[:total] = graph_of_atom
-    lattice = np.tile(np.eye(3, dtype=np.float32), (g_slots, 1, 1))
-    lattice[: idx.size] = records.lattice[idx]
-    num_atoms = np.zeros(g_slots, np.int32)
-    num_atoms[: idx.size] = counts
+    g_slots = budgets.graphs
     dos = np.zeros((g_slots, N_BINS), np.float32)
     dos[: idx.size] = records.dos[idx]
     index = np.full(g_slots, -1, np.int32)
     index[: idx.size] = idx
-    return CrystalGraphBatch(
-        atomic_numbers=z,
-        frac_coords=frac,
-        lattice=lattice,
-        num_atoms=num_atoms,
-        batch=batch,
-        node_mask=np.arange(n_slots) < total,
-        graph_mask=np.arange(g_slots) < idx.size,
-        dos=dos,
-        index=index,
-    )
+    crystal = pack(records.crystals.take(idx), num_nodes=budgets.atoms, num_graphs=g_slots)
+    return CrystalGraphBatch(crystal=crystal, dos=dos, index=index)
 
 
 class _CrystalDataset(grain.IterDataset):

@@ -1,9 +1,11 @@
 """The record schema shared by the offline world and real (MP-style) data.
 
 A record set is a `Records` of numpy arrays with a leading record axis M; crystals are padded to
-MAX_ATOMS atoms (atomic number 0 marks padding). Saved as one `.npz` with a JSON header holding the
-schema version, the oracle version that produced the DOS (or "mp" for real data) and free metadata.
-Loading a file written by another schema or oracle version fails loudly.
+`jaxdos.structures.MAX_ATOMS` atoms (atomic number 0 marks padding), and `records.crystals` is
+that padded crystal layout (`jaxdos.structures.Crystals`) without copying. Saved as one `.npz`
+with a JSON header holding the schema version, the oracle version that produced the DOS (or "mp"
+for real data) and free metadata. Loading a file written by another schema or oracle version
+fails loudly.
 """
 
 import json
@@ -12,9 +14,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["MAX_ATOMS", "SCHEMA_VERSION", "Records", "save_records", "load_records", "concat"]
+from jaxdos.structures import Crystals
 
-MAX_ATOMS = 20
+__all__ = ["SCHEMA_VERSION", "Records", "save_records", "load_records", "concat"]
+
 SCHEMA_VERSION = 1
 
 
@@ -49,6 +52,11 @@ class Records(NamedTuple):
 
     def __len__(self) -> int:
         return int(self.num_atoms.shape[0])
+
+    @property
+    def crystals(self) -> Crystals:
+        """The crystal fields as the shared padded layout (the same arrays, not copies)."""
+        return Crystals(self.atomic_numbers, self.frac_coords, self.lattice, self.num_atoms)
 
     def take(self, index) -> "Records":
         """A sub-selection by integer index array or slice (copies nothing it need not)."""

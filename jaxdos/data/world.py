@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxdos.data.families import generate_crystal, to_arrays
-from jaxdos.data.records import MAX_ATOMS, Records, load_records
+from jaxdos.data.families import generate_crystal, to_crystals
+from jaxdos.data.records import Records, load_records
 from jaxdos.kernels.oracle import ORACLE_VERSION, oracle_dos
 from jaxdos.kernels.properties import all_properties
+from jaxdos.structures import MAX_ATOMS
 
 __all__ = [
     "WORLD_NAME",
@@ -51,7 +52,7 @@ def generate_records(start: int, stop: int, seed: int = 0) -> tuple[Records, dic
     if not 0 <= start < stop:
         raise ValueError(f"start, stop: expected 0 <= start < stop, got {start}, {stop}")
     crystals = [generate_crystal(seed, i, MAX_ATOMS) for i in range(start, stop)]
-    z, frac, lat, n = to_arrays(crystals, MAX_ATOMS)
+    z, frac, lat, n = to_crystals(crystals, MAX_ATOMS)
     dos, efermi = oracle_dos(z, frac, lat, n)
     props = {k: np.asarray(v, np.float32) for k, v in all_properties(dos).items()}
     records = Records(

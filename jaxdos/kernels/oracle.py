@@ -25,6 +25,7 @@ import numpy as np
 
 from jaxdos.kernels.grid import BIN_WIDTH, E_WINDOW, N_BINS, bin_edges
 from jaxdos.kernels.oracle_params import ETA, HBAR2_OVER_M
+from jaxdos.structures import MAX_ATOMS, from_structures
 
 __all__ = [
     "ORACLE_VERSION",
@@ -78,7 +79,7 @@ class OracleConfig:
         min_distance: atoms closer than this (Angstrom, any periodic image) are rejected.
     """
 
-    max_atoms: int = 20
+    max_atoms: int = MAX_ATOMS
     k_density: float = 20.0
     sigma: float = 0.12
     s_on: float = 1.15
@@ -448,19 +449,4 @@ def oracle_dos(
 def oracle_dos_structures(structures, *, config: OracleConfig | None = None):
     """`oracle_dos` for a list of pymatgen Structures (ordered sites only)."""
     cfg = config or OracleConfig.default()
-    m = len(structures)
-    a = cfg.max_atoms
-    z = np.zeros((m, a), np.int64)
-    frac = np.zeros((m, a, 3))
-    lat = np.zeros((m, 3, 3))
-    n = np.zeros((m,), np.int64)
-    for i, s in enumerate(structures):
-        if not s.is_ordered:
-            raise ValueError(f"structures[{i}]: disordered sites are not supported")
-        if not 1 <= len(s) <= a:
-            raise ValueError(f"structures[{i}]: num_atoms {len(s)} outside [1, {a}]")
-        n[i] = len(s)
-        z[i, : len(s)] = [site.specie.Z for site in s]
-        frac[i, : len(s)] = s.frac_coords
-        lat[i] = s.lattice.matrix
-    return oracle_dos(z, frac, lat, n, config=cfg)
+    return oracle_dos(*from_structures(structures, cfg.max_atoms), config=cfg)

@@ -22,20 +22,17 @@ import warnings
 
 import numpy as np
 
+from jaxdos.structures import ALLOWED_Z
+
 __all__ = [
-    "MAX_Z",
-    "UNSUPPORTED_Z",
     "N_SLOTS",
     "SLOT_L",
     "HBAR2_OVER_M",
     "ETA",
     "ElementTable",
     "element_table",
-    "supported_z",
 ]
 
-MAX_Z = 83  # the paper's Table 6 filter: Z <= 83 ...
-UNSUPPORTED_Z = (43, 61)  # ... except Tc and Pm (no stable isotopes)
 N_SLOTS = 9
 SLOT_L = np.array([0, 1, 1, 1, 2, 2, 2, 2, 2], dtype=np.int32)
 
@@ -74,8 +71,11 @@ HARTREE = 27.211386
 class ElementTable:
     """Per-element arrays indexed by Z (row 0 is padding), all numpy.
 
+    Rows run to max(ALLOWED_Z) = 83; the oracle has parameters for exactly the elements of
+    `jaxdos.structures.ALLOWED_Z` (the paper's Table 6 policy).
+
     Attributes:
-        supported: `[84]` bool.
+        supported: `[84]` bool, `is_allowed` of each row.
         slot_mask: `[84, 9]` bool, which of the 9 orbital slots the element uses.
         onsite: `[84, 9]` float64 on-site energies (eV) per slot.
         valence: `[84]` float64 valence electrons.
@@ -116,7 +116,7 @@ def element_table() -> ElementTable:
     """Build the table once from pymatgen (cached)."""
     from pymatgen.core import Element  # host-side only, imported lazily
 
-    n = MAX_Z + 1
+    n = max(ALLOWED_Z) + 1
     supported = np.zeros(n, bool)
     slot_mask = np.zeros((n, N_SLOTS), bool)
     eps = np.full((n, 3), np.nan)  # s, p, d
@@ -125,9 +125,7 @@ def element_table() -> ElementTable:
     r_d = np.zeros(n)
     chi = np.zeros(n)
     s_or_p, d_like = [], []
-    for z in range(1, n):
-        if z in UNSUPPORTED_Z:
-            continue
+    for z in ALLOWED_Z:
         el = Element.from_Z(z)
         supported[z] = True
         with warnings.catch_warnings():
@@ -174,8 +172,3 @@ def element_table() -> ElementTable:
         bad = np.argwhere(~np.isfinite(onsite))
         raise RuntimeError(f"element table has undefined on-site energies at (Z, slot) {bad}")
     return ElementTable(supported, slot_mask, onsite, valence, radius, r_d, chi)
-
-
-def supported_z() -> np.ndarray:
-    """Atomic numbers the oracle accepts, `[n]` int."""
-    return np.flatnonzero(element_table().supported)

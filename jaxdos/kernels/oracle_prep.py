@@ -11,7 +11,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jaxdos.kernels.oracle_params import MAX_Z, N_SLOTS, element_table
+from jaxdos.kernels.oracle_params import N_SLOTS, element_table
+from jaxdos.structures import is_allowed
 
 __all__ = [
     "PAD_ONSITE",
@@ -91,16 +92,15 @@ def validate_inputs(atomic_numbers, frac_coords, lattice, num_atoms, max_atoms: 
         raise ValueError(f"lattice: expected shape {(m, 3, 3)}, got {lat.shape}")
     if n.shape != (m,):
         raise ValueError(f"num_atoms: expected shape {(m,)}, got {n.shape}")
-    table = element_table()
     for i in range(m):
         ni = int(n[i])
         if not 1 <= ni <= min(a, max_atoms):
             raise ValueError(f"crystal {i}: num_atoms {ni} outside [1, {min(a, max_atoms)}]")
         zi = z[i, :ni]
-        bad = [int(x) for x in zi if not (1 <= x <= MAX_Z and table.supported[int(x)])]
+        bad = [int(x) for x in zi[~is_allowed(zi)]]
         if bad:
             raise ValueError(
-                f"crystal {i}: atomic_numbers {bad} unsupported (Z in 1..{MAX_Z}, not Tc/Pm)"
+                f"crystal {i}: atomic_numbers {bad} unsupported (Z in 1..83, not Tc/Pm)"
             )
         if not np.all(np.isfinite(f[i, :ni])):
             raise ValueError(f"crystal {i}: frac_coords contain NaN or inf")

@@ -12,7 +12,7 @@ jobs.<job>.run(config, out)          the commands' jobs (experiments/ only parse
 from jaxdos.pipeline.crystals import generate_crystals
 from jaxdos.pipeline.dos import AcceptedDOS, sample_dos
 from jaxdos.pipeline.models import CDOSGenModel, DOSSamplerModel, load, load_default
-from jaxdos.pipeline.score import Crystals, Scores, score, uniqueness_novelty
+from jaxdos.pipeline.score import Scores, score, uniqueness_novelty
 
 __all__ = [
     "sample_dos",
@@ -23,7 +23,6 @@ __all__ = [
     "DOSSamplerModel",
     "CDOSGenModel",
     "score",
-    "Crystals",
     "Scores",
     "uniqueness_novelty",
 ]

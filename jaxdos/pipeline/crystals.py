@@ -19,12 +19,11 @@ import numpy as np
 
 from jaxdos.crystal.checkpoint import KIND, CDOSGenModel
 from jaxdos.crystal.diffusion.guidance import ClassifierFree, NoGuidance
-from jaxdos.crystal.diffusion.sampler import SELECTED_ATOMIC_NUMBERS, SamplerConfig
+from jaxdos.crystal.diffusion.sampler import SamplerConfig
 from jaxdos.crystal.generate import check_condition_dos
 from jaxdos.crystal.score import generate_with_model
-from jaxdos.kernels.oracle_params import supported_z
 from jaxdos.pipeline.models import as_model
-from jaxdos.pipeline.score import MAX_ATOMS, Crystals
+from jaxdos.structures import Crystals, unpack
 
 __all__ = [
     "generate_crystals",
@@ -36,11 +35,6 @@ DEFAULT_STEPS = 100  # CPU default of the pipeline; MatterGen's is 1000 (`--step
 DEFAULT_CORRECTOR_STEPS = 1  # MatterGen's
 
 
-def _allowed_elements() -> tuple[int, ...]:
-    # MatterGen's 76 sampling elements, restricted to those the scoring oracle has parameters for,
-    # so that every generated crystal can be scored honestly.
-    known = set(int(z) for z in supported_z())
-    return tuple(z for z in SELECTED_ATOMIC_NUMBERS if z in known)
 
 
 def generate_crystals(
@@ -99,12 +93,8 @@ def generate_crystals(
         cond = cond[source]
     guidance = NoGuidance() if cond is None else ClassifierFree(gamma=float(gamma))
     # Checks num_corrector_steps (and the rest of the sampler settings) before the model loads.
-    config = SamplerConfig(
-        num_steps=steps,
-        guidance=guidance,
-        allowed_elements=_allowed_elements(),
-        num_corrector_steps=corrector_steps,
-    )
+    # The default allowed_elements (MatterGen's 76) lie inside ALLOWED_Z, which the oracle scores.
+    config = SamplerConfig(num_steps=steps, guidance=guidance, num_corrector_steps=corrector_steps)
     model = as_model(model, KIND)
     # The model's own forward processes (a converted MatterGen model brings its own).
     config = dataclasses.replace(config, diffusion=model.diffusion)
@@ -113,12 +103,7 @@ def generate_crystals(
     rng = np.random.default_rng(seed)
     num_atoms = model.num_atoms.sample(rng, total)
     key = jax.random.key(seed)
-    out = Crystals(
-        np.zeros((total, MAX_ATOMS), np.int32),
-        np.zeros((total, MAX_ATOMS, 3), np.float32),
-        np.zeros((total, 3, 3), np.float32),
-        np.zeros((total,), np.int32),
-    )
+    parts = []
     net = model.denoiser
     for b, start in enumerate(range(0, total, batch_size)):
         rows = np.arange(start, start + batch_size) % total  # pad the last batch with repeats
@@ -131,19 +116,7 @@ def generate_crystals(
             config=config,
             **kwargs,
         )
-        _unpack(gen.batch, out, rows[: min(batch_size, total - start)])
+        parts.append(unpack(gen.batch).take(slice(0, min(batch_size, total - start))))
         if on_batch is not None:
             on_batch(min(start + batch_size, total), total)
-    return out, source
-
-
-def _unpack(batch, out: Crystals, rows: np.ndarray) -> None:
-    """Scatter the first len(rows) crystals of a padded `CrystalBatch` into `out`."""
-    offsets = np.concatenate([[0], np.cumsum(batch.num_atoms)])
-    for g, row in enumerate(rows):
-        n = int(batch.num_atoms[g])
-        atoms = slice(offsets[g], offsets[g] + n)
-        out.atomic_numbers[row, :n] = batch.atomic_numbers[atoms]
-        out.frac_coords[row, :n] = np.mod(batch.frac_coords[atoms], 1.0)
-        out.lattice[row] = batch.lattice[g]
-        out.num_atoms[row] = n
+    return Crystals(*(np.concatenate(f) for f in zip(*parts, strict=True))), source

@@ -40,7 +40,8 @@ from jaxdos.kernels import stats
 from jaxdos.kernels.filters import screen_tcm
 from jaxdos.kernels.pairing import conditioning_estimates
 from jaxdos.pipeline.crystals import DEFAULT_STEPS, generate_crystals
-from jaxdos.pipeline.score import Crystals, from_records, score, to_structures
+from jaxdos.pipeline.score import score
+from jaxdos.structures import to_structures
 
 __all__ = [
     "RealismConfig",
@@ -132,10 +133,6 @@ def framework_match(
     )
 
 
-def _take(crystals: Crystals, rows) -> Crystals:
-    return Crystals(*(np.asarray(f)[rows] for f in crystals))
-
-
 def _gap_rows(gen_gap: np.ndarray, world_gap: np.ndarray) -> dict:
     return {
         f"band_gap_q{round(100 * q)}_eV": (stats.quantile(gen_gap, q), stats.quantile(world_gap, q))
@@ -196,13 +193,13 @@ def evaluate(
     lap("conditioned crystals")
 
     valid = pool_scores.valid[: cfg.samples]
-    generated = to_structures(_take(pool, np.flatnonzero(valid)))
-    train_structures = to_structures(from_records(world.take(train)))
+    generated = to_structures(pool.take(np.flatnonzero(valid)))
+    train_structures = to_structures(world.take(train).crystals)
     reps = world_representatives(
         train_structures, None if family is None else family[train], cfg.representatives
     )
     match = framework_match(generated, reps)
-    world_match = framework_match(to_structures(from_records(world.take(test))), reps)
+    world_match = framework_match(to_structures(world.take(test).crystals), reps)
     lap("framework check")
 
     gap = pool_scores.properties["band_gap"][: cfg.samples][valid]

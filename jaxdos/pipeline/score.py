@@ -9,40 +9,15 @@ from typing import NamedTuple
 
 import numpy as np
 from pymatgen.analysis.structure_matcher import StructureMatcher
-from pymatgen.core import Lattice, Structure
+from pymatgen.core import Structure
 
 from jaxdos.kernels.filters import TCMResult, tcm_filter
 from jaxdos.kernels.oracle import OracleConfig, oracle_dos
 from jaxdos.kernels.oracle_prep import prepare_crystals
 from jaxdos.kernels.properties import all_properties
+from jaxdos.structures import Crystals, from_structures
 
-__all__ = [
-    "Crystals",
-    "Scores",
-    "score",
-    "to_structures",
-    "from_structures",
-    "from_records",
-    "uniqueness_novelty",
-]
-
-MAX_ATOMS = 20
-
-
-class Crystals(NamedTuple):
-    """M crystals padded to A atoms (Z = 0 beyond `num_atoms`).
-
-    Fields:
-        atomic_numbers: `[M, A]` int.
-        frac_coords: `[M, A, 3]` float.
-        lattice: `[M, 3, 3]` rows are lattice vectors, Angstrom.
-        num_atoms: `[M]` int.
-    """
-
-    atomic_numbers: np.ndarray
-    frac_coords: np.ndarray
-    lattice: np.ndarray
-    num_atoms: np.ndarray
+__all__ = ["Scores", "score", "uniqueness_novelty"]
 
 
 class Scores(NamedTuple):
@@ -65,42 +40,6 @@ class Scores(NamedTuple):
     tcm: TCMResult
 
 
-def from_structures(structures) -> Crystals:
-    """Pad a list of ordered pymatgen Structures (<= 20 atoms) into `Crystals`."""
-    m = len(structures)
-    out = Crystals(
-        np.zeros((m, MAX_ATOMS), np.int32),
-        np.zeros((m, MAX_ATOMS, 3), np.float32),
-        np.zeros((m, 3, 3), np.float32),
-        np.zeros((m,), np.int32),
-    )
-    for i, s in enumerate(structures):
-        if not 1 <= len(s) <= MAX_ATOMS:
-            raise ValueError(f"structures[{i}]: num_atoms {len(s)} outside [1, {MAX_ATOMS}]")
-        out.atomic_numbers[i, : len(s)] = [site.specie.Z for site in s]
-        out.frac_coords[i, : len(s)] = s.frac_coords
-        out.lattice[i] = s.lattice.matrix
-        out.num_atoms[i] = len(s)
-    return out
-
-
-def from_records(records) -> Crystals:
-    """The crystals of a `jaxdos.data.Records` set."""
-    return Crystals(records.atomic_numbers, records.frac_coords, records.lattice, records.num_atoms)
-
-
-def to_structures(crystals: Crystals) -> list[Structure]:
-    """Pymatgen Structures of `crystals` (one per row)."""
-    return [
-        Structure(
-            Lattice(crystals.lattice[i]),
-            [int(z) for z in crystals.atomic_numbers[i, : crystals.num_atoms[i]]],
-            crystals.frac_coords[i, : crystals.num_atoms[i]],
-        )
-        for i in range(len(crystals.num_atoms))
-    ]
-
-
 def _validity(crystals: Crystals, cfg: OracleConfig) -> tuple[np.ndarray, np.ndarray]:
     valid = np.zeros(len(crystals.num_atoms), bool)
     reason = np.full(len(crystals.num_atoms), "", dtype=object)
@@ -114,7 +53,8 @@ def _validity(crystals: Crystals, cfg: OracleConfig) -> tuple[np.ndarray, np.nda
 
 
 def score(crystals) -> Scores:
-    """Oracle DOS, properties and TCM verdicts for `Crystals` or a list of Structures."""
+    """Oracle DOS, properties and TCM verdicts for `jaxdos.structures.Crystals` or a list of
+    Structures."""
     if not isinstance(crystals, Crystals):
         crystals = from_structures(crystals)
     cfg = OracleConfig.default()

@@ -24,13 +24,8 @@ from jaxdos.pipeline.crystals import (
     generate_crystals,
 )
 from jaxdos.pipeline.rundir import RunDir
-from jaxdos.pipeline.score import (
-    Crystals,
-    from_records,
-    score,
-    to_structures,
-    uniqueness_novelty,
-)
+from jaxdos.pipeline.score import score, uniqueness_novelty
+from jaxdos.structures import Crystals, to_structures
 
 __all__ = [
     "CrystalSettings",
@@ -81,7 +76,7 @@ class CrystalSettings:
 @functools.lru_cache(maxsize=1)
 def training_structures():
     """The world's training split as Structures (the novelty reference)."""
-    return to_structures(from_records(load_world("train")))
+    return to_structures(load_world("train").crystals)
 
 
 def crystal_stage(
@@ -149,7 +144,8 @@ def crystal_stage(
         out["unique"] = out["novel"] = float("nan")
         return out
     crystals = Crystals(*(out[f] for f in _CRYSTAL_FIELDS))
-    generated = [s for s, ok in zip(to_structures(crystals), out["valid"], strict=True) if ok]
+    # Only valid crystals: to_structures rejects the singular cells some generated ones have.
+    generated = to_structures(crystals.take(np.asarray(out["valid"], bool)))
     out["unique"], out["novel"] = uniqueness_novelty(generated, training_structures())
     return out
 

@@ -1,8 +1,8 @@
 """The pipeline's output writers, one home each: structures (CIF + extxyz), tables (markdown +
 CSV), figures, and the `write_outputs` bundle of a `jaxdos.crystal.generate.Generated`.
 
-Every structure file of every command goes through `_structures`, `_write_cif` and
-`_write_extxyz` below, the one place that turns crystals into pymatgen Structures and files.
+Every structure file of every command goes through `_structures` below and the writers of
+`jaxdos.structures`, which keep the lattice matrix.
 """
 
 import csv
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxdos.kernels.grid import bin_centres
-from jaxdos.pipeline.score import Crystals
+from jaxdos.structures import Crystals, to_structures, unpack, write_cif, write_extxyz
 
 __all__ = [
     "markdown_table",
@@ -32,25 +32,9 @@ __all__ = [
 
 def _structures(crystals) -> list:
     """Structures of padded `Crystals` rows or of a flat `CrystalBatch` (its real graphs)."""
-    if isinstance(crystals, Crystals):
-        from jaxdos.pipeline.score import to_structures
-
-        return to_structures(crystals)
-    from jaxdos.crystal.io import to_structures
-
+    if not isinstance(crystals, Crystals):
+        crystals = unpack(crystals, max_atoms=None)
     return to_structures(crystals)
-
-
-def _write_cif(structure, path: Path) -> None:
-    from pymatgen.io.cif import CifWriter
-
-    CifWriter(structure).write_file(str(path))
-
-
-def _write_extxyz(structures: list, path: Path) -> None:
-    from jaxdos.crystal.io import write_extxyz
-
-    write_extxyz(structures, path)
 
 
 def write_structure_files(structures: list, folder, names: Sequence[str], extxyz: str) -> list:
@@ -60,9 +44,9 @@ def write_structure_files(structures: list, folder, names: Sequence[str], extxyz
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for s, name in zip(structures, names, strict=True):
-        _write_cif(s, folder / name)
+        write_cif(s, folder / name)
         paths.append(str(folder / name))
-    _write_extxyz(structures, folder / extxyz)
+    write_extxyz(structures, folder / extxyz)
     return paths
 
 

@@ -50,7 +50,7 @@ def pad_batch(frac_list, lattice_list, z_list, num_nodes, num_graphs):
     """A padded CrystalBatch (numpy -> jnp) from per-crystal arrays; padding at the end."""
     import jax.numpy as jnp
 
-    from jaxdos.crystal.batch import CrystalBatch
+    from jaxdos.structures import CrystalBatch
 
     z = np.zeros(num_nodes, np.int32)
     frac = np.zeros((num_nodes, 3), np.float32)

@@ -1,5 +1,7 @@
-"""Outputs: pymatgen Structures, CIF / extxyz round trips and JSON metadata (`write_outputs`, now in
-jaxdos.pipeline.writers), bad element errors."""
+"""write_outputs (jaxdos.pipeline.writers): CIF / extxyz files through jaxdos.structures, JSON
+metadata, bad element errors.
+
+The layouts, the conversion and the writers themselves are tested in tests/test_structures.py."""
 
 import json
 
@@ -11,8 +13,8 @@ from jaxdos.crystal.diffusion.guidance import ClassifierFree
 from jaxdos.crystal.diffusion.num_atoms import prior_batch
 from jaxdos.crystal.diffusion.sampler import SamplerConfig
 from jaxdos.crystal.generate import Generated
-from jaxdos.crystal.io import lattice_params, to_structures
 from jaxdos.pipeline.writers import write_outputs
+from jaxdos.structures import read_extxyz, to_structures, unpack
 
 
 def _batch():
@@ -23,20 +25,6 @@ def _batch():
     frac[:3] = [[0, 0, 0], [0.5, 0.5, 0.5], [0.25, 0.5, 0.75]]
     lat = np.stack([np.diag([5.64, 5.64, 5.64]), [[2.8, 0.1, 0], [0.1, 2.9, 0], [0, 0, 3.0]]])
     return b._replace(atomic_numbers=z, frac_coords=frac, lattice=lat.astype(np.float32))
-
-
-def test_lattice_params_and_structures_keep_the_metric():
-    b = _batch()
-    lengths, angles = lattice_params(b.lattice)
-    np.testing.assert_allclose(lengths[0], 5.64, rtol=1e-6)
-    np.testing.assert_allclose(angles[0], 90.0)
-    structs = to_structures(b)
-    assert [s.composition.reduced_formula for s in structs] == ["NaCl", "Fe"]
-    for s, lat in zip(structs, b.lattice, strict=True):
-        g = lat.astype(np.float64) @ lat.T.astype(np.float64)
-        np.testing.assert_allclose(s.lattice.matrix @ s.lattice.matrix.T, g, rtol=1e-5, atol=1e-5)
-    d = structs[0].get_distance(0, 1)
-    np.testing.assert_allclose(d, np.sqrt(3) * 5.64 / 2, rtol=1e-5)
 
 
 def test_write_outputs_round_trip(tmp_path):
@@ -52,6 +40,9 @@ def test_write_outputs_round_trip(tmp_path):
     np.testing.assert_allclose(meta["conditioning_dos"][1], dos, rtol=1e-6)
     text = (tmp_path / "gen.extxyz").read_text().splitlines()
     assert text[0] == "2" and text[1].startswith('Lattice="') and text[2].startswith("Na ")
+    # The sampled matrix is written as it is (the sheared second cell is not re-oriented).
+    back = read_extxyz(out["extxyz"])
+    np.testing.assert_allclose(back[1].lattice.matrix, gen.batch.lattice[1], atol=1e-6)
 
 
 def test_unknown_element_raises():
@@ -59,6 +50,6 @@ def test_unknown_element_raises():
     z = b.atomic_numbers.copy()
     z[0] = 101
     with pytest.raises(ValueError, match="atomic_numbers"):
-        to_structures(b._replace(atomic_numbers=z))
+        to_structures(unpack(b._replace(atomic_numbers=z)))
     with pytest.raises(ValueError, match="lattice"):
-        to_structures(b._replace(lattice=np.zeros_like(b.lattice)))
+        to_structures(unpack(b._replace(lattice=np.zeros_like(b.lattice))))

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdos.crystal.batch import CrystalBatch, DosCondition, ScoreOutput
+from jaxdos.crystal.batch import DosCondition, ScoreOutput
 from jaxdos.crystal.diffusion import lattice, wrapped_normal
 from jaxdos.crystal.diffusion.corruption import DiffusionConfig
 from jaxdos.crystal.diffusion.guidance import ClassifierFree, guided_score
@@ -18,6 +18,7 @@ from jaxdos.crystal.diffusion.sampler import (
     element_logit_bias,
 )
 from jaxdos.crystal.generate import generate
+from jaxdos.structures import CrystalBatch
 
 PROTO_FRAC = np.array([[0.1, 0.2, 0.3], [0.6, 0.7, 0.8], [0.15, 0.65, 0.4], [0.9, 0.05, 0.55]])
 PROTO_Z = np.array([8, 26, 8, 3])
@@ -251,8 +252,8 @@ def test_overflow_diagnostics_are_accumulated_over_the_trajectory():
 @pytest.mark.slow
 def test_gemnet_tiny_end_to_end_generation_with_cfg():
     from jaxdos.crystal.denoiser import GemNetConfig, GemNetTDenoiser
-    from jaxdos.crystal.io import to_structures
     from jaxdos.crystal.score import generate_with_model
+    from jaxdos.structures import to_structures, unpack
 
     model = GemNetTDenoiser(GemNetConfig.tiny().conditional())
     b = jax.tree.map(jnp.asarray, prior_batch(np.full(2, 4)))
@@ -273,6 +274,6 @@ def test_gemnet_tiny_end_to_end_generation_with_cfg():
         config=cfg,
     )
     assert not gen.overflow
-    structs = to_structures(gen.batch)
+    structs = to_structures(unpack(gen.batch))
     assert [len(s) for s in structs] == [3, 5]
     assert all(z in SELECTED_ATOMIC_NUMBERS for s in structs for z in s.atomic_numbers)

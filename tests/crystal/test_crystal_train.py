@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdos.crystal.batch import CrystalBatch, DosCondition, ScoreOutput
+from jaxdos.crystal.batch import DosCondition, ScoreOutput
 from jaxdos.crystal.denoiser import GemNetConfig, GemNetTDenoiser
 from jaxdos.crystal.fit import FitConfig, fit, restore, score_fn_of, train_step_checked
 from jaxdos.crystal.train import (
@@ -24,6 +24,7 @@ from jaxdos.crystal.train import (
 from jaxdos.data.budgets import CrystalBudgets
 from jaxdos.data.pipelines import crystal_batches
 from jaxdos.data.records import Records
+from jaxdos.structures import CrystalBatch
 
 
 def synthetic_records(m=12, seed=0) -> Records:

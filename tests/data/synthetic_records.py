@@ -4,9 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdos.data.records import MAX_ATOMS, Records
+from jaxdos.data.records import Records
 from jaxdos.kernels.grid import bin_centres
 from jaxdos.kernels.properties import all_properties
+from jaxdos.structures import MAX_ATOMS
 
 
 def make_records(m: int, seed: int = 0) -> Records:

@@ -26,14 +26,15 @@ def test_world_crystal_batches_fill_budgets_without_overflow(world):
     )
     batches = list(crystal_batches(world, budgets, seed=0, edge_counts=stats.edges))
     for b in batches:
-        real = b.index[b.graph_mask]
-        assert b.node_mask.sum() <= budgets.atoms and len(real) <= budgets.graphs - 1
+        real = b.index[b.crystal.graph_mask]
+        assert b.crystal.node_mask.sum() <= budgets.atoms and len(real) <= budgets.graphs - 1
         assert stats.edges[real].sum() <= budgets.edges
     np.testing.assert_array_equal(
-        np.sort(np.concatenate([b.index[b.graph_mask] for b in batches])), np.arange(len(world))
+        np.sort(np.concatenate([b.index[b.crystal.graph_mask] for b in batches])),
+        np.arange(len(world)),
     )
     # 0.99-quantile budgets: the average batch carries most of its B = 16 crystals.
-    assert np.mean([b.graph_mask.sum() for b in batches]) > 0.75 * 16
+    assert np.mean([b.crystal.graph_mask.sum() for b in batches]) > 0.75 * 16
 
 
 def test_world_dos_batches_cover_the_split(world):

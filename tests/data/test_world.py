@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxdos.data.families import FAMILY_WEIGHTS, generate_crystal, to_arrays
+from jaxdos.data.families import FAMILY_WEIGHTS, generate_crystal, to_crystals
 from jaxdos.data.prototypes import TEMPLATES, build, template
 from jaxdos.data.records import save_records
 from jaxdos.data.world import (
@@ -38,7 +38,7 @@ def test_generation_is_deterministic_and_chunk_independent():
 
 def test_generated_crystals_obey_filters_and_are_diverse():
     crystals = [generate_crystal(0, i) for i in range(300)]
-    z, frac, lat, n = to_arrays(crystals)
+    z, frac, lat, n = to_crystals(crystals)
     assert n.min() >= 1 and n.max() <= 20
     zs = set(z[z > 0].tolist())
     assert max(zs) <= 83 and not zs & EXCLUDED

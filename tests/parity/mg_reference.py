@@ -13,8 +13,8 @@ from mattergen.common.gemnet.gemnet import GemNetT
 from mattergen.common.gemnet.gemnet_ctrl import GemNetTCtrl
 from mattergen.common.gemnet.layers.embedding_block import AtomEmbedding
 
-from jaxdos.crystal.batch import CrystalBatch
 from jaxdos.crystal.graph import GraphStats, PeriodicGraph
+from jaxdos.structures import CrystalBatch
 
 __all__ = [
     "TINY",

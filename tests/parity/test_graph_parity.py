@@ -9,7 +9,7 @@ import jax.numpy as jnp  # noqa: E402
 import torch  # noqa: E402
 from mg_reference import TINY, build_gemnet, random_crystals, tie_free  # noqa: E402
 
-from jaxdos.crystal.batch import CrystalBatch  # noqa: E402
+from jaxdos.structures import CrystalBatch  # noqa: E402
 
 graph_mod = pytest.importorskip("jaxdos.crystal.graph")
 

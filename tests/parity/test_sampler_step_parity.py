@@ -42,9 +42,10 @@ from mattergen.diffusion.wrapped.wrapped_predictors_correctors import (  # noqa:
     WrappedLangevinCorrector,
 )
 
-from jaxdos.crystal.batch import CrystalBatch, ScoreOutput  # noqa: E402
+from jaxdos.crystal.batch import ScoreOutput  # noqa: E402
 from jaxdos.crystal.diffusion import lattice  # noqa: E402
 from jaxdos.crystal.diffusion import sampler as jsampler  # noqa: E402
+from jaxdos.structures import CrystalBatch  # noqa: E402
 
 S = 10  # steps (and D3PM levels)
 NUM_ATOMS = [3, 5]

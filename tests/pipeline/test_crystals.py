@@ -5,7 +5,7 @@ import pytest
 from untrained import untrained_model
 
 from jaxdos import modeldir
-from jaxdos.kernels.oracle_params import supported_z
+from jaxdos.crystal.diffusion.sampler import SELECTED_ATOMIC_NUMBERS
 from jaxdos.pipeline.crystals import generate_crystals
 
 DOS = np.abs(np.random.default_rng(0).normal(size=(2, 256))).astype(np.float32)
@@ -46,7 +46,7 @@ def test_batches_seeds_and_source(model):
     crystals, source = _gen(model)  # 4 crystals in batches of 3: the last batch is padded
     np.testing.assert_array_equal(source, [0, 0, 1, 1])
     assert set(crystals.num_atoms.tolist()) <= {2, 3}
-    allowed = set(int(z) for z in supported_z())
+    allowed = set(SELECTED_ATOMIC_NUMBERS)  # MatterGen's whitelist, inside ALLOWED_Z
     for z, n in zip(crystals.atomic_numbers, crystals.num_atoms, strict=True):
         assert set(z[:n].tolist()) <= allowed and not z[n:].any()
     assert np.all((crystals.frac_coords >= 0) & (crystals.frac_coords < 1))

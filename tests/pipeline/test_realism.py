@@ -11,7 +11,7 @@ from untrained import untrained_model
 from experiments import eval_crystal
 from jaxdos.data.world import load_world_tagged
 from jaxdos.pipeline import realism
-from jaxdos.pipeline.score import from_records, to_structures
+from jaxdos.structures import to_structures
 
 PLAIN = ("rocksalt", "perovskite", "rutile", "fluorite", "zincblende", "spinel")
 GOAL0 = ["valid", "framework_match", "metal_fraction"]
@@ -40,7 +40,7 @@ def world():
     records, split, family = load_world_tagged()
     train = np.flatnonzero(split == "t")
     reps = realism.world_representatives(
-        to_structures(from_records(records.take(train))), family[train], per_group=2
+        to_structures(records.take(train).crystals), family[train], per_group=2
     )
     return records, split, family, reps
 
@@ -49,7 +49,7 @@ def test_world_test_crystals_match_and_an_off_structure_does_not(world):
     records, split, family, reps = world
     rows = [i for i in np.flatnonzero(split == "s") if family[i] in PLAIN][:6]
     assert len(rows) == 6
-    test = to_structures(from_records(records.take(np.array(rows))))
+    test = to_structures(records.take(np.array(rows)).crystals)
     assert realism.framework_match(test, reps).all()
     dimer = Structure(Lattice.tetragonal(3.0, 15.0), ["Na", "Cl"], [[0, 0, 0], [0, 0, 0.15]])
     assert not realism.framework_match([dimer], reps).any()
@@ -67,7 +67,7 @@ def _world_as_generator(records, train):
         else:
             source = np.repeat(np.arange(len(dos)), crystals_per_dos)
             rows = np.array([row_of[np.asarray(d).tobytes()] for d in dos])[source]
-        return from_records(records.take(rows)), source
+        return records.take(rows).crystals, source
 
     return fake
 

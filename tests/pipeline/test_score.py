@@ -1,13 +1,13 @@
 import numpy as np
 
-from jaxdos.data.families import generate_crystal, to_arrays
+from jaxdos.data.families import generate_crystal, to_crystals
 from jaxdos.kernels.oracle import oracle_dos
-from jaxdos.pipeline.score import Crystals, from_structures, score, to_structures
+from jaxdos.pipeline.score import score
+from jaxdos.structures import Crystals, from_structures, to_structures
 
 
 def _crystals(n):
-    z, f, l, na = to_arrays([generate_crystal(0, i) for i in range(n)])
-    return Crystals(z, f, l, na)
+    return to_crystals([generate_crystal(0, i) for i in range(n)])
 
 
 def test_score_matches_oracle_and_flags_degenerate_crystals():
@@ -15,6 +15,7 @@ def test_score_matches_oracle_and_flags_degenerate_crystals():
     bad = Crystals(*(np.array(x) for x in good))
     bad.frac_coords[1, 1] = bad.frac_coords[1, 0]  # two atoms on top of each other
     s = score(bad)
+    assert s.valid.tolist() == score(to_structures(bad)).valid.tolist()  # Structures are scored too
     assert s.valid.tolist() == [True, False, True]
     assert "crystal" not in s.reason[1] and s.reason[1]  # the oracle's reason, re-indexed
     ref_dos, ref_ef = oracle_dos(*(np.asarray(x)[[0, 2]] for x in good))

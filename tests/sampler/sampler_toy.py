@@ -4,10 +4,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdos.data.records import MAX_ATOMS, Records
+from jaxdos.data.records import Records
 from jaxdos.kernels.grid import bin_centres
 from jaxdos.kernels.properties import all_properties
 from jaxdos.sampler.config import ModelConfig, RegressorConfig
+from jaxdos.structures import MAX_ATOMS
 
 SMALL = ModelConfig(
     num_layers=1,

@@ -16,7 +16,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from jaxdos.crystal.batch import CrystalBatch
 from jaxdos.crystal.checkpoint import CDOSGenModel
 from jaxdos.crystal.convert.config import TranslatedConfig, translate_config
 from jaxdos.crystal.convert.name_map import apply_hook, match
@@ -26,6 +25,7 @@ from jaxdos.crystal.diffusion import DiffusionConfig
 from jaxdos.crystal.diffusion.num_atoms import ALEX_MP_20
 from jaxdos.crystal.gemnet import GemNetConfig, scale_paths
 from jaxdos.crystal.gemnet.basis import noise_level_div_term
+from jaxdos.structures import CrystalBatch
 
 __all__ = [
     "ConversionReport",

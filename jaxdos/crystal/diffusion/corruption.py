@@ -10,8 +10,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxdos.crystal.batch import CrystalBatch
 from jaxdos.crystal.diffusion import d3pm, lattice, wrapped_normal
+from jaxdos.structures import CrystalBatch
 from jaxdos.typing import Array, PRNGKey
 
 __all__ = ["DiffusionConfig", "Corrupted", "sample_time", "corrupt", "types_to_classes"]

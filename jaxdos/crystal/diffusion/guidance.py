@@ -11,8 +11,9 @@ import dataclasses
 
 import jax.numpy as jnp
 
-from jaxdos.crystal.batch import CrystalBatch, DosCondition, ScoreOutput
+from jaxdos.crystal.batch import DosCondition, ScoreOutput
 from jaxdos.crystal.diffusion.losses import ScoreFn, ScoreWithDiagnostics, split_diagnostics
+from jaxdos.structures import CrystalBatch
 from jaxdos.typing import Array, PRNGKey, PyTree
 
 __all__ = ["NoGuidance", "ClassifierFree", "Guidance", "stack_for_cfg", "guided_score"]

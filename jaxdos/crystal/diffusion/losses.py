@@ -14,8 +14,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxdos.crystal.batch import CrystalBatch, DosCondition, ScoreOutput
+from jaxdos.crystal.batch import DosCondition, ScoreOutput
 from jaxdos.crystal.diffusion import corruption, d3pm, lattice, wrapped_normal
+from jaxdos.structures import CrystalBatch
 from jaxdos.typing import Array, PRNGKey, PyTree
 
 __all__ = [

@@ -9,7 +9,8 @@ import dataclasses
 
 import numpy as np
 
-from jaxdos.crystal.batch import MASK_Z, CrystalBatch
+from jaxdos.crystal.batch import MASK_Z
+from jaxdos.structures import CrystalBatch
 
 __all__ = ["NumAtomsDistribution", "ALEX_MP_20", "atom_bucket", "prior_batch", "check_num_atoms"]
 

@@ -16,12 +16,14 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jaxdos.crystal.batch import NUM_TYPE_CLASSES, CrystalBatch, DosCondition
+from jaxdos.crystal.batch import NUM_TYPE_CLASSES, DosCondition
 from jaxdos.crystal.diffusion import d3pm, lattice, wrapped_normal
 from jaxdos.crystal.diffusion.corruption import DiffusionConfig
 from jaxdos.crystal.diffusion.guidance import Guidance, NoGuidance, guided_score
 from jaxdos.crystal.diffusion.losses import ScoreFn, split_diagnostics
+from jaxdos.structures import ALLOWED_Z, MAX_Z, CrystalBatch, is_allowed
 from jaxdos.typing import Array, PRNGKey, PyTree
 
 __all__ = [
@@ -33,8 +35,9 @@ __all__ = [
     "make_sampler",
 ]
 
-_DISALLOWED = (2, 10, 18, 36, 43, 54, 61)  # He Ne Ar Kr Tc Xe Pm
-SELECTED_ATOMIC_NUMBERS = tuple(z for z in range(1, 84) if z not in _DISALLOWED)  # 76 elements
+# MatterGen's sampling-time whitelist: the element policy ALLOWED_Z without the noble gases
+# He Ne Ar Kr Xe (76 elements). Applied only when sampling, never in training (spec 8.6).
+SELECTED_ATOMIC_NUMBERS = tuple(z for z in ALLOWED_Z if z not in (2, 10, 18, 36, 54))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -72,10 +75,8 @@ class SamplerConfig:
             raise ValueError("snr_pos, snr_cell, max_step_size: expected > 0")
         if not 0 <= self.num_corrector_steps <= 10:
             raise ValueError(f"num_corrector_steps: expected 0..10, got {self.num_corrector_steps}")
-        if not self.allowed_elements or any(
-            not 1 <= z <= NUM_TYPE_CLASSES - 1 for z in self.allowed_elements
-        ):
-            raise ValueError("allowed_elements: expected a non-empty tuple of Z in 1..100")
+        if not self.allowed_elements or any(not 1 <= z <= MAX_Z for z in self.allowed_elements):
+            raise ValueError(f"allowed_elements: expected a non-empty tuple of Z in 1..{MAX_Z}")
         if not isinstance(self.guidance, Guidance):
             raise ValueError(
                 f"guidance: expected NoGuidance or ClassifierFree, got {self.guidance}"
@@ -103,8 +104,8 @@ class SamplerState(NamedTuple):
 
 def element_logit_bias(allowed_elements: tuple[int, ...]) -> Array:
     """`[NUM_TYPE_CLASSES]`: 0 for allowed classes (Z - 1), -1e10 for the rest and the mask."""
-    bias = jnp.full((NUM_TYPE_CLASSES,), -1e10, jnp.float32)
-    return bias.at[jnp.asarray(allowed_elements) - 1].set(0.0)
+    class_z = np.arange(1, NUM_TYPE_CLASSES + 1)  # class k <-> Z = k + 1; the mask is MAX_Z + 1
+    return jnp.asarray(np.where(is_allowed(class_z, allowed_elements), 0.0, -1e10), jnp.float32)
 
 
 def init_state(key: PRNGKey, batch: CrystalBatch, config: SamplerConfig) -> SamplerState:

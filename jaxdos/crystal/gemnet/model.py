@@ -21,7 +21,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdos.crystal.batch import CrystalBatch
 from jaxdos.crystal.gemnet.basis import radial_basis, spherical_basis
 from jaxdos.crystal.gemnet.blocks import (
     EfficientDownProjection,
@@ -32,6 +31,7 @@ from jaxdos.crystal.gemnet.blocks import (
 from jaxdos.crystal.gemnet.config import GemNetConfig
 from jaxdos.crystal.gemnet.layers import AtomEmbedding, Dense, EdgeEmbedding, TorchLinear
 from jaxdos.crystal.graph import PeriodicGraph
+from jaxdos.structures import CrystalBatch
 from jaxdos.typing import Array
 
 __all__ = ["GemNetT", "AdapterInput"]
