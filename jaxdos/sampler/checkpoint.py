@@ -7,7 +7,7 @@ Layout of a sampler directory:
 
 `load_default()` reads the embedded `tiny` checkpoint committed under `jaxdos/assets/sampler_tiny/`
 (trained by `python -m experiments.train_sampler`). Full training checkpoints (optimiser, EMA, data
-state) are separate; see `jaxdos.sampler.train`.
+state) are separate; see `jaxdos.sampler.fit`.
 """
 
 import json
