@@ -15,6 +15,7 @@ The job itself (init, base-weight merge, training, export) is `jaxdos.crystal.fi
 """
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from jaxdos.crystal.checkpoint import DEFAULT_DIR
@@ -87,7 +88,7 @@ def stage_config(args, stage: str, steps: int) -> CrystalFitConfig:
     )
 
 
-def main(argv=None):
+def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--stage", choices=("pretrain", "finetune"), default="pretrain")
     p.add_argument("--init", default=None, help="exported model dir to fine-tune from")
@@ -111,10 +112,15 @@ def main(argv=None):
         action="store_true",
         help=f"pre-train then fine-tune, export to {DEFAULT_DIR}",
     )
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse(argv)
     workdir = Path(args.workdir)
     if args.make_default:
-        pre = stage_config(args, "pretrain", args.steps)
+        # The pre-training starts fresh; the fine-tune starts from it (not from --init).
+        pre = dataclasses.replace(stage_config(args, "pretrain", args.steps), init=None)
         ft = stage_config(args, "finetune", args.finetune_steps)
         return make_default(pre, ft, workdir, resume=args.resume)
     return run(stage_config(args, args.stage, args.steps), workdir, resume=args.resume)

@@ -349,7 +349,7 @@ def fit(
         save_extra / load_extra: a stage's own JSON state (e.g. grown budgets), saved with every
             checkpoint and handed back on resume before the first step.
         evaluate_fn: `evaluate_fn(state) -> metrics`, every `cfg.eval_every` steps and at the end;
-            logged as `val_<name>`.
+            logged as `val_<metric>`.
         export: `export(state, history)`, called once when the run reaches `cfg.steps`.
         resume: continue from the latest checkpoint if there is one.
         stop_after: stop after the checkpoint at this step, as a kill would (tests).
@@ -395,8 +395,11 @@ def fit(
     t0, start = time.time(), int(state.step)
     with open(log_path, "a") as out:
         while int(state.step) < end:
+            before = int(state.step)
             state, metrics = step(state, prepare(next(data)), key)
             done = int(state.step)
+            if done != before + 1:  # e.g. an overflow that the stage's step did not handle
+                raise RuntimeError(f"[{name}] step {before}: the state did not advance ({metrics})")
             row = None
             if done % cfg.log_every == 0 or done == cfg.steps:
                 row = {"step": done, **_scalars(metrics)}

@@ -104,11 +104,13 @@ def test_frozen_labels_get_no_update():
     assert np.any(np.asarray(new.params["w"]) != 0)
 
 
-def test_overflow_discards_the_update():
-    def overflowing(params, batch, key):
-        loss, m = quadratic(params, batch, key)
-        return loss, {**m, "overflow": jnp.asarray(True)}
+def overflowing(params, batch, key):
+    """`quadratic` with a budget overflow on every call."""
+    loss, m = quadratic(params, batch, key)
+    return loss, {**m, "overflow": jnp.asarray(True)}
 
+
+def test_overflow_discards_the_update():
     cfg = TrainConfig(steps=1, learning_rate=0.1, ema_decay=0.9)
     state = init_train_state(PARAMS, make_optimizer(cfg), cfg)
     new, metrics = make_train_step(overflowing, cfg)(
@@ -116,6 +118,13 @@ def test_overflow_discards_the_update():
     )
     assert bool(metrics["overflow"])
     _same(new, state)
+
+
+def test_a_step_that_never_advances_raises(tmp_path):
+    cfg = TrainConfig(steps=2, learning_rate=0.1)
+    state = init_train_state(PARAMS, make_optimizer(cfg), cfg)
+    with pytest.raises(RuntimeError, match="did not advance"):
+        fit(make_train_step(overflowing, cfg), state, data(), cfg, tmp_path, log=None)
 
 
 def test_resume_is_bit_identical(tmp_path):

@@ -55,8 +55,8 @@ __all__ = [
     "CrystalFitConfig",
     "crystal_train_config",
     "RegrowingStep",
-    "fit",
-    "evaluate",
+    "fit_crystal",
+    "validate",
     "score_fn_of",
     "presize_graph",
     "run_stage",
@@ -162,7 +162,7 @@ def _identity(model, loss: LossConfig) -> dict:
     return {"loss": repr(loss), "model": repr(fields)}
 
 
-def fit(
+def fit_crystal(
     model,
     params: PyTree,
     data: Callable[[], Iterator],
@@ -220,7 +220,7 @@ def _eval_jit(score_fn: ScoreFn, loss: LossConfig):
     return jax.jit(lambda p, b, k: eval_loss(score_fn, p, b, k, loss))
 
 
-def evaluate(model, params, batches, loss: LossConfig, seed: int = 1234) -> dict[str, float]:
+def validate(model, params, batches, loss: LossConfig, seed: int = 1234) -> dict[str, float]:
     """Mean validation metrics over `batches` (fixed keys, so comparable across checkpoints)."""
     fn = _eval_jit(score_fn_of(model), loss)
 
@@ -323,18 +323,18 @@ def run_stage(
         return iter(crystal_batches(train, budgets, seed=seed, num_epochs=None))
 
     t0 = time.time()
-    state, model, history = fit(
+    state, model, history = fit_crystal(
         model, params, data, loss, config.train, out, resume=resume, log=log
     )
     train_s = time.time() - t0
     val_batches = list(crystal_batches(val, budgets, num_epochs=1, shuffle=False))
-    val_metrics = evaluate(model, state.params, val_batches, loss)
+    val_metrics = validate(model, state.params, val_batches, loss)
     # The gate of issue 12: the same batches and keys with the DOS dropped. Equal losses would mean
     # the model ignores its condition, whatever the sampler does.
     val_uncond = None
     if config.stage == "finetune":
         dropped = dataclasses.replace(loss, mode=Pretrain())
-        val_uncond = evaluate(model, state.params, val_batches, dropped)
+        val_uncond = validate(model, state.params, val_batches, dropped)
     last = (
         {k: v for k, v in history[-1].items() if k == "step" or k in _LOGGED} if history else None
     )
@@ -386,10 +386,10 @@ def make_default(
     pre, pre_meta = run_stage(pretrain, out / "pretrain", train, val, resume=resume, log=log)
     summary = {k: pre_meta[k] for k in ("steps", "train_seconds", "val_metrics")}
     finetune = dataclasses.replace(finetune, init=str(pre))
+    extra = {"pretrain": summary}
     ft, _ = run_stage(
-        finetune, out / "finetune", train, val, resume=resume, extra_meta={"pretrain": summary},
-        log=log,
-    )  # fmt: skip
+        finetune, out / "finetune", train, val, resume=resume, extra_meta=extra, log=log
+    )
     shutil.copytree(ft, destination, dirs_exist_ok=True)
     if log is not None:
         log(f"default model -> {destination}")

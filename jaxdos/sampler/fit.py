@@ -248,10 +248,8 @@ def fit_sampler(
         return save_sampler(workdir / "sampler", params, config.model, dist, meta=info)
 
     frozen = (diff.ema, mean, std)
-    run_stage(
-        "regressor", config, train, val, workdir, resume=resume, frozen=frozen, log=log,
-        export=export,
-    )  # fmt: skip
+    kw = dict(resume=resume, frozen=frozen, log=log, export=export)
+    run_stage("regressor", config, train, val, workdir, **kw)
     return workdir / "sampler"
 
 

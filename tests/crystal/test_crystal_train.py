@@ -9,7 +9,7 @@ import pytest
 
 from jaxdos.crystal.batch import CrystalBatch, DosCondition, ScoreOutput
 from jaxdos.crystal.denoiser import GemNetConfig, GemNetTDenoiser
-from jaxdos.crystal.fit import RegrowingStep, crystal_train_config, fit
+from jaxdos.crystal.fit import RegrowingStep, crystal_train_config, fit_crystal
 from jaxdos.crystal.train import (
     FinetuneAdapters,
     FinetuneFull,
@@ -145,7 +145,9 @@ def test_resume_is_bit_identical(which, request, tmp_path):
     model, params, records, _ = request.getfixturevalue(which)
     loss = LossConfig(mode=FinetuneFull())
     cfg = lambda n: crystal_train_config(steps=n, learning_rate=1e-3, ckpt_every=2, log_every=1)
-    run = lambda n, d, **kw: fit(model, params, _data(records), loss, cfg(n), d, log=None, **kw)
+    run = lambda n, d, **kw: fit_crystal(
+        model, params, _data(records), loss, cfg(n), d, log=None, **kw
+    )
     full, _, rows = run(4, tmp_path / "a")
     run(2, tmp_path / "b")
     resumed, used, _ = run(4, tmp_path / "b", resume=True)
