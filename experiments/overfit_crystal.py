@@ -28,18 +28,12 @@ from jaxdos.crystal.denoiser import GemNetTDenoiser
 from jaxdos.crystal.diagnostics import FIELDS, regenerated, swap_fields, targets_from_records
 from jaxdos.crystal.diffusion.num_atoms import NumAtomsDistribution
 from jaxdos.crystal.diffusion.sampler import SamplerConfig
-from jaxdos.crystal.fit import presize_graph, train_step_checked
+from jaxdos.crystal.fit import RegrowingStep, crystal_train_config, presize_graph
 from jaxdos.crystal.generate import generate
 from jaxdos.crystal.score import denoiser_score_fn
-from jaxdos.crystal.train import (
-    Pretrain,
-    TrainBatch,
-    TrainConfig,
-    init_train_state,
-    make_optimizer,
-    make_train_step,
-)
+from jaxdos.crystal.train import LossConfig, Pretrain, TrainBatch
 from jaxdos.data.world import train_val_records
+from jaxdos.training import init_train_state, make_optimizer
 
 
 def world_targets(count: int, max_atoms: int = 8):
@@ -74,22 +68,16 @@ def train(args, targets):
     batch = TrainBatch(jax.tree.map(jnp.asarray, targets), jnp.zeros((g, 256)))
     params = jax.jit(model.init)(jax.random.key(0), batch.crystal, jnp.full(g, 0.5))
     params = {"params": params["params"]}
-    tcfg = TrainConfig(
-        mode=Pretrain(),
-        learning_rate=args.lr,
-        diffusion=diffusion,
-        weights=weights,
-    )
-    model = presize_graph(model, batch, tcfg)
-    opt = make_optimizer(tcfg, params)
-    state = init_train_state(params, opt)
-    step = make_train_step(denoiser_score_fn(model), opt, tcfg)
+    loss = LossConfig(mode=Pretrain(), diffusion=diffusion, weights=weights)
+    tcfg = crystal_train_config(steps=args.steps, learning_rate=args.lr)
+    step = RegrowingStep(presize_graph(model, batch, loss), loss, tcfg)
+    state = init_train_state(params, make_optimizer(tcfg), tcfg)
     key = jax.random.key(1)
     for i in range(args.steps):
-        state, metrics, model, step = train_step_checked(step, state, batch, key, model, opt, tcfg)
+        state, metrics = step(state, batch, key)
         if (i + 1) % max(args.steps // 10, 1) == 0:
             print(f"step {i + 1}: loss {float(metrics['loss']):.3f}", flush=True)
-    return model, state.params
+    return step.model, state.params
 
 
 def main(argv=None):

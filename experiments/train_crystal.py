@@ -7,34 +7,24 @@
 
 Data: the world data set's train/val splits (`jaxdos.data.world.load_world`) unless `--records`
 gives a `Records` .npz (then 10 % of it, seeded, is held out). Batches are packed under
-`--atoms`/`--graphs` budgets by `jaxdos.data.pipelines.crystal_batches`. A tqdm bar shows the loss;
-orbax checkpoints every `--ckpt-every` steps; `--resume` continues exactly (same batches, keys and
-parameters as an uninterrupted run). Each stage ends by exporting `<workdir>/model` (a "cdosgen"
-model directory, `jaxdos.modeldir`, with the validation losses in its meta) and printing them.
+`--atoms`/`--graphs` budgets by `jaxdos.data.pipelines.crystal_batches`. Progress lines show the
+loss (and `metrics.jsonl` keeps it); orbax checkpoints every `--ckpt-every` steps; `--resume`
+continues exactly (same batches, keys and parameters as an uninterrupted run). Each stage ends by
+exporting `<workdir>/model` (a "cdosgen" model directory, `jaxdos.modeldir`, with the validation
+losses in its meta) and printing them.
+The job itself (init, base-weight merge, training, export) is `jaxdos.crystal.fit.run`.
 """
 
 import argparse
 import dataclasses
-import json
-import time
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-from jaxdos.crystal.checkpoint import DEFAULT_DIR, CDOSGenModel, merge_base_params, save_model
-from jaxdos.crystal.denoiser import GemNetConfig, GemNetTDenoiser
+from jaxdos.crystal.checkpoint import DEFAULT_DIR
+from jaxdos.crystal.denoiser import GemNetConfig
 from jaxdos.crystal.diffusion.corruption import DiffusionConfig
 from jaxdos.crystal.diffusion.d3pm import D3PMConfig
 from jaxdos.crystal.diffusion.losses import LossWeights
-from jaxdos.crystal.diffusion.num_atoms import NumAtomsDistribution
-from jaxdos.crystal.fit import FitConfig, evaluate, fit
-from jaxdos.crystal.train import FinetuneAdapters, FinetuneFull, Pretrain, TrainBatch, TrainConfig
-from jaxdos.data.budgets import CrystalBudgets
-from jaxdos.data.pipelines import crystal_batches
-from jaxdos.data.records import Records
-from jaxdos.data.world import train_val_records
+from jaxdos.crystal.fit import CrystalFitConfig, crystal_train_config, make_default, run
 
 
 def add_lever_flags(p: argparse.ArgumentParser) -> None:
@@ -75,89 +65,31 @@ def lever_configs(args) -> tuple[GemNetConfig, DiffusionConfig, LossWeights]:
     return config, diffusion, LossWeights(pos=args.pos_weight)
 
 
-def _init_params(model, budgets, records, seed):
-    batch = TrainBatch.from_pipeline(next(iter(crystal_batches(records, budgets, num_epochs=1))))
-    g = batch.crystal.num_graphs
-    cond = None
-    if model.config.dos_dim is not None:
-        from jaxdos.crystal.batch import DosCondition
-
-        cond = DosCondition(jnp.asarray(batch.dos), jnp.ones(g, bool))
-    variables = jax.jit(model.init)(jax.random.key(seed), batch.crystal, jnp.full(g, 0.5), cond)
-    return {"params": variables["params"]}
-
-
-def run_stage(args, stage: str, train: Records, val: Records, workdir: Path, init_dir=None):
-    """One training stage; returns (export dir, validation metrics)."""
-    budgets = CrystalBudgets(atoms=args.atoms, graphs=args.graphs)
+def stage_config(args, stage: str, steps: int) -> CrystalFitConfig:
+    """One stage's frozen config from the flags (`steps`: per stage under --make-default)."""
     config, diffusion, weights = lever_configs(args)
-    if stage == "finetune":
-        config = config.conditional()
-    model = GemNetTDenoiser(config)
-    params = _init_params(model, budgets, train, args.seed)
-    if init_dir is not None:
-        base_model = CDOSGenModel.load(init_dir)
-        base, base_cfg = base_model.params, base_model.gemnet
-        params = merge_base_params(params, base)
-        # The base's graph budgets and its time / output conditioning (its weights assume them).
-        keep = ("graph", "time_scale", "pos_sigma_ref")
-        model = model.clone(
-            config=dataclasses.replace(config, **{k: getattr(base_cfg, k) for k in keep})
-        )
-    if stage == "pretrain":
-        mode = Pretrain()
-    elif args.adapters_only:
-        mode = FinetuneAdapters(p_uncond=0.2)
-    else:
-        mode = FinetuneFull(p_uncond=0.2)
-    tcfg = TrainConfig(
-        mode=mode,
+    train = crystal_train_config(
+        steps=steps,
         learning_rate=args.lr,
-        decay_steps=args.steps if args.cosine else None,
+        decay_steps=steps if args.cosine else None,
+        seed=args.seed,
+        ckpt_every=args.ckpt_every,
+    )
+    return CrystalFitConfig(
+        stage=stage,
+        model=config,
         diffusion=diffusion,
         weights=weights,
+        train=train,
+        adapters_only=args.adapters_only,
+        init=args.init,
+        records=args.records,
+        atoms=args.atoms,
+        graphs=args.graphs,
     )
-    fcfg = FitConfig(num_steps=args.steps, seed=args.seed, checkpoint_every=args.ckpt_every)
-
-    def data():
-        return iter(crystal_batches(train, budgets, seed=args.seed, num_epochs=None))
-
-    t0 = time.time()
-    state, model, history = fit(model, params, data, tcfg, fcfg, workdir, resume=args.resume)
-    train_s = time.time() - t0
-    val_batches = list(crystal_batches(val, budgets, num_epochs=1, shuffle=False))
-    val_metrics = evaluate(model, state.params, val_batches, tcfg)
-    # The gate of issue 12: the same batches and keys with the DOS dropped. Equal losses would mean
-    # the model ignores its condition, whatever the sampler does.
-    val_uncond = None
-    if stage == "finetune":
-        val_uncond = evaluate(
-            model, state.params, val_batches, dataclasses.replace(tcfg, mode=Pretrain())
-        )
-    dist = NumAtomsDistribution.from_counts(np.asarray(train.num_atoms))
-    meta = {
-        "stage": stage,
-        "mode": type(mode).__name__,
-        "steps": int(state.step),
-        "train_seconds": round(train_s, 1),
-        "learning_rate": args.lr,
-        "cosine_decay": args.cosine,
-        "loss": {"pos_weight": args.pos_weight, "type_ce": args.type_ce},
-        "budgets": {"atoms": args.atoms, "graphs": args.graphs},
-        "train_records": len(train),
-        "val_records": len(val),
-        "val_metrics": val_metrics,
-        "val_metrics_dos_dropped": val_uncond,
-        "last_train_metrics": history[-1] if history else None,
-    }
-    out = workdir / "model"
-    save_model(out, state.params, model.config, dist, meta, diffusion=diffusion)
-    summary = {"stage": stage, "val": val_metrics, "val_dos_dropped": val_uncond}
-    print(json.dumps({**summary, "train_seconds": meta["train_seconds"]}))
-    return out, val_metrics
 
 
-def main(argv=None):
+def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--stage", choices=("pretrain", "finetune"), default="pretrain")
     p.add_argument("--init", default=None, help="exported model dir to fine-tune from")
@@ -181,24 +113,18 @@ def main(argv=None):
         action="store_true",
         help=f"pre-train then fine-tune, export to {DEFAULT_DIR}",
     )
-    args = p.parse_args(argv)
-    train, val = train_val_records(args.records, args.seed)
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse(argv)
     workdir = Path(args.workdir)
     if args.make_default:
-        pre, _ = run_stage(args, "pretrain", train, val, workdir / "pretrain")
-        args.steps = args.finetune_steps
-        out, _ = run_stage(args, "finetune", train, val, workdir / "finetune", init_dir=pre)
-        fine = CDOSGenModel.load(out)
-        pre_meta = CDOSGenModel.load(pre).meta
-        meta = {**fine.meta}
-        meta["pretrain"] = {k: pre_meta[k] for k in ("steps", "train_seconds", "val_metrics")}
-        dataclasses.replace(fine, meta=meta).save(DEFAULT_DIR)
-        print(f"default model -> {DEFAULT_DIR}")
-        return DEFAULT_DIR
-    out, _ = run_stage(
-        args, args.stage, train, val, workdir, init_dir=Path(args.init) if args.init else None
-    )
-    return out
+        # The pre-training starts fresh; the fine-tune starts from it (not from --init).
+        pre = dataclasses.replace(stage_config(args, "pretrain", args.steps), init=None)
+        ft = stage_config(args, "finetune", args.finetune_steps)
+        return make_default(pre, ft, workdir, resume=args.resume)
+    return run(stage_config(args, args.stage, args.steps), workdir, resume=args.resume)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ gemnet/        the GemNet-T score network; denoiser.py wraps it (time encoding, 
 conditioning.py  DOS embedding (eq. 2) and adapters (eqs. 3-4)
 diffusion/     D3PM types, wrapped-normal coordinates, VP lattice, losses, PC sampler, CFG
 generate.py / score.py   host-side sampling entry points (budget regrowth on overflow)
-train.py / fit.py        training steps and loop; checkpoint.py CDOSGenModel + the embedded default
+train.py / fit.py        the training loss and job on the core jaxdos.training; checkpoint.py
+               CDOSGenModel + the embedded default
 convert/       MatterGen checkpoints
 """
 

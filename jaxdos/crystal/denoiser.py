@@ -34,7 +34,7 @@ from jaxdos.crystal.gemnet.basis import noise_level_encoding
 from jaxdos.crystal.gemnet.config import GemNetConfig
 from jaxdos.crystal.gemnet.layers import TorchLinear
 from jaxdos.crystal.gemnet.model import GemNetT
-from jaxdos.crystal.graph import PeriodicGraph, build_graph, grow_budgets
+from jaxdos.crystal.graph import GraphConfig, PeriodicGraph, build_graph, retry_on_overflow
 from jaxdos.structures import CrystalBatch
 from jaxdos.typing import PyTree
 
@@ -215,16 +215,19 @@ def apply_checked(
         (score, the model actually used: reuse it to keep the grown budgets).
     """
     check_inputs(model.config, batch, t, cond, properties)
-    for _ in range(max_tries + 1):
-        fn = _JIT_CACHE.get(model.config)
+
+    def run(graph_cfg: GraphConfig):
+        m = model
+        if graph_cfg != model.config.graph:
+            m = model.clone(config=dataclasses.replace(model.config, graph=graph_cfg))
+        fn = _JIT_CACHE.get(m.config)
         if fn is None:
-            fn = _JIT_CACHE[model.config] = jax.jit(
-                lambda p, b, tt, c, pr, _m=model: _m.apply(p, b, tt, c, pr, mutable=["diagnostics"])
+            fn = _JIT_CACHE[m.config] = jax.jit(
+                lambda p, b, tt, c, pr, _m=m: _m.apply(p, b, tt, c, pr, mutable=["diagnostics"])
             )
         out, diag = fn(params, batch, jnp.asarray(t), cond, properties)
-        if not bool(diag["diagnostics"]["graph_overflow"][0]):
-            return out, model
-        stats = jax.device_get(diag["diagnostics"]["graph_stats"][0])
-        graph_cfg = grow_budgets(model.config.graph, stats, batch.num_nodes)
-        model = model.clone(config=dataclasses.replace(model.config, graph=graph_cfg))
-    raise RuntimeError(f"graph budgets still overflow after {max_tries} increases")
+        d = diag["diagnostics"]
+        return (out, m), d["graph_overflow"][0], d["graph_stats"][0], batch.num_nodes
+
+    result, _ = retry_on_overflow(run, model.config.graph, max_tries)
+    return result

@@ -1,77 +1,77 @@
-"""The CDOSGen training loop: data iterator, jitted step, overflow regrowth, orbax checkpoints.
+"""CDOSGen training on the shared core: the budget-regrowing step, the loop and the training job.
 
-A checkpoint holds the `TrainState` (params, opt state, step) and a JSON item with the data
-iterator's position, the graph budgets in use and the configs, so `resume=True` continues exactly
-where the run stopped: same batches, same step keys (fold_in of the run key), same parameters bit
-for bit as an uninterrupted run.
+The loop, optimiser, checkpoints (state, grain iterator position, the graph budgets in use) and
+exact resume are `jaxdos.training`; this module supplies CDOSGen's loss (`train.make_loss`), its
+batches and its export, plus one stage-specific hook: `RegrowingStep` redoes a step whose periodic
+graph overflowed its static budgets with larger ones (`graph.retry_on_overflow`), and checkpoints
+the budgets so that a resumed run uses the same ones.
+
+`run(config, out)` is the whole job behind `experiments/train_crystal.py`: records, parameter
+init, the base-weight merge of a fine-tune, training, validation (with the DOS dropped too: the
+issue-12 gate) and the export (`checkpoint.save_model`, called only here).
 """
 
 import dataclasses
 import functools
+import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 
-from jaxdos.crystal.denoiser import GemNetTDenoiser
-from jaxdos.crystal.diffusion.corruption import corrupt
-from jaxdos.crystal.diffusion.losses import ScoreFn
-from jaxdos.crystal.graph import GraphConfig, build_graph_checked
-from jaxdos.crystal.score import denoiser_score_fn, grow_model
+from jaxdos import training
+from jaxdos.crystal.batch import DosCondition
+from jaxdos.crystal.checkpoint import DEFAULT_DIR, CDOSGenModel, merge_base_params, save_model
+from jaxdos.crystal.denoiser import GemNetConfig, GemNetTDenoiser
+from jaxdos.crystal.diffusion.corruption import DiffusionConfig, corrupt
+from jaxdos.crystal.diffusion.losses import LossWeights, ScoreFn
+from jaxdos.crystal.diffusion.num_atoms import NumAtomsDistribution
+from jaxdos.crystal.graph import GraphConfig, build_graph_checked, retry_on_overflow
+from jaxdos.crystal.score import denoiser_score_fn
 from jaxdos.crystal.train import (
+    FinetuneAdapters,
+    FinetuneFull,
+    LossConfig,
+    Pretrain,
     TrainBatch,
-    TrainConfig,
-    TrainState,
+    adapters_only_labels,
+    check_adapters,
     eval_loss,
-    init_train_state,
-    make_optimizer,
-    make_train_step,
+    make_loss,
     symmetrized,
 )
+from jaxdos.data.budgets import CrystalBudgets
+from jaxdos.data.pipelines import crystal_batches
+from jaxdos.data.records import Records
+from jaxdos.data.world import train_val_records
+from jaxdos.training import TrainConfig, TrainState
 from jaxdos.typing import PyTree
 
 __all__ = [
-    "FitConfig",
-    "fit",
-    "restore",
-    "evaluate",
+    "CrystalFitConfig",
+    "crystal_train_config",
+    "RegrowingStep",
+    "fit_crystal",
+    "validate",
     "score_fn_of",
-    "train_step_checked",
     "presize_graph",
+    "run_stage",
+    "run",
+    "make_default",
 ]
 
 _LOGGED = ("loss", "loss_pos", "loss_cell", "loss_types", "ce_types", "grad_norm")
+STAGES = ("pretrain", "finetune")
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class FitConfig:
-    """Loop settings.
-
-    Attributes:
-        num_steps: total optimizer steps of the run (a resumed run stops at the same total).
-        seed: run seed (step keys are fold_in(key(seed), step)).
-        checkpoint_every: steps between checkpoints (and one at the end).
-        log_every: steps between progress-bar metric updates.
-        max_to_keep: checkpoints kept on disk.
-    """
-
-    num_steps: int
-    seed: int = 0
-    checkpoint_every: int = 100
-    log_every: int = 10
-    max_to_keep: int = 2
-
-    def __post_init__(self):
-        if self.num_steps < 1 or self.checkpoint_every < 1 or self.log_every < 1:
-            raise ValueError("num_steps, checkpoint_every, log_every: expected >= 1")
-
-
-def _manager(workdir: Path, max_to_keep: int) -> ocp.CheckpointManager:
-    opts = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
-    return ocp.CheckpointManager(Path(workdir).absolute() / "checkpoints", options=opts)
+def crystal_train_config(**changes) -> TrainConfig:
+    """MatterGen's optimiser with `changes`: Adam at 1e-4 (constant), elementwise clip 0.5, no
+    warmup, no EMA; a checkpoint every 100 steps, a progress line every 10."""
+    base = dict(learning_rate=1e-4, clip_value=0.5, ckpt_every=100, log_every=10)
+    return TrainConfig(**{**base, **changes})
 
 
 def score_fn_of(model) -> ScoreFn:
@@ -87,70 +87,56 @@ def _plain_score_fn(model) -> ScoreFn:
     return lambda params, batch, t, cond, key: model.apply(params, batch, t, cond)
 
 
-def _save(mgr, state: TrainState, data_state: dict, model, config: TrainConfig) -> None:
-    graph = getattr(getattr(model, "config", None), "graph", None)
-    meta = {
-        "data_state": data_state,
-        "graph": None if graph is None else dataclasses.asdict(graph),
-        "model_config": repr(getattr(model, "config", None)),
-        "train_config": repr(config),
-    }
-    step = int(state.step)
-    mgr.save(
-        step,
-        args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state._asdict()), meta=ocp.args.JsonSave(meta)
-        ),
-    )
-    mgr.wait_until_finished()
+def _with_graph(model: GemNetTDenoiser, graph: GraphConfig) -> GemNetTDenoiser:
+    if graph == model.config.graph:
+        return model
+    return model.clone(config=dataclasses.replace(model.config, graph=graph))
 
 
-def restore(
-    workdir: Path, template: TrainState, step: int | None = None
-) -> tuple[TrainState, dict] | None:
-    """The latest (or given) checkpoint as (TrainState, meta), or None if there is none."""
-    mgr = _manager(workdir, 2)
-    step = mgr.latest_step() if step is None else step
-    if step is None:
-        return None
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template._asdict())
-    out = mgr.restore(
-        step,
-        args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
-        ),
-    )
-    return TrainState(**out["state"]), out["meta"]
+class RegrowingStep:
+    """The core's jitted step for `model`, redone with grown graph budgets on an overflow.
 
+    Attributes:
+        model: the network in use (its budgets grow; reuse it after training).
+    """
 
-def evaluate(model, params, batches, config: TrainConfig, seed: int = 1234) -> dict[str, float]:
-    """Mean validation metrics over `batches` (fixed keys, so comparable across checkpoints)."""
-    fn = jax.jit(lambda p, b, k: eval_loss(score_fn_of(model), p, b, k, config))
-    sums, count = {}, 0
-    for i, raw in enumerate(batches):
-        m = jax.device_get(fn(params, TrainBatch.from_pipeline(raw), jax.random.key(seed + i)))
-        w = float(np.sum(raw.graph_mask))
-        for k, v in m.items():
-            if k in _LOGGED:
-                sums[k] = sums.get(k, 0.0) + float(v) * w
-        count += w
-    return {k: v / max(count, 1.0) for k, v in sums.items()}
+    def __init__(self, model, loss: LossConfig, train: TrainConfig, labels=None):
+        self.model, self._loss, self._train, self._labels = model, loss, train, labels
 
+    def _step(self, model):
+        loss_fn = make_loss(score_fn_of(model), self._loss)
+        return training.make_train_step(loss_fn, self._train, self._labels)
 
-_STEP_CACHE: dict = {}
+    def __call__(self, state: TrainState, batch: TrainBatch, key) -> tuple[TrainState, dict]:
+        if not isinstance(self.model, GemNetTDenoiser):  # no graph, no budgets
+            return self._step(self.model)(state, batch, key)
+        # The step donates its state on accelerators: a redo takes the state the step returned
+        # (unchanged on overflow), never the donated one.
+        current = [state]
 
+        def run(graph: GraphConfig):
+            model = _with_graph(self.model, graph)
+            new, metrics = self._step(model)(current[0], batch, key)
+            current[0] = new
+            result = (new, metrics, model)
+            return result, metrics["overflow"], metrics["stats"], batch.crystal.num_nodes
 
-def _cached_step(model, params, config: TrainConfig):
-    """(optimizer, jitted step) reused across `fit` calls with the same model, config and tree."""
-    key = (score_fn_of(model), config, jax.tree.structure(params))
-    if key not in _STEP_CACHE:
-        optimizer = make_optimizer(config, params)
-        _STEP_CACHE[key] = (optimizer, make_train_step(score_fn_of(model), optimizer, config))
-    return _STEP_CACHE[key]
+        (new, metrics, self.model), _ = retry_on_overflow(run, self.model.config.graph)
+        return new, metrics
+
+    def budgets(self) -> dict:
+        """The budgets in use, as JSON (saved with each checkpoint)."""
+        graph = getattr(getattr(self.model, "config", None), "graph", None)
+        return {"graph": None if graph is None else dataclasses.asdict(graph)}
+
+    def set_budgets(self, saved: dict) -> None:
+        """Take the budgets of a checkpoint (on resume)."""
+        if saved.get("graph") is not None:
+            self.model = _with_graph(self.model, GraphConfig(**saved["graph"]))
 
 
 def presize_graph(
-    model, batch: TrainBatch, config: TrainConfig, seed: int = 0, times=(1.0, 0.9, 0.7, 0.5, 0.2)
+    model, batch: TrainBatch, config: LossConfig, seed: int = 0, times=(1.0, 0.9, 0.7, 0.5, 0.2)
 ):
     """Grow the denoiser's graph budgets to cover corrupted versions of `batch` (at several t)
     before the expensive train-step compilation, so a budget overflow rarely forces a recompile."""
@@ -164,93 +150,249 @@ def presize_graph(
             jax.random.key(seed + i), crystal, jnp.full(crystal.num_graphs, t), config.diffusion
         )
         _, graph = build_graph_checked(c.batch, graph)
-    return model.clone(config=dataclasses.replace(model.config, graph=graph))
+    return _with_graph(model, graph)
 
 
-def train_step_checked(step_fn, state, batch, key, model, optimizer, config, max_tries=4):
-    """Run a train step; on a graph-budget overflow grow the budgets and redo it.
-
-    Returns:
-        (state, metrics, model, step_fn): the last two possibly rebuilt with larger budgets.
-    """
-    for _ in range(max_tries + 1):
-        state, metrics = step_fn(state, batch, key)
-        if not bool(metrics["overflow"]):
-            return state, metrics, model, step_fn
-        model = grow_model(model, jax.device_get(metrics["stats"]), batch.crystal.num_nodes)
-        optimizer, step_fn = _cached_step(model, state.params, config)
-    raise RuntimeError(f"graph budgets still overflow after {max_tries} increases")
+def _identity(model, loss: LossConfig) -> dict:
+    """What a resumed run must share with its checkpoint (the budgets may differ: they grow)."""
+    config = getattr(model, "config", None)
+    fields = {} if config is None else dataclasses.asdict(config)
+    fields.pop("graph", None)
+    return {"loss": repr(loss), "model": repr(fields)}
 
 
-def fit(
-    model: GemNetTDenoiser,
+def fit_crystal(
+    model,
     params: PyTree,
     data: Callable[[], Iterator],
-    config: TrainConfig,
-    fit_config: FitConfig,
+    loss: LossConfig,
+    train: TrainConfig,
     workdir: Path,
     *,
     resume: bool = False,
-    progress: bool = True,
+    log=print,
 ) -> tuple[TrainState, GemNetTDenoiser, list[dict]]:
     """Train `model` from `params` (or the latest checkpoint in `workdir` if `resume`).
 
     Args:
-        model: the denoiser (conditional for fine-tune modes).
+        model: the denoiser (conditional for fine-tune modes), or a toy linen score model.
         params: initial parameters (also the restore template).
-        data: a factory of an endless iterator of `CrystalGraphBatch` with grain-style
-            `get_state()` / `set_state()` (e.g. `iter(jaxdos.data.pipelines.crystal_batches(
-            ..., num_epochs=None))`).
-        config: optimiser and loss settings.
-        fit_config: loop settings.
-        workdir: where checkpoints go.
-        resume: continue from the latest checkpoint (error if none).
-        progress: show a tqdm bar.
+        data: a factory of an endless iterator of `CrystalGraphBatch` with grain's
+            `get_state()` / `set_state()` (e.g. `iter(crystal_batches(..., num_epochs=None))`).
+        loss: the stage's loss settings.
+        train: optimiser and loop settings (`crystal_train_config(...)`).
+        workdir: where checkpoints and `metrics.jsonl` go.
+        resume: continue from the latest checkpoint (ValueError if there is none).
+        log: progress lines (None: silent).
 
     Returns:
-        (final state, the model actually used (grown budgets), logged metrics).
+        (final state, the model actually used (grown budgets), rows logged by this call).
     """
-    optimizer, _ = _cached_step(model, params, config)
-    state = init_train_state(params, optimizer)
-    it = data()
-    mgr = _manager(workdir, fit_config.max_to_keep)
-    if resume:
-        got = restore(workdir, state)
-        if got is None:
-            raise ValueError(f"resume: no checkpoint under {workdir}")
-        state, meta = got
-        it.set_state(meta["data_state"])
-        if meta["graph"] is not None:
-            model = model.clone(
-                config=dataclasses.replace(model.config, graph=GraphConfig(**meta["graph"]))
-            )
-    key = jax.random.key(fit_config.seed)
+    check_adapters(loss.mode, params)
+    labels = adapters_only_labels if isinstance(loss.mode, FinetuneAdapters) else None
+    state = training.init_train_state(params, training.make_optimizer(train, labels), train)
+    if resume and training.latest_checkpoint(workdir) is None:
+        raise ValueError(f"resume: no checkpoint under {workdir}")
+    identity = _identity(model, loss)
     if not resume:
-        probe = data()
-        model = presize_graph(model, TrainBatch.from_pipeline(next(probe)), config)
-    optimizer, step_fn = _cached_step(model, params, config)
-    history = []
-    start = int(state.step)
-    bar = None
-    if progress:
-        from tqdm import tqdm
+        model = presize_graph(model, TrainBatch.from_pipeline(next(data())), loss)
+    step = RegrowingStep(model, loss, train, labels)
+    result = training.fit(
+        step,
+        state,
+        data(),
+        train,
+        workdir,
+        prepare=TrainBatch.from_pipeline,
+        identity=identity,
+        save_extra=step.budgets,
+        load_extra=step.set_budgets,
+        resume=resume,
+        log=log,
+        name="train_crystal",
+    )
+    return result.state, step.model, result.history
 
-        bar = tqdm(total=fit_config.num_steps, initial=start, desc="train_crystal")
-    while int(state.step) < fit_config.num_steps:
-        batch = TrainBatch.from_pipeline(next(it))
-        state, metrics, model, step_fn = train_step_checked(
-            step_fn, state, batch, key, model, optimizer, config
+
+@functools.lru_cache(maxsize=16)
+def _eval_jit(score_fn: ScoreFn, loss: LossConfig):
+    return jax.jit(lambda p, b, k: eval_loss(score_fn, p, b, k, loss))
+
+
+def validate(model, params, batches, loss: LossConfig, seed: int = 1234) -> dict[str, float]:
+    """Mean validation metrics over `batches` (fixed keys, so comparable across checkpoints)."""
+    fn = _eval_jit(score_fn_of(model), loss)
+
+    def metrics(i, raw):
+        m = fn(params, TrainBatch.from_pipeline(raw), jax.random.key(seed + i))
+        return {k: v for k, v in m.items() if k in _LOGGED}
+
+    return training.evaluate(metrics, batches, lambda raw: np.sum(raw.graph_mask))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CrystalFitConfig:
+    """One CDOSGen training stage.
+
+    Attributes:
+        stage: "pretrain" (unconditional) or "finetune" (DOS-conditional, from `init` if set).
+        model: the unconditional network (a fine-tune trains `model.conditional()`).
+        diffusion: corruption processes (the D3PM hybrid CE weight among them).
+        weights: per-field loss weights.
+        train: optimiser and loop settings.
+        adapters_only: fine-tune the adapters and the DOS embedding only (pretrain ignores it).
+        p_uncond: classifier-free dropout of the condition in a fine-tune.
+        init: an exported model directory to fine-tune from (its weights, graph budgets and time /
+            output conditioning), or None.
+        records: a `Records` .npz (10 % held out), or None for the world splits.
+        atoms, graphs: batch budgets (atom slots; graph slots, one of them padding).
+    """
+
+    stage: str = "pretrain"
+    model: GemNetConfig = GemNetConfig.tiny()
+    diffusion: DiffusionConfig = DiffusionConfig()
+    weights: LossWeights = LossWeights()
+    train: TrainConfig = crystal_train_config(steps=300, learning_rate=1e-3)
+    adapters_only: bool = False
+    p_uncond: float = 0.2
+    init: str | None = None
+    records: str | None = None
+    atoms: int = 96
+    graphs: int = 17
+
+    def __post_init__(self):
+        if self.stage not in STAGES:
+            raise ValueError(f"stage: expected 'pretrain' or 'finetune', got {self.stage!r}")
+        CrystalBudgets(atoms=self.atoms, graphs=self.graphs)  # validates
+
+    @property
+    def loss(self) -> LossConfig:
+        if self.stage == "pretrain":
+            mode = Pretrain()
+        elif self.adapters_only:
+            mode = FinetuneAdapters(p_uncond=self.p_uncond)
+        else:
+            mode = FinetuneFull(p_uncond=self.p_uncond)
+        return LossConfig(mode=mode, diffusion=self.diffusion, weights=self.weights)
+
+
+def _init_params(model, budgets, records, seed):
+    batch = TrainBatch.from_pipeline(next(iter(crystal_batches(records, budgets, num_epochs=1))))
+    g = batch.crystal.num_graphs
+    cond = None
+    if model.config.dos_dim is not None:
+        cond = DosCondition(jnp.asarray(batch.dos), jnp.ones(g, bool))
+    variables = jax.jit(model.init)(jax.random.key(seed), batch.crystal, jnp.full(g, 0.5), cond)
+    return {"params": variables["params"]}
+
+
+def _initial_model(config: CrystalFitConfig, budgets, train: Records):
+    """(model, params): fresh, or a fine-tune's conditional model merged with its base."""
+    gemnet = config.model.conditional() if config.stage == "finetune" else config.model
+    model = GemNetTDenoiser(gemnet)
+    params = _init_params(model, budgets, train, config.train.seed)
+    if config.init is not None:
+        base_model = CDOSGenModel.load(config.init)
+        base, base_cfg = base_model.params, base_model.gemnet
+        params = merge_base_params(params, base)
+        # The base's graph budgets and its time / output conditioning (its weights assume them).
+        keep = ("graph", "time_scale", "pos_sigma_ref")
+        model = model.clone(
+            config=dataclasses.replace(gemnet, **{k: getattr(base_cfg, k) for k in keep})
         )
-        step = int(state.step)
-        if step % fit_config.log_every == 0 or step == fit_config.num_steps:
-            row = {k: float(v) for k, v in jax.device_get(metrics).items() if k in _LOGGED}
-            history.append({"step": step, **row})
-            if bar is not None:
-                bar.set_postfix(loss=f"{row['loss']:.3f}")
-        if bar is not None:
-            bar.update(1)
-        if step % fit_config.checkpoint_every == 0 or step == fit_config.num_steps:
-            _save(mgr, state, it.get_state(), model, config)
-    if bar is not None:
-        bar.close()
-    return state, model, history
+    return model, params
+
+
+def run_stage(
+    config: CrystalFitConfig,
+    out,
+    train: Records,
+    val: Records,
+    *,
+    resume: bool = False,
+    extra_meta: dict | None = None,
+    log=print,
+) -> tuple[Path, dict]:
+    """Train one stage under `out` and export `out/model`; returns (that directory, its meta)."""
+    out = Path(out)
+    budgets = CrystalBudgets(atoms=config.atoms, graphs=config.graphs)
+    model, params = _initial_model(config, budgets, train)
+    loss, seed = config.loss, config.train.seed
+
+    def data():
+        return iter(crystal_batches(train, budgets, seed=seed, num_epochs=None))
+
+    t0 = time.time()
+    state, model, history = fit_crystal(
+        model, params, data, loss, config.train, out, resume=resume, log=log
+    )
+    train_s = time.time() - t0
+    val_batches = list(crystal_batches(val, budgets, num_epochs=1, shuffle=False))
+    val_metrics = validate(model, state.params, val_batches, loss)
+    # The gate of issue 12: the same batches and keys with the DOS dropped. Equal losses would mean
+    # the model ignores its condition, whatever the sampler does.
+    val_uncond = None
+    if config.stage == "finetune":
+        dropped = dataclasses.replace(loss, mode=Pretrain())
+        val_uncond = validate(model, state.params, val_batches, dropped)
+    last = (
+        {k: v for k, v in history[-1].items() if k == "step" or k in _LOGGED} if history else None
+    )
+    meta = {
+        "stage": config.stage,
+        "mode": type(loss.mode).__name__,
+        "steps": int(state.step),
+        "train_seconds": round(train_s, 1),
+        "learning_rate": config.train.learning_rate,
+        "cosine_decay": config.train.decay_steps is not None,
+        "loss": {"pos_weight": config.weights.pos, "type_ce": config.diffusion.types.hybrid_coeff},
+        "budgets": {"atoms": config.atoms, "graphs": config.graphs},
+        "train_records": len(train),
+        "val_records": len(val),
+        "val_metrics": val_metrics,
+        "val_metrics_dos_dropped": val_uncond,
+        "last_train_metrics": last,
+        **(extra_meta or {}),
+    }
+    dist = NumAtomsDistribution.from_counts(np.asarray(train.num_atoms))
+    save_model(  # the one export of CDOSGen
+        out / "model", state.params, model.config, dist, meta, diffusion=config.diffusion
+    )
+    if log is not None:
+        summary = {"stage": config.stage, "val": val_metrics, "val_dos_dropped": val_uncond}
+        log(json.dumps({**summary, "train_seconds": meta["train_seconds"]}))
+    return out / "model", meta
+
+
+def run(config: CrystalFitConfig, out, *, resume: bool = False, log=print) -> Path:
+    """One stage on `config.records` (or the world splits); returns the exported model dir."""
+    train, val = train_val_records(config.records, config.train.seed)
+    return run_stage(config, out, train, val, resume=resume, log=log)[0]
+
+
+def make_default(
+    pretrain: CrystalFitConfig,
+    finetune: CrystalFitConfig,
+    out,
+    *,
+    resume: bool = False,
+    destination=DEFAULT_DIR,
+    log=print,
+) -> Path:
+    """Pre-train under `out/pretrain`, fine-tune that under `out/finetune`, and copy the result
+    (with the pre-training's steps, time and validation losses in its meta) to `destination`."""
+    if pretrain.stage != "pretrain" or finetune.stage != "finetune":
+        raise ValueError("stage: make_default takes a pretrain and a finetune config")
+    out = Path(out)
+    train, val = train_val_records(pretrain.records, pretrain.train.seed)
+    pre, pre_meta = run_stage(pretrain, out / "pretrain", train, val, resume=resume, log=log)
+    summary = {k: pre_meta[k] for k in ("steps", "train_seconds", "val_metrics")}
+    finetune = dataclasses.replace(finetune, init=str(pre))
+    extra = {"pretrain": summary}
+    ft, _ = run_stage(
+        finetune, out / "finetune", train, val, resume=resume, extra_meta=extra, log=log
+    )
+    CDOSGenModel.load(ft).save(destination)  # atomic, in the one model format
+    if log is not None:
+        log(f"default model -> {destination}")
+    return Path(destination)

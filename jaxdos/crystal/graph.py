@@ -33,7 +33,8 @@ grown to fit; jitted callers read `overflow` and retry on the host.
 import dataclasses
 import itertools
 import math
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -41,6 +42,8 @@ import numpy as np
 
 from jaxdos.structures import CrystalBatch
 from jaxdos.typing import Array
+
+R = TypeVar("R")
 
 __all__ = [
     "GraphConfig",
@@ -50,6 +53,7 @@ __all__ = [
     "build_graph_jit",
     "build_graph_checked",
     "grow_budgets",
+    "retry_on_overflow",
     "image_offsets",
 ]
 
@@ -317,6 +321,37 @@ def grow_budgets(config: GraphConfig, stats: GraphStats, num_nodes: int) -> Grap
 build_graph_jit = jax.jit(build_graph, static_argnums=1)
 
 
+def retry_on_overflow(
+    run: Callable[[GraphConfig], tuple[R, Array, GraphStats, int]],
+    config: GraphConfig,
+    max_tries: int = 4,
+) -> tuple[R, GraphConfig]:
+    """Host-side: `run(config)`, growing the budgets and re-running until nothing overflows.
+
+    The one grow-and-retry rule of the package: the graph builder, the denoiser, generation and
+    the training step all go through it.
+
+    Args:
+        run: `run(config) -> (result, overflow, stats, num_nodes)`: the call with these budgets,
+            whether any budget was too small, what it needed, and the node count the per-atom
+            budgets are sized for.
+        config: the starting budgets.
+        max_tries: budget increases before giving up.
+
+    Returns:
+        (the result of the first call that did not overflow, the budgets it used).
+
+    Raises:
+        RuntimeError: if the budgets still overflow after `max_tries` increases.
+    """
+    for _ in range(max_tries + 1):
+        result, overflow, stats, num_nodes = run(config)
+        if not bool(overflow):
+            return result, config
+        config = grow_budgets(config, jax.device_get(stats), num_nodes)
+    raise RuntimeError(f"periodic graph still overflows after {max_tries} budget increases")
+
+
 def build_graph_checked(
     batch: CrystalBatch, config: GraphConfig, max_tries: int = 4
 ) -> tuple[PeriodicGraph, GraphConfig]:
@@ -328,9 +363,9 @@ def build_graph_checked(
     Raises:
         RuntimeError: if the budgets still overflow after `max_tries` re-runs.
     """
-    for _ in range(max_tries + 1):
-        graph = build_graph_jit(batch, config)
-        if not bool(graph.overflow):
-            return graph, config
-        config = grow_budgets(config, jax.device_get(graph.stats), batch.num_nodes)
-    raise RuntimeError(f"periodic graph still overflows after {max_tries} budget increases")
+
+    def run(cfg: GraphConfig):
+        graph = build_graph_jit(batch, cfg)
+        return graph, graph.overflow, graph.stats, batch.num_nodes
+
+    return retry_on_overflow(run, config, max_tries)

@@ -13,10 +13,10 @@ from jaxdos.crystal.denoiser import GemNetTDenoiser
 from jaxdos.crystal.diffusion.guidance import ClassifierFree
 from jaxdos.crystal.diffusion.losses import ScoreFn, ScoreWithDiagnostics
 from jaxdos.crystal.generate import Generated, generate
-from jaxdos.crystal.graph import grow_budgets
+from jaxdos.crystal.graph import GraphConfig, retry_on_overflow
 from jaxdos.typing import PyTree
 
-__all__ = ["denoiser_score_fn", "grow_model", "generate_with_model"]
+__all__ = ["denoiser_score_fn", "generate_with_model"]
 
 
 @functools.lru_cache(maxsize=64)
@@ -30,12 +30,6 @@ def denoiser_score_fn(model: GemNetTDenoiser) -> ScoreFn:
         return ScoreWithDiagnostics(out, d["graph_overflow"][0], d["graph_stats"][0])
 
     return score_fn
-
-
-def grow_model(model: GemNetTDenoiser, stats, num_nodes: int) -> GemNetTDenoiser:
-    """The same network with graph budgets covering `stats` (needed by a call of `num_nodes`)."""
-    graph = grow_budgets(model.config.graph, stats, num_nodes)
-    return model.clone(config=dataclasses.replace(model.config, graph=graph))
 
 
 def generate_with_model(
@@ -55,11 +49,16 @@ def generate_with_model(
     Raises:
         RuntimeError: if the budgets still overflow after `max_tries` increases.
     """
-    for _ in range(max_tries + 1):
-        gen = generate(denoiser_score_fn(model), params, **kwargs)
-        if not gen.overflow:
-            return gen, model
+
+    def run(graph: GraphConfig):
+        m = model
+        if graph != model.config.graph:
+            m = model.clone(config=dataclasses.replace(model.config, graph=graph))
+        gen = generate(denoiser_score_fn(m), params, **kwargs)
         cfg = gen.config.guidance
+        # Classifier-free guidance runs the network on the batch twice (conditional + not).
         doubled = isinstance(cfg, ClassifierFree) and cfg.gamma != 0.0
-        model = grow_model(model, gen.stats, gen.batch.num_nodes * (2 if doubled else 1))
-    raise RuntimeError(f"graph budgets still overflow after {max_tries} increases")
+        return (gen, m), gen.overflow, gen.stats, gen.batch.num_nodes * (2 if doubled else 1)
+
+    result, _ = retry_on_overflow(run, model.config.graph, max_tries)
+    return result

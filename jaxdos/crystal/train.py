@@ -1,22 +1,22 @@
-"""CDOSGen training: unconditional pre-training and DOS-conditional fine-tuning (paper C.2-C.3).
+"""CDOSGen's training loss: unconditional pre-training and DOS-conditional fine-tuning (paper
+C.2-C.3).
 
-`train_step(state, batch, key) -> (state, metrics)` is one jitted pure function: symmetrise the
-lattices (polar decomposition, MatterGen's `symmetrize_lattice`), draw the CFG mask (p_uncond = 0.2;
-rows with a non-finite DOS are always unconditional, MatterGen's `SetEmbeddingType`), corrupt,
-score, MatterGen's weighted loss, clipped Adam. Adapters-only fine-tuning freezes every
-non-adapter parameter with `optax.multi_transform` (`set_to_zero`). A network-budget overflow leaves
-the state untouched and sets `metrics["overflow"]`: the loop grows the budgets and redoes the step.
-Step keys are `fold_in(key, step)`, so a resumed run (params, opt state, step, data-iterator
-position) reproduces the uninterrupted run bit for bit.
+The optimiser, the jitted step, the loop and its checkpoints are the shared core
+(`jaxdos.training`); this module supplies the stage's loss. `make_loss(score_fn, config)` is
+`loss_fn(params, batch, key) -> (loss, metrics)`: symmetrise the lattices (polar decomposition,
+MatterGen's `symmetrize_lattice`), draw the CFG mask (p_uncond = 0.2; rows with a non-finite DOS
+are always unconditional, MatterGen's `SetEmbeddingType`), corrupt, score, MatterGen's weighted
+loss. Adapters-only fine-tuning freezes every non-adapter parameter through the core optimiser's
+labels (`adapters_only_labels`). A network-budget overflow sets `metrics["overflow"]`: the core
+step then keeps the state and `jaxdos.crystal.fit` grows the budgets and redoes the step.
 """
 
 import dataclasses
-from collections.abc import Callable
+import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from jaxdos.crystal.batch import DosCondition
 from jaxdos.crystal.diffusion.corruption import DiffusionConfig
@@ -30,15 +30,14 @@ __all__ = [
     "FinetuneFull",
     "FinetuneAdapters",
     "Mode",
-    "TrainConfig",
-    "TrainState",
+    "LossConfig",
     "TrainBatch",
     "ADAPTER_NAME_PARTS",
-    "param_labels",
-    "make_optimizer",
-    "init_train_state",
-    "make_train_step",
+    "adapters_only_labels",
+    "check_adapters",
+    "make_loss",
     "cfg_mask",
+    "symmetrized",
     "eval_loss",
 ]
 
@@ -75,26 +74,16 @@ Mode = Pretrain | FinetuneFull | FinetuneAdapters
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class TrainConfig:
-    """Optimiser and loss settings (MatterGen: Adam, clip by value 0.5; lr 1e-4 base, 5e-6 paper
-    fine-tune).
+class LossConfig:
+    """What CDOSGen's loss needs (the optimiser lives in `jaxdos.training.TrainConfig`).
 
     Attributes:
         mode: `Pretrain()`, `FinetuneFull()` or `FinetuneAdapters()`.
-        learning_rate: Adam step size (the peak, with a schedule).
-        decay_steps: cosine decay of the step size to `final_lr_fraction` of it over this many
-            steps (None = constant, as MatterGen's pre-training).
-        final_lr_fraction: where the cosine decay ends.
-        grad_clip_value: elementwise gradient clip.
         diffusion: corruption processes.
         weights: per-field loss weights.
     """
 
     mode: Mode = Pretrain()
-    learning_rate: float = 1e-4
-    decay_steps: int | None = None
-    final_lr_fraction: float = 0.1
-    grad_clip_value: float = 0.5
     diffusion: DiffusionConfig = DiffusionConfig()
     weights: LossWeights = LossWeights()
 
@@ -103,22 +92,6 @@ class TrainConfig:
             raise ValueError(
                 f"mode: expected Pretrain/FinetuneFull/FinetuneAdapters, got {self.mode!r}"
             )
-        if not 0 < self.learning_rate < 1:
-            raise ValueError(f"learning_rate: expected in (0, 1), got {self.learning_rate}")
-        if self.decay_steps is not None and self.decay_steps < 1:
-            raise ValueError(f"decay_steps: expected None or >= 1, got {self.decay_steps}")
-        if not 0 <= self.final_lr_fraction <= 1:
-            raise ValueError(f"final_lr_fraction: expected in [0, 1], got {self.final_lr_fraction}")
-        if not self.grad_clip_value > 0:
-            raise ValueError(f"grad_clip_value: expected > 0, got {self.grad_clip_value}")
-
-
-class TrainState(NamedTuple):
-    """Fields: params, opt_state, step (int32 scalar: optimizer updates applied)."""
-
-    params: PyTree
-    opt_state: PyTree
-    step: Array
 
 
 class TrainBatch(NamedTuple):
@@ -138,35 +111,25 @@ class TrainBatch(NamedTuple):
         return cls(CrystalBatch(*b.crystal), b.dos)
 
 
-def param_labels(params: PyTree) -> PyTree:
-    """ "adapter" for adapter / DOS-embedding leaves, "base" for the rest."""
-
-    def label(path, _):
-        name = jax.tree_util.keystr(path)
-        return "adapter" if any(p in name for p in ADAPTER_NAME_PARTS) else "base"
-
-    return jax.tree_util.tree_map_with_path(label, params)
+def _is_adapter(path) -> bool:
+    name = jax.tree_util.keystr(path)
+    return any(p in name for p in ADAPTER_NAME_PARTS)
 
 
-def make_optimizer(config: TrainConfig, params: PyTree) -> optax.GradientTransformation:
-    """Clip-by-value + Adam; adapters-only mode zeroes the base parameters' updates."""
-    lr = config.learning_rate
-    if config.decay_steps is not None:
-        lr = optax.cosine_decay_schedule(lr, config.decay_steps, alpha=config.final_lr_fraction)
-    opt = optax.chain(optax.clip(config.grad_clip_value), optax.adam(lr))
-    if isinstance(config.mode, FinetuneAdapters):
-        labels = param_labels(params)
-        if "adapter" not in jax.tree.leaves(labels):
+def adapters_only_labels(params: PyTree) -> PyTree:
+    """The core optimiser's labels of adapters-only fine-tuning: "train" for adapter and
+    DOS-embedding leaves, "frozen" for the base weights."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: "train" if _is_adapter(path) else "frozen", params
+    )
+
+
+def check_adapters(mode: Mode, params: PyTree) -> None:
+    """ValueError unless `params` has adapters to train when `mode` is `FinetuneAdapters`."""
+    if isinstance(mode, FinetuneAdapters):
+        paths = jax.tree_util.tree_flatten_with_path(params)[0]
+        if not any(_is_adapter(path) for path, _ in paths):
             raise ValueError("mode: FinetuneAdapters needs a conditional model with adapters")
-        return optax.multi_transform({"adapter": opt, "base": optax.set_to_zero()}, labels)
-    return opt
-
-
-def init_train_state(params: PyTree, optimizer: optax.GradientTransformation) -> TrainState:
-    """A fresh state on a copy of `params` (train_step donates its state; the caller's params stay
-    valid)."""
-    params = jax.tree.map(jnp.array, params)
-    return TrainState(params, optimizer.init(params), jnp.int32(0))
 
 
 def cfg_mask(key: PRNGKey, dos: Array, graph_mask: Array, p_uncond: float) -> Array:
@@ -183,42 +146,30 @@ def symmetrized(crystal: CrystalBatch) -> CrystalBatch:
     )
 
 
-def make_train_step(
-    score_fn: ScoreFn, optimizer: optax.GradientTransformation, config: TrainConfig
-) -> Callable[[TrainState, TrainBatch, PRNGKey], tuple[TrainState, dict]]:
-    """The jitted `train_step(state, batch, key) -> (state, metrics)`.
+@functools.lru_cache(maxsize=32)  # one loss object per (network, config): the core caches its step
+def make_loss(score_fn: ScoreFn, config: LossConfig):
+    """`loss_fn(params, TrainBatch, key) -> (loss, metrics)` of one training step.
 
-    `key` is the run's base key; the step's key is `fold_in(key, state.step)`.
+    metrics: `diffusion_loss`'s (loss, loss_pos, loss_cell, loss_types, ..., overflow, stats).
     """
 
-    def train_step(state: TrainState, batch: TrainBatch, key: PRNGKey):
-        k_cfg, k_loss = jax.random.split(jax.random.fold_in(key, state.step))
+    def loss_fn(params: PyTree, batch: TrainBatch, key: PRNGKey):
+        k_cfg, k_loss = jax.random.split(key)
         crystal = symmetrized(batch.crystal)
         cond = None
         if not isinstance(config.mode, Pretrain):
             use = cfg_mask(k_cfg, batch.dos, crystal.graph_mask, config.mode.p_uncond)
             dos = jnp.where(jnp.isfinite(batch.dos), batch.dos, 0.0)
             cond = DosCondition(dos=jnp.maximum(dos, 0.0), use_cond=use)
+        return diffusion_loss(
+            score_fn, params, crystal, cond, k_loss, config.diffusion, config.weights
+        )
 
-        def loss_fn(params):
-            return diffusion_loss(
-                score_fn, params, crystal, cond, k_loss, config.diffusion, config.weights
-            )
-
-        (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        new = TrainState(params, opt_state, state.step + 1)
-        # On a budget overflow the loss is meaningless: keep the old state (redo after growing).
-        new = jax.tree.map(lambda a, b: jnp.where(metrics["overflow"], b, a), new, state)
-        metrics["grad_norm"] = optax.global_norm(grads)
-        return new, metrics
-
-    return jax.jit(train_step, donate_argnums=0)
+    return loss_fn
 
 
 def eval_loss(
-    score_fn: ScoreFn, params: PyTree, batch: TrainBatch, key: PRNGKey, config: TrainConfig
+    score_fn: ScoreFn, params: PyTree, batch: TrainBatch, key: PRNGKey, config: LossConfig
 ) -> dict:
     """Validation metrics of one batch (conditional for fine-tune modes, every crystal with DOS)."""
     cond = None

@@ -35,8 +35,6 @@ DEFAULT_STEPS = 100  # CPU default of the pipeline; MatterGen's is 1000 (`--step
 DEFAULT_CORRECTOR_STEPS = 1  # MatterGen's
 
 
-
-
 def generate_crystals(
     dos=None,
     *,

@@ -1,6 +1,6 @@
 """DOSSampler: RADD masked diffusion over DOS tokens with guided predictor-corrector sampling.
 
-Data flow: world records -> tokens (jaxdos.kernels.tokenizer) -> `train` (λ-DCE, `loss`) ->
+Data flow: world records -> tokens (jaxdos.kernels.tokenizer) -> `fit` (λ-DCE, `loss`) ->
 score network (`model`) + property regressor (`regressor`) -> `sampling.sample` (Algorithm 2) with
 a guidance variant (`guidance`) and K drawn from the training set (`scale`) -> tokens.
 """

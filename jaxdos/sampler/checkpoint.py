@@ -8,7 +8,7 @@ arrays {"params": SamplerParams fields, "scale_distribution": {scale, band_gap}}
 
 `load_default()` reads the embedded `tiny` sampler committed under `jaxdos/assets/sampler_tiny/`
 (trained by `python -m experiments.train_sampler`). Training checkpoints (optimiser, EMA, data
-state) are separate orbax directories; see `jaxdos.sampler.train`.
+state) are separate orbax directories; see `jaxdos.training` and `jaxdos.sampler.fit`.
 """
 
 import dataclasses

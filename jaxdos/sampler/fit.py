@@ -1,131 +1,225 @@
-"""The training loop: score network, then regressor, then export of a sampler directory.
+"""DOSSampler training: the score network (λ-DCE), then the property regressor, then the export.
 
-`fit(model_config, train_config, regressor_config, train, val, workdir)` runs both stages from
-`Records` through the grain pipeline `jaxdos.data.pipelines.dos_batches` (endless, seeded), with
-periodic validation loss, periodic checkpoints under `workdir/{diffusion,regressor}` and exact
-resume (`resume=True` picks up each stage from its latest checkpoint, data iterator included).
-The data source is the `Records` argument: the world subset in production, a synthetic stand-in in
-tests. The result, `workdir/sampler`, holds the EMA params, the regressor, the property statistics
-and the training K distribution (`checkpoint.save_sampler`).
+The loop, optimiser, EMA, checkpoints and exact resume are the shared core (`jaxdos.training`);
+this module supplies the stage's two losses, its batches and its export. Both networks train on the
+grain pipeline `jaxdos.data.pipelines.dos_batches` (endless, seeded), each under
+`workdir/{diffusion,regressor}` with its own checkpoints and `metrics.jsonl`; the regressor (r_φ)
+reads the frozen EMA of the score network as a batch field, so it passes through the jitted step
+as an argument, not as a compile-time constant. `resume=True` picks up each network from its
+latest checkpoint, data iterator included. The export, `workdir/sampler`, holds both EMAs, the
+property statistics and the training K distribution (`checkpoint.save_sampler`).
+
+Keys: network n (0 score, 1 regressor) derives `base = fold_in(key(seed), n)`, initialises from
+`fold_in(base, 0)`, trains on the run key `fold_in(base, 1)` (step s: `fold_in(run key, s)`) and
+validates with `fold_in(base, 2)`.
 """
 
+import dataclasses
+import shutil
+import time
+from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm import tqdm
 
-from jaxdos.data.pipelines import dos_batches
+from jaxdos.data.pipelines import DosBatch, dos_batches
 from jaxdos.data.records import Records
+from jaxdos.data.world import train_val_records
 from jaxdos.sampler.checkpoint import save_sampler
 from jaxdos.sampler.config import ModelConfig
 from jaxdos.sampler.loss import dce_loss
-from jaxdos.sampler.regressor import property_stats, regressor_loss
+from jaxdos.sampler.model import init_params
+from jaxdos.sampler.regressor import init_regressor, property_stats, regressor_loss
 from jaxdos.sampler.sampling import SamplerParams
 from jaxdos.sampler.scale import ScaleDistribution
-from jaxdos.sampler.train import (
-    Checkpointer,
+from jaxdos.training import (
     TrainConfig,
+    TrainState,
+    evaluate,
+    fit,
     init_train_state,
-    make_regressor_step,
+    make_optimizer,
     make_train_step,
 )
 
-__all__ = ["fit", "run_stage", "evaluate"]
+__all__ = [
+    "SamplerFitConfig",
+    "RegressorBatch",
+    "sampler_train_config",
+    "dce_objective",
+    "regressor_objective",
+    "init_state",
+    "run_stage",
+    "fit_sampler",
+    "run",
+]
+
+STAGES = ("diffusion", "regressor")
 
 
-def evaluate(loss_fn, records: Records, batch_size: int, key, *, max_batches: int = 8) -> dict:
-    """Mean metrics of `loss_fn(batch, key) -> (loss, metrics)` over fixed validation batches."""
-    it = iter(dos_batches(records, batch_size=batch_size, seed=0, num_epochs=1, shuffle=False))
-    sums, n = {}, 0
-    for i, batch in zip(range(max_batches), it, strict=False):
-        _, metrics = loss_fn(batch, jax.random.fold_in(key, i))
-        w = float(np.sum(batch.valid))
-        for k, v in metrics.items():
-            sums[k] = sums.get(k, 0.0) + w * float(v)
-        n += w
-    return {k: v / max(n, 1.0) for k, v in sums.items()}
+def sampler_train_config(**changes) -> TrainConfig:
+    """The DOSSampler's optimiser defaults with `changes`: AdamW, 100 warmup steps then constant,
+    global-norm clip 1, EMA 0.999, evaluation every 100 and checkpoints every 200 steps."""
+    base = dict(warmup=100, clip_norm=1.0, ema_decay=0.999, eval_every=100, ckpt_every=200)
+    return TrainConfig(**{**base, **changes})
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SamplerFitConfig:
+    """A DOSSampler training job.
+
+    Attributes:
+        model: the network sizes (`ModelConfig.tiny()` or `.paper()`).
+        diffusion: the score network's optimiser and loop settings.
+        regressor: the regressor's (trained on the frozen score-network EMA).
+        batch_size: B spectra per step (both networks; also the validation batch).
+        records: a `Records` .npz to train on (10 % held out), or None for the world splits.
+        max_records: cap on the training records (0: all).
+        export: copy the finished sampler directory here too (None: no copy).
+    """
+
+    model: ModelConfig = ModelConfig.tiny()
+    diffusion: TrainConfig = sampler_train_config()
+    regressor: TrainConfig = sampler_train_config(steps=300)
+    batch_size: int = 16
+    records: str | None = None
+    max_records: int = 0
+    export: str | None = None
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size: expected >= 1, got {self.batch_size}")
+        if self.max_records < 0:
+            raise ValueError(f"max_records: expected >= 0, got {self.max_records}")
+        if self.diffusion.ema_decay is None or self.regressor.ema_decay is None:
+            raise ValueError("ema_decay: the DOSSampler exports EMA params; expected a decay")
+
+
+class RegressorBatch(NamedTuple):
+    """A DOS batch with what r_φ's loss reads but does not train.
+
+    Fields:
+        dos: the `DosBatch`.
+        diffusion: the frozen score-network params (EMA).
+        prop_mean, prop_std: `[P]` property statistics of the training set.
+    """
+
+    dos: DosBatch
+    diffusion: dict
+    prop_mean: jax.Array
+    prop_std: jax.Array
+
+
+@lru_cache(maxsize=8)  # one loss object per config: the core caches its jitted step on it
+def dce_objective(model_config: ModelConfig):
+    """`loss_fn(params, DosBatch, key) -> (loss, metrics)`: λ-DCE (metrics: loss, masked_nll)."""
+
+    def loss_fn(params, batch, key):
+        return dce_loss(params, batch.tokens, batch.scale, key, batch.valid, config=model_config)
+
+    return loss_fn
+
+
+@lru_cache(maxsize=8)
+def regressor_objective(model_config: ModelConfig):
+    """`loss_fn(params, RegressorBatch, key) -> (loss, metrics)`: r_φ's standardised MSE."""
+
+    def loss_fn(params, batch, key):
+        d = batch.dos
+        return regressor_loss(
+            params,
+            batch.diffusion,
+            d.tokens,
+            d.scale,
+            batch.prop_mean,
+            batch.prop_std,
+            key,
+            d.valid,
+            config=model_config,
+        )
+
+    return loss_fn
+
+
+@lru_cache(maxsize=8)
+def _metrics_jit(loss_fn):
+    return jax.jit(lambda params, batch, key: loss_fn(params, batch, key)[1])
+
+
+def init_state(key, model_config: ModelConfig, cfg: TrainConfig, *, regressor=False) -> TrainState:
+    """Fresh state of the score network (or of the regressor when `regressor=True`)."""
+    params = (init_regressor if regressor else init_params)(key, model_config)
+    return init_train_state(params, make_optimizer(cfg), cfg)
 
 
 def run_stage(
     stage: str,
-    model_config: ModelConfig,
-    cfg: TrainConfig,
+    config: SamplerFitConfig,
     train: Records,
     val: Records | None,
     workdir,
     *,
     resume: bool,
-    frozen=(),
+    frozen: tuple = (),
     log=print,
     stop_after: int | None = None,
-):
-    """Train one stage ('diffusion' or 'regressor') to `cfg.steps`; returns its `TrainState`.
+    export=None,
+) -> TrainState:
+    """Train one network ('diffusion' or 'regressor') to its `steps`; returns its `TrainState`.
 
-    `stop_after` ends the loop early (after a checkpoint at that step), as a kill would: a later
-    `resume=True` call with the same config must then finish bit-identically.
+    `frozen` is `(diffusion EMA, prop_mean, prop_std)` for the regressor. `stop_after` ends the
+    loop early (after a checkpoint at that step), as a kill would. `export(state, history)` runs
+    when the network is done.
     """
-    if stage not in ("diffusion", "regressor"):
+    if stage not in STAGES:
         raise ValueError(f"stage: expected 'diffusion' or 'regressor', got {stage!r}")
     regressor = stage == "regressor"
+    cfg = config.regressor if regressor else config.diffusion
     base = jax.random.fold_in(jax.random.key(cfg.seed), int(regressor))
-    state = init_train_state(jax.random.fold_in(base, 0), model_config, cfg, regressor=regressor)
-    it = iter(dos_batches(train, batch_size=cfg.batch_size, seed=cfg.seed, num_epochs=None))
-    ckpt = Checkpointer(Path(workdir) / stage)
-    config = {"model": model_config.to_dict(), "train": cfg.to_dict(), "stage": stage}
-    if resume and ckpt.latest_step() is not None:
-        state, data_state, saved = ckpt.restore(state)
-        if saved != config:
-            raise ValueError(f"resume: {ckpt.directory} was written with config {saved}")
-        it.set_state(data_state)
-        if log is not None:
-            log(f"[{stage}] resumed at step {int(state.step)}")
-    if regressor:
-        step_fn = make_regressor_step(model_config, cfg)
-        diff_params, mean, std = frozen
-        loss = jax.jit(
-            lambda p, b, k: regressor_loss(
-                p, diff_params, *_batch(b), mean, std, k, b.valid, config=model_config
-            )[1]
-        )
-    else:
-        step_fn = make_train_step(model_config, cfg)
-        loss = jax.jit(lambda p, b, k: dce_loss(p, *_batch(b), k, b.valid, config=model_config))
-    k_train, k_val = jax.random.fold_in(base, 1), jax.random.fold_in(base, 2)
-    end = cfg.steps if stop_after is None else min(stop_after, cfg.steps)
-    bar = tqdm(range(int(state.step), end), desc=stage, disable=log is None, leave=False)
-    for s in bar:
-        args = (state, next(it), jax.random.fold_in(k_train, s)) + tuple(frozen)
-        state, metrics = step_fn(*args)
-        bar.set_postfix(loss=f"{float(metrics['loss']):.4f}")
-        done = s + 1
-        if val is not None and cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps):
-            ema = state.ema
-            if regressor:
-                fn = lambda b, k, ema=ema: (None, loss(ema, b, k))
-            else:
-                fn = lambda b, k, ema=ema: loss(ema, b, k)
-            vm = evaluate(fn, val, cfg.batch_size, k_val)
-            if log is not None:
-                log(
-                    f"[{stage}] step {done} train {float(metrics['loss']):.4f} "
-                    + " ".join(f"val_{k} {v:.4f}" for k, v in vm.items())
-                )
-        if (cfg.ckpt_every and done % cfg.ckpt_every == 0) or done in (cfg.steps, end):
-            ckpt.save(state, it.get_state(), config)
-    ckpt.close()
-    return state
+    state = init_state(jax.random.fold_in(base, 0), config.model, cfg, regressor=regressor)
+    data = iter(dos_batches(train, batch_size=config.batch_size, seed=cfg.seed, num_epochs=None))
+    loss_fn = (regressor_objective if regressor else dce_objective)(config.model)
+    prepare = (lambda b: RegressorBatch(b, *frozen)) if regressor else (lambda b: b)
+    evaluate_fn = None
+    if val is not None:
+        k_val, metrics = jax.random.fold_in(base, 2), _metrics_jit(loss_fn)
+
+        def evaluate_fn(state: TrainState) -> dict:
+            batches = dos_batches(
+                val, batch_size=config.batch_size, seed=0, num_epochs=1, shuffle=False
+            )
+            first = (prepare(b) for _, b in zip(range(8), batches, strict=False))
+            return evaluate(
+                lambda i, b: metrics(state.ema, b, jax.random.fold_in(k_val, i)),
+                first,
+                lambda b: np.sum((b.dos if regressor else b).valid),
+            )
+
+    identity = {"model": config.model.to_dict(), "stage": stage, "batch_size": config.batch_size}
+    result = fit(
+        make_train_step(loss_fn, cfg),
+        state,
+        data,
+        cfg,
+        Path(workdir) / stage,
+        key=jax.random.fold_in(base, 1),
+        prepare=prepare,
+        identity=identity,
+        evaluate_fn=evaluate_fn,
+        export=export,
+        resume=resume,
+        stop_after=stop_after,
+        log=log,
+        name=stage,
+    )
+    return result.state
 
 
-def _batch(b):
-    return jnp.asarray(b.tokens), jnp.asarray(b.scale)
-
-
-def fit(
-    model_config: ModelConfig,
-    train_config: TrainConfig,
-    regressor_config: TrainConfig,
+def fit_sampler(
+    config: SamplerFitConfig,
     train: Records,
     val: Records | None,
     workdir,
@@ -134,30 +228,49 @@ def fit(
     log=print,
     meta: dict | None = None,
 ) -> Path:
-    """Both stages, then `save_sampler(workdir / 'sampler', ...)`; returns that directory."""
+    """Both networks, then `save_sampler(workdir / 'sampler', ...)`; returns that directory."""
     workdir = Path(workdir)
-    diff = run_stage(
-        "diffusion", model_config, train_config, train, val, workdir, resume=resume, log=log
-    )
-    tokens = next(iter(dos_batches(train, batch_size=len(train), seed=0, shuffle=False)))
-    mean, std = property_stats(jnp.asarray(tokens.tokens), jnp.asarray(tokens.scale))
-    reg = run_stage(
-        "regressor",
-        model_config,
-        regressor_config,
-        train,
-        val,
-        workdir,
-        resume=resume,
-        frozen=(diff.ema, mean, std),
-        log=log,
-    )
-    params = SamplerParams(diff.ema, reg.ema, mean, std)
-    dist = ScaleDistribution.from_arrays(train.scale, train.band_gap)
+    diff = run_stage("diffusion", config, train, val, workdir, resume=resume, log=log)
+    everything = next(iter(dos_batches(train, batch_size=len(train), seed=0, shuffle=False)))
+    mean, std = property_stats(jnp.asarray(everything.tokens), jnp.asarray(everything.scale))
     info = {
         "train_records": len(train),
-        "diffusion": train_config.to_dict(),
-        "regressor": regressor_config.to_dict(),
+        "diffusion": config.diffusion.to_dict(),
+        "regressor": config.regressor.to_dict(),
+        "batch_size": config.batch_size,
         **(meta or {}),
     }
-    return save_sampler(workdir / "sampler", params, model_config, dist, meta=info)
+
+    def export(state: TrainState, history) -> Path:
+        # The one place the DOSSampler is saved.
+        params = SamplerParams(diff.ema, state.ema, mean, std)
+        dist = ScaleDistribution.from_arrays(train.scale, train.band_gap)
+        return save_sampler(workdir / "sampler", params, config.model, dist, meta=info)
+
+    frozen = (diff.ema, mean, std)
+    kw = dict(resume=resume, frozen=frozen, log=log, export=export)
+    run_stage("regressor", config, train, val, workdir, **kw)
+    return workdir / "sampler"
+
+
+def run(config: SamplerFitConfig, out, *, resume: bool = False, log=print) -> Path:
+    """The training job: load the records, train both networks under `out`, export.
+
+    Returns:
+        The sampler directory (`out/sampler`; also copied to `config.export` when set).
+    """
+    train, val = train_val_records(config.records, config.diffusion.seed)
+    if config.max_records:
+        train = train.take(np.arange(min(config.max_records, len(train))))
+    log(f"train {len(train)} records, val {len(val)}; model {config.model}")
+    t0 = time.time()
+    meta = {"source": config.records or "world"}
+    sampler = fit_sampler(config, train, val, out, resume=resume, log=log, meta=meta)
+    log(f"sampler written to {sampler} in {time.time() - t0:.0f} s")
+    if config.export:
+        dest = Path(config.export)
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(sampler, dest)
+        log(f"exported to {dest}")
+    return sampler

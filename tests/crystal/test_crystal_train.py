@@ -1,4 +1,5 @@
-"""Trainer: one-step smoke test, adapters-only freezing, CFG dropout, bit-identical resume."""
+"""CDOSGen on the training core: a one-step smoke test with adapters-only freezing, CFG dropout,
+bit-identical resume with the budget hook. (The core's own tests: tests/test_training.py.)"""
 
 import flax.linen as nn
 import jax
@@ -8,23 +9,22 @@ import pytest
 
 from jaxdos.crystal.batch import DosCondition, ScoreOutput
 from jaxdos.crystal.denoiser import GemNetConfig, GemNetTDenoiser
-from jaxdos.crystal.fit import FitConfig, fit, restore, score_fn_of, train_step_checked
+from jaxdos.crystal.fit import RegrowingStep, crystal_train_config, fit_crystal
 from jaxdos.crystal.train import (
     FinetuneAdapters,
     FinetuneFull,
+    LossConfig,
     Pretrain,
     TrainBatch,
-    TrainConfig,
+    adapters_only_labels,
     cfg_mask,
-    init_train_state,
-    make_optimizer,
-    make_train_step,
-    param_labels,
+    check_adapters,
 )
 from jaxdos.data.budgets import CrystalBudgets
 from jaxdos.data.pipelines import crystal_batches
 from jaxdos.data.records import Records
 from jaxdos.structures import CrystalBatch
+from jaxdos.training import init_train_state, latest_checkpoint, make_optimizer
 
 
 def synthetic_records(m=12, seed=0) -> Records:
@@ -110,30 +110,14 @@ def gemnet():
 
 def _one_step(setup, mode):
     model, params, _, batch = setup
-    cfg = TrainConfig(mode=mode, learning_rate=1e-3)
-    opt = make_optimizer(cfg, params)
-    step = make_train_step(score_fn_of(model), opt, cfg)
-    state = init_train_state(params, opt)
+    loss, tcfg = LossConfig(mode=mode), crystal_train_config(steps=1, learning_rate=1e-3)
+    labels = adapters_only_labels if isinstance(mode, FinetuneAdapters) else None
+    step = RegrowingStep(model, loss, tcfg, labels)
+    state = init_train_state(params, make_optimizer(tcfg, labels), tcfg)
     before = jax.tree.map(np.asarray, params)
-    state, metrics, _, _ = train_step_checked(
-        step, state, batch, jax.random.key(1), model, opt, cfg
-    )
+    state, metrics = step(state, batch, jax.random.key(1))
     assert int(state.step) == 1 and not bool(metrics["overflow"])
     return state, metrics, before
-
-
-def test_train_step_smoke_pretrain(toy):
-    model, params, _, batch = toy
-    cfg = TrainConfig(learning_rate=1e-2)
-    opt = make_optimizer(cfg, params)
-    step = make_train_step(score_fn_of(model), opt, cfg)
-    state = init_train_state(params, opt)
-    first = None
-    for _ in range(30):
-        state, metrics = step(state, batch, jax.random.key(0))
-        first = float(metrics["loss"]) if first is None else first
-    assert int(state.step) == 30 and np.isfinite(float(metrics["loss"]))
-    assert float(metrics["loss"]) < first
 
 
 @pytest.mark.parametrize("which", ["toy", pytest.param("gemnet", marks=pytest.mark.slow)])
@@ -141,12 +125,12 @@ def test_train_step_adapters_only_freezes_base(which, request):
     state, metrics, before = _one_step(request.getfixturevalue(which), FinetuneAdapters())
     for k in ("loss", "loss_pos", "loss_cell", "loss_types", "grad_norm"):
         assert np.isfinite(float(metrics[k])), k
-    labels = param_labels(before)
+    labels = adapters_only_labels(before)
     moved = jax.tree.map(lambda a, b: bool(np.any(np.asarray(a) != b)), state.params, before)
     flat = list(zip(jax.tree.leaves(labels), jax.tree.leaves(moved), strict=True))
-    assert any(lab == "adapter" for lab, _ in flat)
-    assert all(not mv for lab, mv in flat if lab == "base")
-    assert any(mv for lab, mv in flat if lab == "adapter")
+    assert any(lab == "train" for lab, _ in flat)
+    assert all(not mv for lab, mv in flat if lab == "frozen")
+    assert any(mv for lab, mv in flat if lab == "train")
 
 
 def test_cfg_mask_rate_and_missing_dos():
@@ -160,51 +144,28 @@ def test_cfg_mask_rate_and_missing_dos():
 @pytest.mark.parametrize("which", ["toy", pytest.param("gemnet", marks=pytest.mark.slow)])
 def test_resume_is_bit_identical(which, request, tmp_path):
     model, params, records, _ = request.getfixturevalue(which)
-    cfg = TrainConfig(mode=FinetuneFull(), learning_rate=1e-3)
-    full, _, _ = fit(
-        model,
-        params,
-        _data(records),
-        cfg,
-        FitConfig(num_steps=4, checkpoint_every=2),
-        tmp_path / "a",
-        progress=False,
+    loss = LossConfig(mode=FinetuneFull())
+    cfg = lambda n: crystal_train_config(steps=n, learning_rate=1e-3, ckpt_every=2, log_every=1)
+    run = lambda n, d, **kw: fit_crystal(
+        model, params, _data(records), loss, cfg(n), d, log=None, **kw
     )
-    fit(
-        model,
-        params,
-        _data(records),
-        cfg,
-        FitConfig(num_steps=2, checkpoint_every=2),
-        tmp_path / "b",
-        progress=False,
-    )
-    resumed, _, _ = fit(
-        model,
-        params,
-        _data(records),
-        cfg,
-        FitConfig(num_steps=4, checkpoint_every=2),
-        tmp_path / "b",
-        resume=True,
-        progress=False,
-    )
-    assert int(resumed.step) == 4
+    full, _, rows = run(4, tmp_path / "a")
+    run(2, tmp_path / "b")
+    resumed, used, _ = run(4, tmp_path / "b", resume=True)
+    assert int(resumed.step) == 4 and latest_checkpoint(tmp_path / "b") == 4
     for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(resumed), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    got, meta = restore(tmp_path / "b", resumed)
-    assert int(got.step) == 4 and meta["data_state"]["step"] >= 1
+    assert [r["step"] for r in rows] == [1, 2, 3, 4] and np.isfinite(rows[-1]["loss"])
+    with pytest.raises(ValueError, match="resume"):
+        run(4, tmp_path / "c", resume=True)
 
 
 def test_bad_train_config():
     with pytest.raises(ValueError, match="p_uncond"):
         FinetuneFull(p_uncond=1.5)
     with pytest.raises(ValueError, match="mode"):
-        TrainConfig(mode="finetune")
-    with pytest.raises(ValueError, match="learning_rate"):
-        TrainConfig(learning_rate=0.0)
+        LossConfig(mode="finetune")
     with pytest.raises(ValueError, match="mode"):
-        params = {"params": {"fc_atom": {"kernel": jnp.zeros((2, 2))}}}
-        make_optimizer(TrainConfig(mode=FinetuneAdapters()), params)
-    assert isinstance(TrainConfig().mode, Pretrain)
+        check_adapters(FinetuneAdapters(), {"params": {"fc_atom": {"kernel": jnp.zeros((2, 2))}}})
+    assert isinstance(LossConfig().mode, Pretrain)
     assert CrystalBatch._fields[0] == "atomic_numbers"

@@ -8,9 +8,10 @@ from sampler_toy import SMALL, toy_records
 from jaxdos.data.pipelines import DosBatch
 from jaxdos.kernels.tokenizer import MASK_ID, N_OUTPUT, encode
 from jaxdos.sampler.config import ModelConfig
+from jaxdos.sampler.fit import dce_objective, init_state, sampler_train_config
 from jaxdos.sampler.loss import mask_prob, mask_tokens, sample_times, unmask_prob
 from jaxdos.sampler.model import log_probs
-from jaxdos.sampler.train import TrainConfig, init_train_state, make_train_step
+from jaxdos.training import make_train_step
 
 
 def test_output_is_a_distribution_without_mask_and_carries_committed(small_params, key):
@@ -60,9 +61,9 @@ def test_loss_decreases_on_toy_set(key):
     tokens = encode(jnp.asarray(recs.dos), jnp.asarray(recs.scale))
     batch = DosBatch(tokens, jnp.asarray(recs.scale), None, jnp.ones(5, bool), None)
     # The same config (hence the same compiled step) as test_train_checkpoint's resume test.
-    cfg = TrainConfig(steps=4, batch_size=5, lr=3e-3, warmup=2, eval_every=0, ckpt_every=2)
-    state = init_train_state(key, SMALL, cfg)
-    step = make_train_step(SMALL, cfg)
+    cfg = sampler_train_config(steps=4, learning_rate=3e-3, warmup=2, eval_every=0, ckpt_every=2)
+    state = init_state(key, SMALL, cfg)
+    step = make_train_step(dce_objective(SMALL), cfg)
     losses = []
     for _ in range(40):
         # The same key every step: the same masks, so the curve shows fitting, not noise.

@@ -1,4 +1,7 @@
-"""Exact resume of training (state + data iterator), sampler model directories, configs."""
+"""The DOSSampler stage on the training core: exact resume and export; sampler model directories;
+config validation. (The core's own one-step and resume tests are tests/test_training.py.)"""
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -8,9 +11,8 @@ from sampler_toy import SMALL, toy_records
 
 from jaxdos.sampler.checkpoint import DOSSamplerModel, load_default, save_sampler
 from jaxdos.sampler.config import ModelConfig
-from jaxdos.sampler.fit import run_stage
+from jaxdos.sampler.fit import SamplerFitConfig, fit_sampler, run_stage, sampler_train_config
 from jaxdos.sampler.scale import ScaleDistribution, draw_scale
-from jaxdos.sampler.train import TrainConfig
 
 
 def _leaves_equal(a, b):
@@ -21,28 +23,26 @@ def _leaves_equal(a, b):
 
 
 # Shared with test_model_loss: one compiled train step for the whole directory.
-CFG = TrainConfig(steps=4, batch_size=5, lr=3e-3, warmup=2, eval_every=0, ckpt_every=2)
+CFG = sampler_train_config(steps=4, learning_rate=3e-3, warmup=2, eval_every=0, ckpt_every=2)
+JOB = SamplerFitConfig(
+    model=SMALL, diffusion=CFG, regressor=dataclasses.replace(CFG, eval_every=4), batch_size=5
+)
 
 
-def test_resume_is_bit_identical(tmp_path):
+def test_resume_is_bit_identical_and_exports(tmp_path):
     recs = toy_records(12)
-    cfg = CFG
-    full = run_stage("diffusion", SMALL, cfg, recs, None, tmp_path / "a", resume=False, log=None)
+    full = run_stage("diffusion", JOB, recs, None, tmp_path / "a", resume=False, log=None)
     # "Killed" after step 2: a run configured identically but stopped at its step-2 checkpoint.
-    run_stage(
-        "diffusion", SMALL, cfg, recs, None, tmp_path / "b", resume=False, log=None, stop_after=2
-    )
-    resumed = run_stage("diffusion", SMALL, cfg, recs, None, tmp_path / "b", resume=True, log=None)
+    run_stage("diffusion", JOB, recs, None, tmp_path / "b", resume=False, log=None, stop_after=2)
+    # The whole job resumed: the score network from step 2, then the regressor, then the export.
+    out = fit_sampler(JOB, recs, recs.take(np.arange(5)), tmp_path / "b", resume=True, log=None)
+    resumed = run_stage("diffusion", JOB, recs, None, tmp_path / "b", resume=True, log=None)
     assert int(full.step) == int(resumed.step) == 4
     assert _leaves_equal(full, resumed)
-
-
-def test_resume_with_another_config_raises(tmp_path):
-    recs = toy_records(8)
-    run_stage("diffusion", SMALL, CFG, recs, None, tmp_path, resume=False, log=None, stop_after=1)
-    other = TrainConfig(**{**CFG.to_dict(), "lr": 5e-4})
-    with pytest.raises(ValueError, match="resume"):
-        run_stage("diffusion", SMALL, other, recs, None, tmp_path, resume=True, log=None)
+    m = DOSSamplerModel.load(out)
+    assert m.config == SMALL and _leaves_equal(m.params.diffusion, full.ema)
+    rows = (tmp_path / "b" / "regressor" / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 1 and "val_loss" in rows[0]  # log_every 10: the last step, evaluated
 
 
 def test_sampler_model_round_trip(tmp_path, small_params, key):
@@ -112,4 +112,6 @@ def test_config_round_trip_and_presets():
     for cfg in (ModelConfig.tiny(), ModelConfig.paper(), SMALL):
         assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="batch_size"):
-        TrainConfig(batch_size=0)
+        SamplerFitConfig(batch_size=0)
+    with pytest.raises(ValueError, match="ema_decay"):
+        SamplerFitConfig(regressor=sampler_train_config(ema_decay=None))

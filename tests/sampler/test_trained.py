@@ -9,11 +9,10 @@ from sampler_toy import HIGH, LOW, SMALL, two_level_records
 from jaxdos.kernels.properties import PROPERTY_NAMES
 from jaxdos.sampler.checkpoint import DOSSamplerModel
 from jaxdos.sampler.config import SamplingConfig
-from jaxdos.sampler.fit import fit
+from jaxdos.sampler.fit import SamplerFitConfig, fit_sampler, sampler_train_config
 from jaxdos.sampler.guidance import ClassifierGuidance, NoGuidance
 from jaxdos.sampler.regressor import token_properties
 from jaxdos.sampler.sampling import sample
-from jaxdos.sampler.train import TrainConfig
 
 pytestmark = pytest.mark.slow
 P_HIGH = 0.75
@@ -23,9 +22,11 @@ P_HIGH = 0.75
 def trained(tmp_path_factory):
     """120 score-network steps (the toy loss is at its entropy by then), 150 regressor steps."""
     recs = two_level_records(256, p_high=P_HIGH)
-    tc = TrainConfig(steps=120, batch_size=16, lr=3e-3, warmup=20, eval_every=0, ckpt_every=0)
-    rc = TrainConfig(steps=150, batch_size=16, lr=1e-3, warmup=20, eval_every=0, ckpt_every=0)
-    out = fit(SMALL, tc, rc, recs, None, tmp_path_factory.mktemp("toy"), log=None)
+    loop = dict(warmup=20, eval_every=0, ckpt_every=0)
+    tc = sampler_train_config(steps=120, learning_rate=3e-3, **loop)
+    rc = sampler_train_config(steps=150, learning_rate=1e-3, **loop)
+    job = SamplerFitConfig(model=SMALL, diffusion=tc, regressor=rc, batch_size=16)
+    out = fit_sampler(job, recs, None, tmp_path_factory.mktemp("toy"), log=None)
     m = DOSSamplerModel.load(out)
     return m.params, m.config, recs
 
