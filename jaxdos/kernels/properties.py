@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdos.kernels.grid import BIN_WIDTH, FERMI_INDEX, check_dos
+from jaxdos.kernels.grid import BIN_WIDTH, FERMI_INDEX, check_dos, check_grid
 
 __all__ = [
     "band_gap",
@@ -32,7 +32,7 @@ def band_gap(dos, k: float = 10.0):
     Returns:
         `[...]` band gap in eV (a soft count of near-empty bins times the bin width).
     """
-    d = jnp.maximum(dos, 0.0)
+    d = jnp.maximum(check_grid(dos), 0.0)
     below = jnp.flip(d[..., :FERMI_INDEX], axis=-1)
     above = d[..., FERMI_INDEX:]
     mask_below = jnp.maximum(1.0 - k * jnp.cumsum(below, axis=-1), 0.0)
@@ -46,6 +46,7 @@ def dos_at_fermi(dos):
     With E_F on the shared edge of the two bins (see `grid`), linear interpolation between
     the two bin centres at E_F is exactly their mean.
     """
+    check_grid(dos)
     return 0.5 * (dos[..., FERMI_INDEX - 1] + dos[..., FERMI_INDEX])
 
 
@@ -56,6 +57,7 @@ def integrated_dos(dos):
     times dE = 0.078125 eV, so it is a count of states per atom in the 10 eV below E_F (the paper's
     number divided by 12.8 if its sum was unscaled).
     """
+    check_grid(dos)
     return BIN_WIDTH * dos[..., :FERMI_INDEX].sum(-1)
 
 
