@@ -84,8 +84,8 @@ def resample_dos(energies, densities, efermi: float, n_atoms: int) -> np.ndarray
     conserved whatever the raw spacing. Outside the raw energy range the DOS is taken as zero.
 
     Args:
-        energies: `[M]` absolute energies in eV, strictly increasing.
-        densities: `[M]` or `[C, M]` (spin channels, summed) states / eV per cell.
+        energies: `[X]` absolute energies in eV, strictly increasing.
+        densities: `[X]` or `[2, X]` (spin channels, summed) states / eV per cell.
         efermi: Fermi level in eV (absolute, same reference as `energies`).
         n_atoms: atoms in the cell (>= 1).
 

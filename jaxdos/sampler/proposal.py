@@ -26,7 +26,7 @@ __all__ = ["conditioned_scale_logits", "guided_proposer", "params_digest"]
 def conditioned_scale_logits(
     dist: ScaleDistribution, targets: Targets, *, min_matches: int = 16
 ) -> np.ndarray:
-    """`[S]` log-weights: uniform over records within the band-gap target interval.
+    """`[M]` log-weights: uniform over records within the band-gap target interval.
 
     With no band-gap target every record counts; with fewer than `min_matches` records inside
     the interval, the `min_matches` nearest ones are used instead.
