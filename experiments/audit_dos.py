@@ -40,10 +40,11 @@ SETTINGS = {
 
 
 def _reference(records, values: dict, seed: int = 0, cap: int = 5000) -> np.ndarray:
+    from jaxdos.kernels.properties import within_tolerance
+
     dos = np.asarray(records.dos, np.float32)
     if "band_gap" in values:
-        g = values["band_gap"]
-        keep = np.abs(np.asarray(records.band_gap) - g) <= 0.1 * g
+        keep = within_tolerance(records.band_gap, values["band_gap"])
         return dos[keep]
     if dos.shape[0] > cap:
         dos = dos[np.sort(np.random.default_rng(seed).choice(dos.shape[0], cap, replace=False))]
@@ -53,12 +54,12 @@ def _reference(records, values: dict, seed: int = 0, cap: int = 5000) -> np.ndar
 def _hits(result, values: dict) -> dict:
     """Hit rate (+-10 %) and MAE of each target, each with its 95 % interval and n (`*_ci`)."""
     from jaxdos.kernels import stats
+    from jaxdos.kernels.properties import within_tolerance
 
     out = {}
     for name, y in values.items():
         measured = np.asarray(result.properties[name], np.float64)
-        tol = 0.1 * abs(y) if y else 0.1
-        hit = stats.rate(np.sum(np.abs(measured - y) <= tol), measured.size)
+        hit = stats.rate(np.sum(within_tolerance(measured, y)), measured.size)
         mae = stats.mean(np.abs(measured - y))
         out[name] = {
             "hit_rate": hit.value,

@@ -20,6 +20,7 @@ a fresh conditional model equals the base model exactly.
 """
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 
 import flax.linen as nn
@@ -209,7 +210,10 @@ def check_inputs(
             raise ValueError(f"properties[{name!r}].value: expected finite (and > 0 if log10)")
 
 
-_JIT_CACHE: dict = {}
+@functools.cache  # one compiled apply per (config, pos): the module is a function of its fields
+def _jitted_apply(config: GemNetConfig, pos: wrapped_normal.WrappedNormalConfig):
+    model = GemNetTDenoiser(config=config, pos=pos)
+    return jax.jit(lambda p, b, t, c, pr: model.apply(p, b, t, c, pr, mutable=["diagnostics"]))
 
 
 def apply_checked(
@@ -230,11 +234,7 @@ def apply_checked(
     """
     check_inputs(model.config, batch, t, cond, properties)
     for _ in range(max_tries + 1):
-        fn = _JIT_CACHE.get(model.config)
-        if fn is None:
-            fn = _JIT_CACHE[model.config] = jax.jit(
-                lambda p, b, tt, c, pr, _m=model: _m.apply(p, b, tt, c, pr, mutable=["diagnostics"])
-            )
+        fn = _jitted_apply(model.config, model.pos)
         out, diag = fn(params, batch, jnp.asarray(t), cond, properties)
         if not bool(diag["diagnostics"]["graph_overflow"][0]):
             return out, model

@@ -370,16 +370,12 @@ def _crystal_eigs(
     )
 
 
-_jit_cache: dict = {}
-
-
+@functools.cache  # configs are frozen and hashable: one pair of jitted stages per config, forever
 def _stages(cfg: OracleConfig):
     """Jitted, vmapped (eigenvalue, smearing) stages per config; jit caches one shape per bucket."""
-    if cfg not in _jit_cache:
-        eig = jax.jit(jax.vmap(lambda *a: _crystal_eigs(*a, cfg=cfg)))
-        smear = jax.jit(jax.vmap(lambda e, w, ef, n: smear_dos(e, w, ef, n, sigma=cfg.sigma)))
-        _jit_cache[cfg] = (eig, smear)
-    return _jit_cache[cfg]
+    eig = jax.jit(jax.vmap(lambda *a: _crystal_eigs(*a, cfg=cfg)))
+    smear = jax.jit(jax.vmap(lambda e, w, ef, n: smear_dos(e, w, ef, n, sigma=cfg.sigma)))
+    return eig, smear
 
 
 def oracle_dos(

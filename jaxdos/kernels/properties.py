@@ -17,9 +17,32 @@ __all__ = [
     "all_properties",
     "measure",
     "PROPERTY_NAMES",
+    "REL_TOL",
+    "ABS_TOL",
+    "tolerance",
+    "within_tolerance",
 ]
 
 PROPERTY_NAMES = ("band_gap", "dos_at_fermi", "integrated_dos")
+
+# The paper's hit rule for a property target y (Section 5.1, Table 12 note): a measured value
+# counts when it lies within +-10 % of y, or within 0.1 (absolute) when y = 0, where a relative
+# band would be empty. Written once here; targets, K conditioning and every table call it.
+REL_TOL = 0.1
+ABS_TOL = 0.1
+
+
+def tolerance(target: float, *, rel_tol: float = REL_TOL, abs_tol: float = ABS_TOL) -> float:
+    """Half-width of the accepted band around `target`: rel_tol * |target|, abs_tol if it is 0."""
+    return abs_tol if target == 0 else rel_tol * abs(target)
+
+
+def within_tolerance(
+    measured, target: float, *, rel_tol: float = REL_TOL, abs_tol: float = ABS_TOL
+) -> np.ndarray:
+    """Host-side hit test `[...] -> [...]` bool: |measured - target| <= `tolerance(target)`."""
+    tol = tolerance(target, rel_tol=rel_tol, abs_tol=abs_tol)
+    return np.abs(np.asarray(measured) - target) <= tol
 
 
 def band_gap(dos, k: float = 10.0):

@@ -1,7 +1,6 @@
 """Exact resume of training (state + data iterator), sampler checkpoints, config validation."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from sampler_toy import SMALL, toy_records
@@ -9,7 +8,7 @@ from sampler_toy import SMALL, toy_records
 from jaxdos.sampler.checkpoint import load_sampler, save_sampler
 from jaxdos.sampler.config import ModelConfig
 from jaxdos.sampler.fit import run_stage
-from jaxdos.sampler.scale import ScaleDistribution, draw_scale
+from jaxdos.sampler.scale import ScaleDistribution
 from jaxdos.sampler.train import TrainConfig
 
 
@@ -55,18 +54,6 @@ def test_sampler_checkpoint_round_trip(tmp_path, small_params, key):
     np.testing.assert_array_equal(dist2.band_gap, dist.band_gap)
     with pytest.raises(ValueError, match="sampler.json"):
         load_sampler(tmp_path)
-
-
-def test_scale_distribution_conditioning(key):
-    dist = ScaleDistribution.from_arrays([0.5, 1.0, 2.0, 4.0] * 8, [0.0, 0.0, 2.1, 1.9] * 8)
-    k = np.asarray(draw_scale(dist, key, jnp.arange(200), band_gap_target=2.0))
-    assert set(np.unique(k)) <= {2.0, 4.0} and len(np.unique(k)) == 2
-    # Per-example keys: a sub-batch draws the same values.
-    np.testing.assert_array_equal(
-        np.asarray(draw_scale(dist, key, jnp.arange(5, 9), band_gap_target=2.0)), k[5:9]
-    )
-    with pytest.raises(ValueError, match="band_gap_target"):
-        draw_scale(dist, key, jnp.arange(2), band_gap_target=-1.0)
 
 
 @pytest.mark.parametrize(
