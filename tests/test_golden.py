@@ -148,4 +148,6 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
+    # Import this checkout's jaxdos (the repository root), not whichever one is installed.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     main(sys.argv[1:])
