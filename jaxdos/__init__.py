@@ -1,7 +1,8 @@
 """jaxdos: DOS-intermediated crystal generation in JAX/Flax.
 
 Data flow: experiments -> jaxdos.pipeline -> {sampler, crystal, data} -> kernels.
-The two generative stages (sampler, crystal) never import each other.
+The two generative stages (sampler, crystal) never import each other; what both need sits on the
+ground floor beside kernels: `typing` (the dimension legend), `sharding`, `guidance` (NoGuidance).
 """
 
 __all__ = ["__version__"]
