@@ -20,6 +20,7 @@ a fresh conditional model equals the base model exactly.
 """
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 
 import flax.linen as nn
@@ -195,7 +196,10 @@ def check_inputs(
             raise ValueError(f"properties[{name!r}].value: expected finite (and > 0 if log10)")
 
 
-_JIT_CACHE: dict = {}
+@functools.cache  # one compiled apply per (config, pos): the module is a function of its fields
+def _jitted_apply(config: GemNetConfig, pos: wrapped_normal.WrappedNormalConfig):
+    model = GemNetTDenoiser(config=config, pos=pos)
+    return jax.jit(lambda p, b, t, c, pr: model.apply(p, b, t, c, pr, mutable=["diagnostics"]))
 
 
 def apply_checked(
@@ -220,11 +224,7 @@ def apply_checked(
         m = model
         if graph_cfg != model.config.graph:
             m = model.clone(config=dataclasses.replace(model.config, graph=graph_cfg))
-        fn = _JIT_CACHE.get(m.config)
-        if fn is None:
-            fn = _JIT_CACHE[m.config] = jax.jit(
-                lambda p, b, tt, c, pr, _m=m: _m.apply(p, b, tt, c, pr, mutable=["diagnostics"])
-            )
+        fn = _jitted_apply(m.config, m.pos)
         out, diag = fn(params, batch, jnp.asarray(t), cond, properties)
         d = diag["diagnostics"]
         return (out, m), d["graph_overflow"][0], d["graph_stats"][0], batch.num_nodes

@@ -14,7 +14,7 @@ Everything is computed inside `jit` with shapes fixed by a `GraphConfig`:
    offset, then append reversed copies (offset and unit vector negated).  The first `E // 2` slots
    hold the kept edges, the last `E // 2` their reverses, so `id_swap[e] = (e + E // 2) mod E`.
 5. Triplets as GemNet-T's `get_triplets` (every b->a for each c->a, b->a != c->a; parallel periodic
-   copies stay distinct), stored densely `[E, K]` with K = `max_in_degree`, the same padded layout
+   copies stay distinct), stored densely `[E, T]` with T = `max_in_degree`, the same padded layout
    as MatterGen's efficient bilinear (its Kmax).
 
 Fractional coordinates are wrapped to [0, 1) before anything else (a no-op on MatterGen's data),
@@ -70,7 +70,7 @@ class GraphConfig:
         image_budget: images per direction enumerated statically (<= the cap); a batch needing more
             (but <= the cap) overflows and is re-run with a larger budget.
         edges_per_atom: directed edges (after symmetrisation) per atom slot; E = N * this, even.
-        max_in_degree: K, incoming edges per atom (and triplets per edge) budget.
+        max_in_degree: T, incoming edges per atom (and triplets per edge) budget.
     """
 
     cutoff: float = 7.0
@@ -108,7 +108,7 @@ class GraphStats(NamedTuple):
 
 
 class PeriodicGraph(NamedTuple):
-    """Padded periodic graph (E edges, K triplet slots per edge).
+    """Padded periodic graph (E edges, T triplet slots per edge).
 
     Fields:
         idx_s, idx_t: `[E]` int32 source (neighbour) and target (centre) atoms.
@@ -118,8 +118,8 @@ class PeriodicGraph(NamedTuple):
         edge_mask: `[E]` bool.
         edge_graph: `[E]` int32 crystal of each edge.
         id_swap: `[E]` int32 index of the reverse edge.
-        trip_ba: `[E, K]` int32 incoming edges b->a of each output edge c->a (axis 0).
-        trip_mask: `[E, K]` bool.
+        trip_ba: `[E, T]` int32 incoming edges b->a of each output edge c->a (axis 0).
+        trip_mask: `[E, T]` bool.
         num_edges: `[G]` int32 edges per crystal (after symmetrisation).
         stats: GraphStats.
         overflow: `[]` bool, True when any budget was exceeded.
@@ -175,7 +175,7 @@ def build_graph(batch: CrystalBatch, config: GraphConfig) -> PeriodicGraph:
         config: GraphConfig.
 
     Returns:
-        PeriodicGraph with E = N * edges_per_atom edges and K = max_in_degree triplet slots.
+        PeriodicGraph with E = N * edges_per_atom edges and T = max_in_degree triplet slots.
     """
     n, g = batch.num_nodes, batch.num_graphs
     a = config.max_atoms_per_crystal
@@ -257,7 +257,7 @@ def build_graph(batch: CrystalBatch, config: GraphConfig) -> PeriodicGraph:
     id_swap = (jnp.arange(n_edges, dtype=jnp.int32) + e_half) % n_edges
     edge_graph = jnp.concatenate([egraph, egraph])
 
-    # In-degree table [N, K] of edge ids sorted by target (stable), then triplets [E, K].
+    # In-degree table [N, T] of edge ids sorted by target (stable), then triplets [E, T].
     t_key = jnp.where(edge_mask, idx_t, n)
     order = jnp.argsort(t_key, stable=True).astype(jnp.int32)
     sorted_t = t_key[order]
@@ -265,7 +265,7 @@ def build_graph(batch: CrystalBatch, config: GraphConfig) -> PeriodicGraph:
     start = jnp.cumsum(counts) - counts
     rank = jnp.arange(n_edges) - start[jnp.minimum(sorted_t, n - 1)]
     table = jnp.full((n, k_in), n_edges, jnp.int32).at[sorted_t, rank].set(order, mode="drop")
-    trip = table[idx_t]  # [E, K]
+    trip = table[idx_t]  # [E, T]
     trip_mask = (trip < n_edges) & (trip != jnp.arange(n_edges)[:, None]) & edge_mask[:, None]
     trip = jnp.where(trip_mask, trip, 0)
 

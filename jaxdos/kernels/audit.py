@@ -21,7 +21,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxdos.kernels.grid import FERMI_INDEX, check_dos
+from jaxdos.kernels.grid import FERMI_INDEX, check_dos, check_grid
 from jaxdos.kernels.metrics import AUDIT_METRICS, COSINE, best_match
 from jaxdos.kernels.properties import band_gap
 
@@ -52,7 +52,7 @@ class Plausibility(NamedTuple):
 @functools.partial(jax.jit, static_argnames=("min_gap", "rel_cut"))
 def edge_jump(dos, min_gap: float = 0.1, rel_cut: float = 0.01) -> EdgeJump:
     """Normalised edge jump `[..., L] -> EdgeJump([...], [...])` (Appendix F)."""
-    peak = jnp.max(dos, axis=-1)
+    peak = jnp.max(check_grid(dos), axis=-1)
     above = dos[..., FERMI_INDEX:]
     hit = above > rel_cut * peak[..., None]
     first = jnp.argmax(hit, axis=-1)
@@ -64,6 +64,7 @@ def edge_jump(dos, min_gap: float = 0.1, rel_cut: float = 0.01) -> EdgeJump:
 @jax.jit
 def mean_pairwise_cosine(x):
     """Mean cosine over distinct pairs of a batch, `[B, L] -> []` (B >= 2)."""
+    check_grid(x, "x", lead="B")
     n = jnp.sqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-12))
     u = x / n
     total = jnp.sum(jnp.square(jnp.sum(u, axis=0)))
@@ -75,6 +76,8 @@ def mean_pairwise_cosine(x):
 @jax.jit
 def unique_nearest(samples, reference, exclude=None):
     """Distinct cosine-nearest references, `[B, L] x [R, L] -> (count [], index [B])`."""
+    check_grid(samples, "samples", lead="B")
+    check_grid(reference, "reference", lead="R")
     _, idx = best_match(COSINE, samples, reference, exclude=exclude)
     hit = jnp.zeros(reference.shape[0], jnp.int32).at[idx].set(1)
     return jnp.sum(hit), idx
@@ -83,6 +86,7 @@ def unique_nearest(samples, reference, exclude=None):
 @jax.jit
 def loo_best(reference):
     """LOO best-match values of each reference entry, `[R, L] -> [R, 4]` (AUDIT_METRICS order)."""
+    check_grid(reference, "reference", lead="R")
     own = jnp.arange(reference.shape[0])
     return jnp.stack(
         [best_match(m, reference, reference, exclude=own)[0] for m in AUDIT_METRICS], axis=-1
@@ -107,6 +111,8 @@ def plausibility(samples, reference, ref_loo=None, threshold: float = 10.0) -> P
             settings that share a reference: it costs R^2 L per metric).
         threshold: percentile every metric must exceed (paper: 10).
     """
+    check_grid(samples, "samples", lead="B")
+    check_grid(reference, "reference", lead="R")
     ref_loo = loo_best(reference) if ref_loo is None else ref_loo
     cols = []
     for j, m in enumerate(AUDIT_METRICS):
@@ -131,6 +137,7 @@ def unique_nearest_baseline(reference, n: int, key, trials: int = 100):
     Returns:
         `[trials]` int counts (the paper reports mean +- std, e.g. 911 +- 9).
     """
+    check_grid(reference, "reference", lead="R")
 
     def one(t):
         idx = jax.random.choice(jax.random.fold_in(key, t), reference.shape[0], (n,), False)

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdos.kernels.grid import BIN_WIDTH, E_WINDOW, FERMI_INDEX, N_BINS, check_dos
+from jaxdos.kernels.grid import BIN_WIDTH, E_WINDOW, FERMI_INDEX, N_BINS, check_dos, check_grid
 from jaxdos.kernels.metrics import cosine
 from jaxdos.kernels.properties import band_gap, dos_at_fermi
 from jaxdos.kernels.tokenizer import N_LEVELS
@@ -194,7 +194,7 @@ def measure_bands(dos, zero_tol: float = ZERO_TOL, min_gap_bins: int = 2) -> Ban
     Returns:
         `BandMeasure` of `[...]` arrays.
     """
-    n = dos.shape[-1]
+    n = check_grid(dos).shape[-1]
     idx = jnp.arange(n)
     empty = _empty(dos, zero_tol)
     hole = _holes(empty, min_gap_bins)
@@ -222,6 +222,7 @@ def measure_bands(dos, zero_tol: float = ZERO_TOL, min_gap_bins: int = 2) -> Ban
 
 def tcm_filter(dos, criteria: TCMCriteria = TCMCriteria()) -> TCMResult:
     """TCM criteria of Section 6.1 on `[..., L]` spectra (jittable; criteria are constants)."""
+    check_grid(dos)
     m = measure_bands(dos, criteria.zero_tol, criteria.min_gap_bins)
     dos_f = dos_at_fermi(dos)
     scale = jnp.maximum(jnp.max(dos, axis=-1), 0.0)
@@ -249,6 +250,8 @@ def tcm_filter(dos, criteria: TCMCriteria = TCMCriteria()) -> TCMResult:
 
 def te_filter(dos, reference, criteria: TECriteria = TECriteria()) -> TEResult:
     """Thermoelectric filter of Section 6.2: `[..., L]` spectra vs a broadcastable reference."""
+    check_grid(dos)
+    check_grid(reference, "reference")
     gap = band_gap(dos, criteria.k)
     dos_f = dos_at_fermi(dos)
     scale = jnp.maximum(jnp.max(dos, axis=-1), 0.0)

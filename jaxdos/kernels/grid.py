@@ -16,6 +16,7 @@ __all__ = [
     "bin_centres",
     "bin_edges",
     "resample_dos",
+    "check_grid",
     "check_dos",
 ]
 
@@ -36,15 +37,38 @@ def bin_centres() -> np.ndarray:
     return 0.5 * (e[1:] + e[:-1])
 
 
+def check_grid(x, name: str = "dos", *, lead: str = "..."):
+    """Raise unless `x` is on the grid: shape `[..., L]` (or exactly `[lead..., L]`); returns `x`.
+
+    Reads only the shape, which is static under `jit`, so every kernel calls this on entry at no
+    run-time cost; a traced `x` works the same as a numpy one. Without it, a wrong last axis
+    silently gives nonsense (`band_gap` of a `[1, 100]` array is 0: 100 bins all "below E_F").
+
+    Args:
+        x: array (or tracer) whose last axis should be the 256 DOS bins.
+        name: the argument's name, used in the message.
+        lead: the expected leading axes, e.g. `"B"` or `"R"` for exactly one batch axis;
+            `"..."` (default) accepts any number of leading axes.
+
+    Raises:
+        ValueError: naming `name` and the expected shape.
+    """
+    shape = tuple(np.shape(x))
+    ok = len(shape) >= 1 and shape[-1] == N_BINS
+    if lead != "...":
+        ok = ok and len(shape) == len(lead.split(",")) + 1
+    if not ok:
+        raise ValueError(f"{name}: expected shape [{lead}, {N_BINS}], got {shape}")
+    return x
+
+
 def check_dos(dos, name: str = "dos") -> np.ndarray:
     """Host-side validation of a batch of gridded spectra; returns a float array `[..., L]`.
 
     Raises:
         ValueError: naming `name`, if the last axis is not 256 long or any value is NaN/inf.
     """
-    arr = np.asarray(dos)
-    if arr.ndim < 1 or arr.shape[-1] != N_BINS:
-        raise ValueError(f"{name}: expected shape [..., {N_BINS}], got {arr.shape}")
+    arr = np.asarray(check_grid(np.asarray(dos), name))
     if not np.issubdtype(arr.dtype, np.number):
         raise ValueError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
     if not np.all(np.isfinite(arr)):
@@ -60,8 +84,8 @@ def resample_dos(energies, densities, efermi: float, n_atoms: int) -> np.ndarray
     conserved whatever the raw spacing. Outside the raw energy range the DOS is taken as zero.
 
     Args:
-        energies: `[M]` absolute energies in eV, strictly increasing.
-        densities: `[M]` or `[C, M]` (spin channels, summed) states / eV per cell.
+        energies: `[X]` absolute energies in eV, strictly increasing.
+        densities: `[X]` or `[2, X]` (spin channels, summed) states / eV per cell.
         efermi: Fermi level in eV (absolute, same reference as `energies`).
         n_atoms: atoms in the cell (>= 1).
 

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdos.kernels.grid import BIN_WIDTH, check_dos
+from jaxdos.kernels.grid import BIN_WIDTH, check_dos, check_grid
 
 __all__ = [
     "cosine",
@@ -54,13 +54,20 @@ def _dot(x, y):
     return jnp.sum(x * y, axis=-1)
 
 
+def _check_pair(x, y):
+    check_grid(x, "x")
+    check_grid(y, "y")
+
+
 def cosine(x, y):
     """Cosine similarity `[..., L] x [..., L] -> [...]`."""
+    _check_pair(x, y)
     return _dot(x, y) / jnp.sqrt(jnp.maximum(_dot(x, x) * _dot(y, y), _EPS))
 
 
 def pearson(x, y):
     """Pearson correlation over bins `[..., L] x [..., L] -> [...]`."""
+    _check_pair(x, y)
     xc = x - jnp.mean(x, axis=-1, keepdims=True)
     yc = y - jnp.mean(y, axis=-1, keepdims=True)
     return cosine(xc, yc)
@@ -80,6 +87,7 @@ def _kl_bits(p, m):
 
 def jensen_shannon(x, y):
     """Jensen-Shannon divergence in bits, `[..., L] x [..., L] -> [...]`, in [0, 1]."""
+    _check_pair(x, y)
     p, q = _normalise(x), _normalise(y)
     m = 0.5 * (p + q)
     return 0.5 * _kl_bits(p, m) + 0.5 * _kl_bits(q, m)
@@ -87,6 +95,7 @@ def jensen_shannon(x, y):
 
 def tanimoto(x, y):
     """Tanimoto similarity `[..., L] x [..., L] -> [...]`; 1 iff x == y (non-zero)."""
+    _check_pair(x, y)
     xy = _dot(x, y)
     return xy / jnp.maximum(_dot(x, x) + _dot(y, y) - xy, _EPS)
 
@@ -97,11 +106,13 @@ def _cdf(x):
 
 def wasserstein1(x, y, bin_width: float = BIN_WIDTH):
     """1-Wasserstein distance along energy in eV, `[..., L] x [..., L] -> [...]`."""
+    _check_pair(x, y)
     return bin_width * jnp.sum(jnp.abs(_cdf(x) - _cdf(y)), axis=-1)
 
 
 def mse(x, y):
     """Mean squared error over bins, `[..., L] x [..., L] -> [...]`."""
+    _check_pair(x, y)
     return jnp.mean(jnp.square(x - y), axis=-1)
 
 
@@ -171,6 +182,8 @@ def _default_chunk(n_ref: int, n_bins: int) -> int:
 
 def pairwise(metric: Metric, x, y, *, chunk: int | None = None):
     """All-pairs scores `[B, L] x [R, L] -> [B, R]`, computed in chunks of `chunk` rows of x."""
+    check_grid(x, "x", lead="B")
+    check_grid(y, "y", lead="R")
     chunk = chunk or _default_chunk(y.shape[0], y.shape[-1])
     px, py = metric.prep(x), metric.prep(y)
     return _map_rows(lambda r: metric.row(r, py), px, chunk)
@@ -183,6 +196,8 @@ def best_match(metric: Metric, x, y, *, exclude=None, chunk: int | None = None):
     materialised. `exclude` (`[B]` int, -1 for none) removes one reference per row, e.g. the row
     itself for leave-one-out (LOO) self-similarity.
     """
+    check_grid(x, "x", lead="B")
+    check_grid(y, "y", lead="R")
     chunk = chunk or _default_chunk(y.shape[0], y.shape[-1])
     b, r = x.shape[0], y.shape[0]
     exclude = jnp.full((b,), -1, jnp.int32) if exclude is None else jnp.asarray(exclude)

@@ -216,7 +216,7 @@ def _host_eigvalsh(h, n_orb, n_k):
 
 
 def _eigvalsh(hk, n_orb, n_k):
-    """Batched Hermitian eigenvalues `[K, O, O] -> [K, O]` of a padded stack.
+    """Batched Hermitian eigenvalues `[Q, O, O] -> [Q, O]` of a padded stack.
 
     Only the leading `n_k` k-points and `n_orb` orbitals are real; padded orbitals are decoupled,
     so the real block's spectrum is exact. On accelerators this is `jnp.linalg.eigvalsh` of the
@@ -237,8 +237,8 @@ def fermi_level(eigs, weights, n_elec, xp=jnp):
     Works with `xp=jnp` (traced) or `xp=np` (host). Each level at k holds 2 w_k electrons.
 
     Args:
-        eigs: `[K, O]` eigenvalues (padding pushed far above every real level).
-        weights: `[K]` k weights summing to 1 (0 = padding).
+        eigs: `[Q, O]` eigenvalues (padding pushed far above every real level).
+        weights: `[Q]` k weights summing to 1 (0 = padding).
         n_elec: valence electrons per cell.
     """
     flat = eigs.reshape(-1)
@@ -259,26 +259,27 @@ def model_eigenvalues(onsite, hop, src, dst, img, images, kpts, n_orb=None, n_k=
 
     Args:
         onsite: `[O]` on-site energies (padding orbitals: far above the window, e.g. 500 eV).
-        hop: `[E, S, S]` hopping blocks; block e couples orbitals src[e, a] -> dst[e, b] at image
-            img[e]. Index O (one past the end) is a dump slot for unused or padded slots.
-        src, dst: `[E, S]` int orbital indices in [0, O].
+        hop: `[E, 9, 9]` hopping blocks (s, p, d slots); block e couples orbitals src[e, a] ->
+            dst[e, b] at image img[e]. Index O (one past the end) is a dump slot for unused or
+            padded slots.
+        src, dst: `[E, 9]` int orbital indices in [0, O].
         img: `[E]` int index into `images`.
-        images: `[T, 3]` lattice translations (integers, as floats); images[0] must be 0.
-        kpts: `[K, 3]` fractional k-points.
+        images: `[I, 3]` lattice translations (integers, as floats); images[0] must be 0.
+        kpts: `[Q, 3]` fractional k-points.
         n_orb, n_k: number of real orbitals / k-points (the rest is padding); default all.
 
     Returns:
-        `[K, O]` eigenvalues in eV, ascending per k (padding far above the window).
+        `[Q, O]` eigenvalues in eV, ascending per k (padding far above the window).
     """
     o = onsite.shape[0]
     h_t = jnp.zeros((images.shape[0], o + 1, o + 1), onsite.dtype)
     h_t = h_t.at[img[:, None, None], src[:, :, None], dst[:, None, :]].add(hop)
     h_t = h_t[:, :o, :o].at[0].add(jnp.diag(onsite))
     # Periodic gauge: H(k) = sum_T exp(2 pi i k.T) H_T (atom positions only change eigenvectors).
-    angle = 2.0 * jnp.pi * (kpts @ images.T)  # [K, T]; real einsums are ~2x faster on CPU
+    angle = 2.0 * jnp.pi * (kpts @ images.T)  # [Q, I]; real einsums are ~2x faster on CPU
     hk = jax.lax.complex(
-        jnp.einsum("kt,tij->kij", jnp.cos(angle), h_t),
-        jnp.einsum("kt,tij->kij", jnp.sin(angle), h_t),
+        jnp.einsum("qi,iab->qab", jnp.cos(angle), h_t),
+        jnp.einsum("qi,iab->qab", jnp.sin(angle), h_t),
     )
     hk = 0.5 * (hk + jnp.conj(jnp.swapaxes(hk, 1, 2)))
     n_orb = o if n_orb is None else n_orb
@@ -323,7 +324,7 @@ def smear_dos(eigs, kweights, efermi, n_atoms, *, sigma: float):
     per-level erf differences this is ~100x cheaper and differs by O((h / sigma)^2) < 0.5 %.
 
     Args:
-        eigs: `[K, O]` eV; kweights: `[K]` (a subset of a k-grid is fine: the DOS is linear in
+        eigs: `[Q, O]` eV; kweights: `[Q]` (a subset of a k-grid is fine: the DOS is linear in
             the weights, so partial sums over k-chunks add up).
         efermi: scalar eV; n_atoms: atoms per cell.
 
@@ -351,7 +352,7 @@ def model_dos(onsite, hop, src, dst, img, images, kpts, kweights, n_elec, n_atom
     """DOS and E_F of one orbital-level TB model (arguments as `model_eigenvalues`/`smear_dos`).
 
     Returns:
-        (dos `[L]` states/eV/atom on [E_F - 10, E_F + 10], efermi scalar eV, eigs `[K, O]`).
+        (dos `[L]` states/eV/atom on [E_F - 10, E_F + 10], efermi scalar eV, eigs `[Q, O]`).
     """
     eigs = model_eigenvalues(onsite, hop, src, dst, img, images, kpts)
     eigs = eigs + jnp.where(kweights > 0, 0.0, 1e4)[:, None]
@@ -370,16 +371,12 @@ def _crystal_eigs(
     )
 
 
-_jit_cache: dict = {}
-
-
+@functools.cache  # configs are frozen and hashable: one pair of jitted stages per config, forever
 def _stages(cfg: OracleConfig):
     """Jitted, vmapped (eigenvalue, smearing) stages per config; jit caches one shape per bucket."""
-    if cfg not in _jit_cache:
-        eig = jax.jit(jax.vmap(lambda *a: _crystal_eigs(*a, cfg=cfg)))
-        smear = jax.jit(jax.vmap(lambda e, w, ef, n: smear_dos(e, w, ef, n, sigma=cfg.sigma)))
-        _jit_cache[cfg] = (eig, smear)
-    return _jit_cache[cfg]
+    eig = jax.jit(jax.vmap(lambda *a: _crystal_eigs(*a, cfg=cfg)))
+    smear = jax.jit(jax.vmap(lambda e, w, ef, n: smear_dos(e, w, ef, n, sigma=cfg.sigma)))
+    return eig, smear
 
 
 def oracle_dos(

@@ -31,7 +31,7 @@ PAD_ONSITE = 500.0  # eV: padding orbitals sit far above any window, never occup
 
 
 class Prepared(NamedTuple):
-    """One crystal ready for the oracle (unpadded). O orbitals, E bonds, T images, K k-points."""
+    """One crystal ready for the oracle (unpadded). O orbitals, E bonds, I images, Q k-points."""
 
     onsite: np.ndarray  # [O]
     vec: np.ndarray  # [E, 3]
@@ -41,9 +41,9 @@ class Prepared(NamedTuple):
     src: np.ndarray  # [E, 9] orbital index or -1
     dst: np.ndarray  # [E, 9]
     img: np.ndarray  # [E]
-    images: np.ndarray  # [T, 3]
-    kpts: np.ndarray  # [K, 3]
-    kweights: np.ndarray  # [K]
+    images: np.ndarray  # [I, 3]
+    kpts: np.ndarray  # [Q, 3]
+    kweights: np.ndarray  # [Q]
     n_elec: float
     n_atoms: int
 
@@ -60,7 +60,7 @@ def kgrid(lattice: np.ndarray, k_density: float) -> tuple[np.ndarray, np.ndarray
     """Gamma-centred MP grid with n_i = ceil(k_density |b_i|), reduced by time reversal k ~ -k.
 
     Returns:
-        (kpts `[K, 3]` fractional, weights `[K]` summing to 1).
+        (kpts `[Q, 3]` fractional, weights `[Q]` summing to 1).
     """
     recip = np.linalg.inv(lattice).T  # rows b_i with a_i . b_j = delta_ij
     n = np.maximum(1, np.ceil(k_density * np.linalg.norm(recip, axis=1) - 1e-6)).astype(int)
@@ -123,8 +123,8 @@ def _neighbours(cart, lattice, cutoff):
     reach = np.ceil(cutoff.max() * np.linalg.norm(recip, axis=1)).astype(int) + 1
     rng = [np.arange(-r, r + 1) for r in reach]
     shifts = np.stack(np.meshgrid(*rng, indexing="ij"), -1).reshape(-1, 3)
-    tvec = shifts @ lattice  # [S, 3]
-    vec = cart[None, :, None, :] + tvec[None, None] - cart[:, None, None, :]  # [A, A, S, 3]
+    tvec = shifts @ lattice  # [I, 3]
+    vec = cart[None, :, None, :] + tvec[None, None] - cart[:, None, None, :]  # [A, A, I, 3]
     dist = np.linalg.norm(vec, axis=-1)
     zero = np.all(shifts == 0, axis=1)
     self_mask = np.eye(len(cart), dtype=bool)[:, :, None] & zero[None, None, :]
@@ -206,7 +206,7 @@ class Bucket(NamedTuple):
     c: int
 
 
-# Sized so a call holds a few million complex entries; K per job falls as O grows (small cells
+# Sized so a call holds a few million complex entries; Q per job falls as O grows (small cells
 # need many k-points but few orbitals, large cells the opposite), long k-lists are split in jobs.
 BUCKETS = (
     Bucket(o=8, e=96, t=128, k=256, c=16),

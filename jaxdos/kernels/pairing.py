@@ -28,13 +28,13 @@ def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def conditioning_estimates(cond: np.ndarray, gen: np.ndarray, seed: int = 0) -> dict:
-    """Matched pairs (cond_i, gen_i) vs the random-pairing baseline, `[P, 256]` each.
+    """Matched pairs (cond_i, gen_i) vs the random-pairing baseline, `[M, 256]` each.
 
     Returns {metric: (matched, random pairing)} `stats.Estimate`s: the mean over pairs with its
     bootstrap interval and n, for cosine, Pearson, JS divergence and the absolute error of E_BG,
     DOS(E_F), N(E_F) between conditioning DOS and generated crystals' DOS (a mean absolute error).
     The random pairing is one fixed derangement; its interval resamples pairs, not derangements.
-    NaN estimates (n = P) when P < 2: no mismatched pair exists.
+    NaN estimates (n = M) when M < 2: no mismatched pair exists.
     """
     if len(cond) < 2:
         na = stats.Estimate(float("nan"), float("nan"), float("nan"), len(cond))

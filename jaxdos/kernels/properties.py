@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdos.kernels.grid import BIN_WIDTH, FERMI_INDEX, check_dos
+from jaxdos.kernels.grid import BIN_WIDTH, FERMI_INDEX, check_dos, check_grid
 
 __all__ = [
     "band_gap",
@@ -17,9 +17,32 @@ __all__ = [
     "all_properties",
     "measure",
     "PROPERTY_NAMES",
+    "REL_TOL",
+    "ABS_TOL",
+    "tolerance",
+    "within_tolerance",
 ]
 
 PROPERTY_NAMES = ("band_gap", "dos_at_fermi", "integrated_dos")
+
+# The paper's hit rule for a property target y (Section 5.1, Table 12 note): a measured value
+# counts when it lies within +-10 % of y, or within 0.1 (absolute) when y = 0, where a relative
+# band would be empty. Written once here; targets, K conditioning and every table call it.
+REL_TOL = 0.1
+ABS_TOL = 0.1
+
+
+def tolerance(target: float, *, rel_tol: float = REL_TOL, abs_tol: float = ABS_TOL) -> float:
+    """Half-width of the accepted band around `target`: rel_tol * |target|, abs_tol if it is 0."""
+    return abs_tol if target == 0 else rel_tol * abs(target)
+
+
+def within_tolerance(
+    measured, target: float, *, rel_tol: float = REL_TOL, abs_tol: float = ABS_TOL
+) -> np.ndarray:
+    """Host-side hit test `[...] -> [...]` bool: |measured - target| <= `tolerance(target)`."""
+    tol = tolerance(target, rel_tol=rel_tol, abs_tol=abs_tol)
+    return np.abs(np.asarray(measured) - target) <= tol
 
 
 def band_gap(dos, k: float = 10.0):
@@ -32,7 +55,7 @@ def band_gap(dos, k: float = 10.0):
     Returns:
         `[...]` band gap in eV (a soft count of near-empty bins times the bin width).
     """
-    d = jnp.maximum(dos, 0.0)
+    d = jnp.maximum(check_grid(dos), 0.0)
     below = jnp.flip(d[..., :FERMI_INDEX], axis=-1)
     above = d[..., FERMI_INDEX:]
     mask_below = jnp.maximum(1.0 - k * jnp.cumsum(below, axis=-1), 0.0)
@@ -46,6 +69,7 @@ def dos_at_fermi(dos):
     With E_F on the shared edge of the two bins (see `grid`), linear interpolation between
     the two bin centres at E_F is exactly their mean.
     """
+    check_grid(dos)
     return 0.5 * (dos[..., FERMI_INDEX - 1] + dos[..., FERMI_INDEX])
 
 
@@ -56,6 +80,7 @@ def integrated_dos(dos):
     times dE = 0.078125 eV, so it is a count of states per atom in the 10 eV below E_F (the paper's
     number divided by 12.8 if its sum was unscaled).
     """
+    check_grid(dos)
     return BIN_WIDTH * dos[..., :FERMI_INDEX].sum(-1)
 
 

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdos.kernels.grid import check_dos
+from jaxdos.kernels.grid import check_dos, check_grid
 
 __all__ = [
     "N_LEVELS",
@@ -41,7 +41,7 @@ _MIN_SCALE = 1e-6
 
 def scale_of(dos):
     """The scale K = max over bins, `[..., L] -> [...]`, floored at 1e-6 so an empty DOS is safe."""
-    return jnp.maximum(jnp.max(dos, axis=-1), _MIN_SCALE)
+    return jnp.maximum(jnp.max(check_grid(dos), axis=-1), _MIN_SCALE)
 
 
 def _levels(dos, scale):
@@ -51,7 +51,7 @@ def _levels(dos, scale):
 
 def gap_bins(levels):
     """Boolean `[..., L]`: internal runs (length >= 2) of zero-level bins, from integer levels."""
-    zero = levels == 0
+    zero = check_grid(levels, "levels") == 0
     filled = ~zero
     left = jnp.cumsum(filled, axis=-1) > 0
     right = jnp.flip(jnp.cumsum(jnp.flip(filled, -1), axis=-1), -1) > 0
@@ -63,6 +63,7 @@ def gap_bins(levels):
 
 def encode(dos, scale=None):
     """Tokens `[..., L]` int32 from per-atom DOS `[..., L]` and scale K `[...]` (default: max)."""
+    check_grid(dos)
     scale = scale_of(dos) if scale is None else jnp.asarray(scale, dos.dtype)
     levels = _levels(dos, scale)
     return jnp.where(gap_bins(levels), BG_ID, levels)
@@ -70,7 +71,7 @@ def encode(dos, scale=None):
 
 def decode(tokens, scale):
     """DOS `[..., L]` from tokens `[..., L]` and K `[...]`; [BG] -> 0. [MASK] also decodes to 0."""
-    value = tokens.astype(jnp.float32) / (N_LEVELS - 1)
+    value = check_grid(tokens, "tokens").astype(jnp.float32) / (N_LEVELS - 1)
     value = jnp.where(tokens >= N_LEVELS, 0.0, value)
     return value * jnp.asarray(scale, jnp.float32)[..., None]
 

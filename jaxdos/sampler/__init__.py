@@ -9,7 +9,7 @@ from jaxdos.sampler.checkpoint import DOSSamplerModel, load_default, save_sample
 from jaxdos.sampler.config import ModelConfig, RegressorConfig, SamplingConfig
 from jaxdos.sampler.guidance import ClassifierGuidance, Guidance, NoGuidance
 from jaxdos.sampler.sampling import SamplerParams, initial_tokens, sample, sample_from
-from jaxdos.sampler.scale import ScaleDistribution, draw_scale
+from jaxdos.sampler.scale import ScaleDistribution
 
 __all__ = [
     "ModelConfig",
@@ -23,7 +23,6 @@ __all__ = [
     "sample",
     "sample_from",
     "ScaleDistribution",
-    "draw_scale",
     "DOSSamplerModel",
     "save_sampler",
     "load_default",

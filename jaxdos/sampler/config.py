@@ -111,7 +111,7 @@ class SamplingConfig:
         steps: N denoising steps on the uniform grid t_i = linspace(1, t_min, N + 1); step i
             runs the network at t_i and unmasks each masked bin with probability
             r_i = (t_i - t_{i+1}) / t_i (log-linear schedule); the last step unmasks all the rest.
-        corrector_steps: K re-mask/re-sample corrector iterations after every step but the last.
+        corrector_steps: re-mask/re-sample corrector iterations after every step but the last.
         remask_fraction: α, the fraction of committed (non-prior) bins re-masked per corrector step.
         t_min: the end of the time grid (> 0 so no step divides by zero).
         final_argmax: at the last step take the arg-max token instead of sampling.

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
+from jaxdos.guidance import NoGuidance  # shared with stage 2: one meaning, one type
 from jaxdos.kernels.properties import PROPERTY_NAMES
 
 __all__ = ["NoGuidance", "ClassifierGuidance", "Guidance", "guided_logits", "property_index"]
@@ -32,11 +33,6 @@ def property_index(prop) -> int:
         f"property: expected a name in {PROPERTY_NAMES} or an index in [0, {len(PROPERTY_NAMES)}),"
         f" got {prop!r}"
     )
-
-
-@dataclass(frozen=True)
-class NoGuidance:
-    """Plain RADD sampling: the logits of the score network are used as they are."""
 
 
 @dataclass(frozen=True)

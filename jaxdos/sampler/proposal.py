@@ -7,6 +7,7 @@ when there is a band-gap target (the paper samples K "from the distribution obta
 Materials Project dataset"; conditioning it on E_BG keeps K consistent with the gap asked for).
 """
 
+import functools
 import hashlib
 import json
 
@@ -26,7 +27,7 @@ __all__ = ["conditioned_scale_logits", "guided_proposer", "params_digest"]
 def conditioned_scale_logits(
     dist: ScaleDistribution, targets: Targets, *, min_matches: int = 16
 ) -> np.ndarray:
-    """`[S]` log-weights: uniform over records within the band-gap target interval.
+    """`[M]` log-weights: uniform over records within the band-gap target interval.
 
     With no band-gap target every record counts; with fewer than `min_matches` records inside
     the interval, the `min_matches` nearest ones are used instead.
@@ -52,6 +53,29 @@ def params_digest(params) -> str:
     return h.hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=16)
+def _sample_fn(model_config: ModelConfig, sampling_config: SamplingConfig, guidance, prior: bytes):
+    """The proposer's `sample`, one function object per setting: `rejection` caches its jitted
+    step by this function, so a second run with the same settings reuses the compilation (a fresh
+    closure per `guided_proposer` call recompiled it). `prior` is the `[L]` bool mask's bytes."""
+    mask = np.frombuffer(prior, bool)
+
+    def sample(p, key, scale, example_index):
+        tokens = initial_tokens(scale.shape[0], mask)
+        return sample_from(
+            p,
+            key,
+            tokens,
+            jnp.log(scale),
+            example_index,
+            model_config=model_config,
+            sampling_config=sampling_config,
+            guidance=guidance,
+        )
+
+    return sample
+
+
 def guided_proposer(
     params,
     model_config: ModelConfig,
@@ -73,20 +97,7 @@ def guided_proposer(
     """
     sampling_config = SamplingConfig() if sampling_config is None else sampling_config
     guidance = guidance_for(targets, gamma)
-    prior = prior_mask(targets)
-
-    def sample(p, key, scale, example_index):
-        tokens = initial_tokens(scale.shape[0], prior)
-        return sample_from(
-            p,
-            key,
-            tokens,
-            jnp.log(scale),
-            example_index,
-            model_config=model_config,
-            sampling_config=sampling_config,
-            guidance=guidance,
-        )
+    sample = _sample_fn(model_config, sampling_config, guidance, prior_mask(targets).tobytes())
 
     name = json.dumps(
         {

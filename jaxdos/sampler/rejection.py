@@ -79,9 +79,9 @@ class Proposer(NamedTuple):
             `sampling.sample_from` with its configs, guidance and prior bound in; see
             `guided_proposer`).
         params: the sampler's parameters (replicated over the mesh).
-        scales: `[S]` the empirical distribution of K to draw from (training-set scales).
+        scales: `[M]` the empirical distribution of K to draw from (training-set scales).
         name: identifies the model in the run's settings fingerprint (resume refuses a mismatch).
-        scale_logits: `[S]` unnormalised log-weights over `scales` (None: uniform), e.g. to draw
+        scale_logits: `[M]` unnormalised log-weights over `scales` (None: uniform), e.g. to draw
             K from records near a band-gap target (`conditioned_scale_logits`).
     """
 
@@ -303,7 +303,7 @@ def run_rejection(
         raise ValueError(f"targets: expected a Targets, got {type(targets).__name__}")
     scales = np.asarray(proposer.scales)
     if scales.ndim != 1 or scales.size == 0 or not np.all(np.isfinite(scales)) or scales.min() <= 0:
-        raise ValueError("proposer.scales: expected a non-empty [S] array of finite K > 0")
+        raise ValueError("proposer.scales: expected a non-empty [M] array of finite K > 0")
     logits = proposer.scale_logits
     logits = (
         np.zeros(scales.shape, np.float32) if logits is None else np.asarray(logits, np.float32)

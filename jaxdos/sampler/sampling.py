@@ -18,8 +18,8 @@ Per step i (t_i > t_{i+1} on a uniform grid from 1 to `t_min`):
   1. ℓ = q_θ(x, K, t_i) (carry-over: committed bins stay one-hot); ℓ' = guided logits, eq. (1).
   2. each masked bin unmasks with probability r_i = (t_i - t_{i+1}) / t_i (every masked bin at the
      last step) and takes a value drawn from softmax(ℓ') (arg-max at the last step if configured).
-  3. unless it is the last step, K corrector iterations: re-mask ⌊α·n⌋ of the n committed non-prior
-     bins chosen uniformly, recompute ℓ' at t_i and redraw them.
+  3. unless it is the last step, `corrector_steps` corrector iterations: re-mask ⌊α·n⌋ of the n
+     committed non-prior bins chosen uniformly, recompute ℓ' at t_i and redraw them.
 Prior bins (`prior_mask`, fixed to [BG] at initialisation) are committed from the start, so the
 predictor never touches them and the corrector never re-masks them.
 
@@ -193,7 +193,10 @@ def confident_unmask(logits, masked, r, last):
 def _corrector(
     params, tokens, ex_keys, log_scale, t, prior, field, *, model_config, sampling_config, guidance
 ):
-    """K re-mask/re-draw iterations at time t (Algorithm 2 lines 10-16); `field` as `draw`'s u."""
+    """`corrector_steps` re-mask/re-draw iterations at time t (Algorithm 2 lines 10-16).
+
+    `field` is used as in `draw`'s u.
+    """
     alpha = sampling_config.remask_fraction
     n_bins = tokens.shape[1]
 

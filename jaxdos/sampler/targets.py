@@ -33,7 +33,13 @@ import numpy as np
 
 from jaxdos.kernels.filters import TCMCriteria, TECriteria, tcm_filter, te_filter
 from jaxdos.kernels.grid import BIN_WIDTH, E_WINDOW, FERMI_INDEX, N_BINS, check_dos
-from jaxdos.kernels.properties import PROPERTY_NAMES, all_properties
+from jaxdos.kernels.properties import (
+    ABS_TOL,
+    PROPERTY_NAMES,
+    REL_TOL,
+    all_properties,
+    tolerance,
+)
 from jaxdos.sampler.guidance import ClassifierGuidance, NoGuidance
 
 __all__ = [
@@ -69,8 +75,8 @@ class PropertyTarget:
 
     name: str
     value: float
-    rel_tol: float = 0.1
-    abs_tol: float = 0.1
+    rel_tol: float = REL_TOL
+    abs_tol: float = ABS_TOL
 
     def __post_init__(self):
         if self.name not in PROPERTY_NAMES:
@@ -86,7 +92,7 @@ class PropertyTarget:
 
     @property
     def tolerance(self) -> float:
-        return self.abs_tol if self.value == 0 else self.rel_tol * abs(self.value)
+        return tolerance(self.value, rel_tol=self.rel_tol, abs_tol=self.abs_tol)
 
     @property
     def interval(self) -> tuple[float, float]:
@@ -183,8 +189,8 @@ class Targets:
         band_gap: float | None = None,
         dos_at_fermi: float | None = None,
         integrated_dos: float | None = None,
-        tol: float = 0.1,
-        abs_tol: float = 0.1,
+        tol: float = REL_TOL,
+        abs_tol: float = ABS_TOL,
         filters: tuple = (),
     ) -> "Targets":
         """Convenience constructor: `Targets.of(band_gap=2.0, integrated_dos=2.0)`."""

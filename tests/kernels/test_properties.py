@@ -111,3 +111,14 @@ def test_float32_matches_float64(rng):
 def test_measure_bad_input(dos, kw, name):
     with pytest.raises(ValueError, match=name):
         properties.measure(dos, **kw)
+
+
+def test_tolerance_rule_is_ten_percent_or_absolute_at_zero():
+    from jaxdos.kernels.properties import tolerance, within_tolerance
+
+    assert tolerance(2.0) == pytest.approx(0.2) and tolerance(0.0) == 0.1
+    assert tolerance(3.0, rel_tol=0.05, abs_tol=1.0) == pytest.approx(0.15)
+    np.testing.assert_array_equal(
+        within_tolerance(np.array([1.79, 1.81, 2.19, 2.21]), 2.0), [False, True, True, False]
+    )
+    np.testing.assert_array_equal(within_tolerance(np.array([0.0, 0.09, 0.11]), 0.0), [1, 1, 0])

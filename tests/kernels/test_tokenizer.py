@@ -32,8 +32,10 @@ def test_bg_marks_internal_gaps_only():
 
 
 def test_decode_bg_and_mask_are_zero():
-    t = jnp.array([[tok.BG_ID, tok.MASK_ID, 1024, 512]])
-    np.testing.assert_allclose(decode(t, jnp.array([2.0])), [[0, 0, 2.0, 1.0 * 512 / 1024 * 2]])
+    t = jnp.zeros((1, 256), jnp.int32).at[0, :4].set(jnp.array([tok.BG_ID, tok.MASK_ID, 1024, 512]))
+    np.testing.assert_allclose(
+        decode(t, jnp.array([2.0]))[:, :4], [[0, 0, 2.0, 1.0 * 512 / 1024 * 2]]
+    )
 
 
 @settings(max_examples=40, deadline=None)

@@ -12,7 +12,7 @@ from sampler_toy import SMALL, toy_records
 from jaxdos.sampler.checkpoint import DOSSamplerModel, load_default, save_sampler
 from jaxdos.sampler.config import ModelConfig
 from jaxdos.sampler.fit import SamplerFitConfig, fit_sampler, run_stage, sampler_train_config
-from jaxdos.sampler.scale import ScaleDistribution, draw_scale
+from jaxdos.sampler.scale import ScaleDistribution
 
 
 def _leaves_equal(a, b):
@@ -85,18 +85,6 @@ def test_embedded_sampler_loads():
     assert sum(x.size for x in leaves) > 1_000_000
     assert np.all(m.scale_distribution.scale > 0)
     assert m.scale_distribution.scale.shape == m.scale_distribution.band_gap.shape
-
-
-def test_scale_distribution_conditioning(key):
-    dist = ScaleDistribution.from_arrays([0.5, 1.0, 2.0, 4.0] * 8, [0.0, 0.0, 2.1, 1.9] * 8)
-    k = np.asarray(draw_scale(dist, key, jnp.arange(200), band_gap_target=2.0))
-    assert set(np.unique(k)) <= {2.0, 4.0} and len(np.unique(k)) == 2
-    # Per-example keys: a sub-batch draws the same values.
-    np.testing.assert_array_equal(
-        np.asarray(draw_scale(dist, key, jnp.arange(5, 9), band_gap_target=2.0)), k[5:9]
-    )
-    with pytest.raises(ValueError, match="band_gap_target"):
-        draw_scale(dist, key, jnp.arange(2), band_gap_target=-1.0)
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ Layout conventions (shared with `jaxdos.crystal.gemnet.layers`):
     torch Linear `X.weight [out, in]` (or GemNet `X.linear.weight`) -> flax `X/kernel [in, out]`
         (hook `transpose`); `X.bias` -> `X/bias` (hook `identity`);
     torch `nn.Embedding.weight [n, d]` -> flax `embedding [n, d]` (identity);
-    GemNet's raw 3-D weights (`mlp_cbf3.weight [L, R, C]`, `trip_interaction.mlp_cbf.weight
-        [Ct, Cc, O]`) keep the torch layout (identity);
+    GemNet's raw 3-D weights (`mlp_cbf3.weight [Y, Dr, C]`, `trip_interaction.mlp_cbf.weight
+        [Ct, Cc, D]`) keep the torch layout (identity);
     torch LayerNorm `weight` -> flax `scale` (identity);
     a ModuleList / Sequential index `.i` -> `_i`; GemNetTCtrl's ModuleDict adapters
         `cond_adapt_layers.<p>.<i>.<j>` -> `cond_adapt_layers_<p>_<i>_<j>`.

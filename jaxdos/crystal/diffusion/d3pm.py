@@ -91,13 +91,13 @@ def posterior_logits(x0_probs: Array, x_next: Array, k: Array, num_steps: int) -
     it is not the mask; beta_k from any non-mask class and 1 from the mask if it is.
 
     Args:
-        x0_probs: `[N, C]` probabilities of x_0 (C = 101; one-hot for the true posterior).
+        x0_probs: `[N, Z]` probabilities of x_0 (Z = 101; one-hot for the true posterior).
         x_next: `[N]` int classes x_{k+1}.
         k: `[N]` int discrete time.
         num_steps: T.
 
     Returns:
-        `[N, C]` unnormalised logits.
+        `[N, Z]` unnormalised logits.
     """
     c = x0_probs.shape[-1]
     p_k = keep_prob(k, num_steps)[:, None]
@@ -117,7 +117,7 @@ def d3pm_loss(
     """Per-atom hybrid loss: KL(q(x_k|x_{k+1},x_0) || p(x_k|x_{k+1})) (CE at k = 0) + lambda CE.
 
     Args:
-        logits: `[N, C]` network logits of p(x_0 | x_{k+1}) (raw, no element mask).
+        logits: `[N, Z]` network logits of p(x_0 | x_{k+1}) (raw, no element mask).
         x0: `[N]` int true classes.
         x_next: `[N]` int corrupted classes at level k + 1.
         k: `[N]` int discrete time.

@@ -13,15 +13,11 @@ import jax.numpy as jnp
 
 from jaxdos.crystal.batch import DosCondition, ScoreOutput
 from jaxdos.crystal.diffusion.losses import ScoreFn, ScoreWithDiagnostics, split_diagnostics
+from jaxdos.guidance import NoGuidance  # shared with stage 1: one meaning, one type
 from jaxdos.structures import CrystalBatch
 from jaxdos.typing import Array, PRNGKey, PyTree
 
 __all__ = ["NoGuidance", "ClassifierFree", "Guidance", "stack_for_cfg", "guided_score"]
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class NoGuidance:
-    """Unconditional sampling: the network is called with `cond=None`."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

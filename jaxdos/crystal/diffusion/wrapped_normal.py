@@ -4,8 +4,9 @@ MatterGen's `NumAtomsVarianceAdjustedWrappedVESDE`: zero drift, sigma(t) = sigma
 (sigma_max / sigma_min)^t / N^(1/3) with N the crystal's number of atoms (denser cells need
 less fractional noise), x_t = (x_0 + sigma(t) eps) mod 1. The network predicts "score x std" in
 fractional units; the target is sigma * grad log p_wrapped(x_t | x_0), evaluated by a truncated
-sum over integer images k in {-K..K}^3 (K = 3 in MatterGen). The isotropic wrapped normal
-factorises over the 3 axes, so the spec's 7^3-term softmax equals the per-axis 7-term one here.
+sum over integer images k in {-n..n}^3 (n = `num_images` = 3 in MatterGen). The isotropic wrapped
+normal factorises over the 3 axes, so the spec's 7^3-term softmax equals the per-axis 7-term one
+here.
 """
 
 import dataclasses
@@ -35,7 +36,7 @@ class WrappedNormalConfig:
     Attributes:
         sigma_min: noise at t = 0 for a 1-atom cell (MatterGen code default 0.01).
         sigma_max: noise at t = 1 for a 1-atom cell (5.0).
-        num_images: K, images per direction in the score's truncated sum (3).
+        num_images: n, images per direction in the score's truncated sum (3).
     """
 
     sigma_min: float = 0.01
@@ -78,7 +79,7 @@ def wrapped_normal_score(d: Array, sig: Array, num_images: int = 3) -> Array:
     Args:
         d: `[..., 3]` displacements (any real values; MatterGen passes x_t - x_0 in (-1, 1)).
         sig: noise scale broadcastable to `d[..., :1]`.
-        num_images: K.
+        num_images: n, images per direction.
 
     Returns:
         `[..., 3]` score.

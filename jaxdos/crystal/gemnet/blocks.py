@@ -1,6 +1,7 @@
 """GemNet-T blocks: triplet interaction, atom update, interaction, output (forces), lattice.
 
-Shapes: h `[N, Da]` atoms, m `[E, De]` edges, rbf projections `[E, Dr]`, triplets `[E, K]`.
+Shapes: h `[N, Da]` atoms, m `[E, De]` edges, rbf projections `[E, Dr]`, triplets `[E, T]`,
+spherical basis `[E, T, Y]`.
 Every per-edge message is multiplied by `edge_mask` (and per-triplet ones by `trip_mask`) before a
 segment sum, so padded edges and triplets add exactly zero.  Scale constants multiply where
 MatterGen's `ScalingFactor` modules sit (names in `jaxdos.crystal.gemnet.scaling`).
@@ -30,7 +31,7 @@ INV_SQRT2 = 1.0 / math.sqrt(2.0)
 
 
 class EfficientDownProjection(nn.Module):
-    """MatterGen `mlp_cbf3`: rbfW1[e, j, l] = sum_r rad[e, r] W[l, r, j]; `weight [L, R, C]`."""
+    """MatterGen `mlp_cbf3`: rbfW1[e, j, l] = sum_r rad[e, r] W[l, r, j]; `weight [Y, Dr, C]`."""
 
     num_spherical: int
     emb_size_cbf: int
@@ -40,11 +41,11 @@ class EfficientDownProjection(nn.Module):
         w = self.param(
             "weight", he_orthogonal_init, (self.num_spherical, rad.shape[-1], self.emb_size_cbf)
         )
-        return jnp.einsum("er,lrj->ejl", rad, w)  # [E, C, L]
+        return jnp.einsum("er,lrj->ejl", rad, w)  # [E, C, Y]
 
 
 class EfficientBilinear(nn.Module):
-    """out[e, o] = sum_{c, j} y[e, j, c] W[c, j, o]; param `weight [Ct, Cc, O]` (torch layout)."""
+    """out[e, o] = sum_{c, j} y[e, j, c] W[c, j, o]; param `weight [Ct, Cc, D]` (torch layout)."""
 
     features: int
 
@@ -55,7 +56,7 @@ class EfficientBilinear(nn.Module):
 
 
 class TripletInteraction(nn.Module):
-    """GemNet-T directional message c->a from all b->a (efficient bilinear form, padded K)."""
+    """GemNet-T directional message c->a from all b->a (efficient bilinear form, padded T)."""
 
     emb_size_edge: int
     emb_size_trip: int
@@ -69,8 +70,8 @@ class TripletInteraction(nn.Module):
         x = Dense(self.emb_size_edge, activation=True, name="dense_ba")(m)
         x = x * Dense(self.emb_size_edge, name="mlp_rbf")(rbf3) * self.scale_rbf
         x = Dense(self.emb_size_trip, activation=True, name="down_projection")(x)
-        xg = x[graph.trip_ba] * graph.trip_mask[..., None]  # [E, K, Ct]
-        sum_k = jnp.einsum("ekl,ekc->elc", sph, xg)  # [E, L, Ct]
+        xg = x[graph.trip_ba] * graph.trip_mask[..., None]  # [E, T, Ct]
+        sum_k = jnp.einsum("etl,etc->elc", sph, xg)  # [E, Y, Ct]
         y = jnp.einsum("ejl,elc->ejc", rbf_w1, sum_k)  # [E, Cc, Ct]
         x = EfficientBilinear(self.emb_size_bil_trip, name="mlp_cbf")(y) * self.scale_cbf_sum
         x_ca = Dense(self.emb_size_edge, activation=True, name="up_projection_ca")(x)

@@ -70,8 +70,8 @@ class GemNetT(nn.Module):
 
         # Bases (no parameters).
         rbf = radial_basis(graph.dist, cfg.graph.cutoff, cfg.num_radial, cfg.envelope_exponent)
-        cos_cab = jnp.clip(jnp.einsum("ed,ekd->ek", graph.vec, graph.vec[graph.trip_ba]), -1, 1)
-        sph = spherical_basis(cos_cab, cfg.num_spherical) * graph.trip_mask[..., None]  # [E,K,L]
+        cos_cab = jnp.clip(jnp.einsum("ed,etd->et", graph.vec, graph.vec[graph.trip_ba]), -1, 1)
+        sph = spherical_basis(cos_cab, cfg.num_spherical) * graph.trip_mask[..., None]  # [E,T,Y]
 
         # Embeddings: t (and base-model properties) enter only here.
         h = AtomEmbedding(cfg.emb_size_atom, name="atom_emb")(batch.atomic_numbers)

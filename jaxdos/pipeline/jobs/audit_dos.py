@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxdos.chunkstore import write_json
+from jaxdos.kernels.properties import within_tolerance
 from jaxdos.pipeline.writers import plot_nearest_grid
 from jaxdos.sampler.config import SamplingConfig
 
@@ -32,8 +33,7 @@ SETTINGS = {
 def _reference(records, values: dict, seed: int = 0, cap: int = 5000) -> np.ndarray:
     dos = np.asarray(records.dos, np.float32)
     if "band_gap" in values:
-        g = values["band_gap"]
-        keep = np.abs(np.asarray(records.band_gap) - g) <= 0.1 * g
+        keep = within_tolerance(records.band_gap, values["band_gap"])
         return dos[keep]
     if dos.shape[0] > cap:
         dos = dos[np.sort(np.random.default_rng(seed).choice(dos.shape[0], cap, replace=False))]
@@ -47,8 +47,7 @@ def _hits(result, values: dict) -> dict:
     out = {}
     for name, y in values.items():
         measured = np.asarray(result.properties[name], np.float64)
-        tol = 0.1 * abs(y) if y else 0.1
-        hit = stats.rate(np.sum(np.abs(measured - y) <= tol), measured.size)
+        hit = stats.rate(np.sum(within_tolerance(measured, y)), measured.size)
         mae = stats.mean(np.abs(measured - y))
         out[name] = {
             "hit_rate": hit.value,

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from jaxdos.data.world import load_world
 from jaxdos.kernels import stats
-from jaxdos.kernels.properties import PROPERTY_NAMES
+from jaxdos.kernels.properties import PROPERTY_NAMES, within_tolerance
 from jaxdos.pipeline.dos import sample_dos
 from jaxdos.pipeline.rundir import RunDir
 from jaxdos.pipeline.screening import (
@@ -85,11 +85,6 @@ class MultiPropertyConfig(CrystalSettings):
             raise ValueError(f"sweep: expected values >= 1, got {self.sweep}")
 
 
-def _hits(values: np.ndarray, target: float) -> np.ndarray:
-    tol = 0.1 * abs(target) if target != 0 else 0.1  # paper: +-10 %, absolute 0.1 for zero
-    return np.abs(values - target) <= tol
-
-
 def _pct(rate: stats.Estimate) -> str:
     return stats.fmt(rate, percent=True)
 
@@ -105,7 +100,7 @@ def _row(label, targets, stage) -> list:
             maes.append(hits[-1])
             continue
         v = stage[name][valid]
-        hits.append(_pct(stats.rate(_hits(v, t).sum(), v.size)))
+        hits.append(_pct(stats.rate(within_tolerance(v, t).sum(), v.size)))
         maes.append(stats.fmt(stats.mean(np.abs(v - t))))
     novel = unique_novel(stage)[1]
     return [label, *hits, *maes, _pct(stats.rate(valid.sum(), valid.size)), _pct(novel)]
@@ -124,7 +119,7 @@ def _sweep_table(rd: RunDir, cfg: MultiPropertyConfig, acc) -> str:
     for k in cfg.sweep:
         sweep_cfg = dataclasses.replace(cfg, crystals_per_dos=k)
         st = crystal_stage(rd, f"sweep_{k}", dos=acc.dos, cfg=sweep_cfg, seed=cfg.seed + 500)
-        hit = _hits(st["band_gap"], 2.0) & st["valid"]
+        hit = within_tolerance(st["band_gap"], 2.0) & st["valid"]
         any_hit = np.bincount(st["source"], weights=hit, minlength=len(acc)) > 0
         mae = stats.mean(np.abs(st["band_gap"][st["valid"]] - 2.0))
         hit_rate, dos_rate = stats.rate(hit.sum(), hit.size), stats.rate(any_hit.sum(), len(acc))
