@@ -127,11 +127,12 @@ def test_generate_crystals_compiles_once_per_bucket(recorder):
     rec = recorder(crystal_generate, "make_sampler")
     model = untrained_model(32, [3])
     graph = dataclasses.replace(
-        model.model.config.graph, image_budget=5, edges_per_atom=64, max_in_degree=64
+        model.gemnet.graph, image_budget=5, edges_per_atom=64, max_in_degree=64
     )
-    config = dataclasses.replace(model.model.config, graph=graph)
-    model = model._replace(
-        model=model.model.clone(config=config), num_atoms=NumAtomsDistribution.from_counts([3])
+    model = dataclasses.replace(
+        model,
+        gemnet=dataclasses.replace(model.gemnet, graph=graph),
+        num_atoms=NumAtomsDistribution.from_counts([3]),
     )
     with compile_log() as log:
         crystals, _ = generate_crystals(
