@@ -20,7 +20,8 @@ middle leaves the previous `model.json` beside the new parameters, which `read` 
 checksum mismatch rather than loading a mix. Other files in the folder (training checkpoints, logs)
 are left alone.
 
-This module is the ground floor: it imports nothing from jaxdos but `jaxdos.typing`, and knows
+This module is the ground floor: it imports nothing from jaxdos but `typing` and `chunkstore` (the
+one atomic write), and knows
 nothing of the model kinds; each stage maps its typed model object onto `save`/`read`
 (`jaxdos.sampler.checkpoint`, `jaxdos.crystal.checkpoint`) and `jaxdos.pipeline.models.load`
 dispatches on the kind.
@@ -29,8 +30,6 @@ dispatches on the kind.
 import dataclasses
 import hashlib
 import json
-import os
-import secrets
 import types
 import typing
 from pathlib import Path
@@ -39,6 +38,7 @@ from typing import NamedTuple
 import flax.serialization
 import numpy as np
 
+from jaxdos.chunkstore import atomic_write
 from jaxdos.typing import PyTree
 
 __all__ = [
@@ -75,31 +75,6 @@ class ModelDir(NamedTuple):
     config: dict
     meta: dict
     params: dict
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    # A unique name beside the target, created with the usual 0o666 & ~umask permissions
-    # (tempfile.mkstemp would make committed models private to their writer).
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 def _to_numpy(tree, where: str = "params"):
@@ -152,8 +127,8 @@ def save(directory, kind: str, config: dict, params: PyTree, meta: dict | None =
     except (TypeError, ValueError) as e:
         raise ValueError(f"{MODEL_FILE}: config/meta are not JSON-serialisable: {e}") from e
     directory.mkdir(parents=True, exist_ok=True)
-    _write_atomic(directory / PARAMS_FILE, blob)
-    _write_atomic(directory / MODEL_FILE, text.encode())
+    atomic_write(directory / PARAMS_FILE, blob)
+    atomic_write(directory / MODEL_FILE, text.encode())
     return directory
 
 

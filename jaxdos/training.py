@@ -1,7 +1,8 @@
 """The one training core of both stages: optimiser, train state, jitted step, EMA and the fit loop.
 
 A stage supplies only `loss_fn(params, batch, key) -> (loss, metrics)`, its batches and its export;
-everything else lives here (ground floor: jax, optax, orbax, numpy and `jaxdos.typing` only).
+everything else lives here (ground floor: jax, optax, orbax, numpy, `jaxdos.typing` and the
+atomic write of `jaxdos.chunkstore`).
 
 - `TrainConfig`: one frozen config, one name per knob, for the DOSSampler's score network and
   regressor and for CDOSGen (the union of what the stages used).
@@ -23,7 +24,6 @@ everything else lives here (ground floor: jax, optax, orbax, numpy and `jaxdos.t
 
 import dataclasses
 import json
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
@@ -36,6 +36,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
+from jaxdos.chunkstore import atomic_write
 from jaxdos.typing import Array, PRNGKey, PyTree
 
 __all__ = [
@@ -306,12 +307,7 @@ def latest_checkpoint(workdir) -> int | None:
 
 
 def _write_rows(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, "".join(json.dumps(r) + "\n" for r in rows).encode())
 
 
 def fit(
