@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,14 +155,14 @@ def test_config_from_json_rejects_unknown_fields():
 
 def test_a_save_killed_before_model_json_is_an_error_not_a_mix(tmp_path, monkeypatch):
     _save(tmp_path)
-    real = modeldir._write_atomic
+    real = modeldir.atomic_write
 
     def killed_at_model_json(path, data):
-        if path.name == modeldir.MODEL_FILE:
+        if Path(path).name == modeldir.MODEL_FILE:
             raise KeyboardInterrupt  # the process dies between the two renames
         real(path, data)
 
-    monkeypatch.setattr(modeldir, "_write_atomic", killed_at_model_json)
+    monkeypatch.setattr(modeldir, "atomic_write", killed_at_model_json)
     with pytest.raises(KeyboardInterrupt):
         modeldir.save(tmp_path, "toy", {"n": 2}, {"w": np.zeros(3)})
     with pytest.raises(ValueError, match=r"params\.msgpack: .*(bytes|sha256)"):
