@@ -65,6 +65,9 @@ class TCMCriteria:
         min_gap: eV, the gap below E_F must be at least this wide (paper: 3.1).
         type1_min_width: eV, Type 1 conduction bandwidth must exceed this (paper: 4).
         type2_max_width: eV, Type 2 conduction bandwidth must be below this (paper: 3).
+        type2_min_width: eV, and above this (paper: any non-empty band, 0). A one-bin "band"
+            (0.078 eV) passes the paper's Type 2 rule; a positive value is an explicit, reported
+            option that asks for a real band.
         zero_tol: empty-bin cut relative to K, in (0, 1).
         min_gap_bins: shortest run of empty bins that counts as a hole (>= 1).
     """
@@ -72,12 +75,18 @@ class TCMCriteria:
     min_gap: float = 3.1
     type1_min_width: float = 4.0
     type2_max_width: float = 3.0
+    type2_min_width: float = 0.0
     zero_tol: float = ZERO_TOL
     min_gap_bins: int = 2
 
     def __post_init__(self):
         if not 0.0 <= self.min_gap <= 2 * E_WINDOW:
             raise ValueError(f"min_gap: expected in [0, {2 * E_WINDOW}] eV, got {self.min_gap}")
+        if not 0.0 <= self.type2_min_width < self.type2_max_width:
+            raise ValueError(
+                "type2_min_width: expected 0 <= type2_min_width < type2_max_width, got "
+                f"{self.type2_min_width}, {self.type2_max_width}"
+            )
         if not 0.0 < self.type2_max_width <= self.type1_min_width:
             raise ValueError(
                 "type2_max_width, type1_min_width: expected 0 < type2_max_width <= "
@@ -229,7 +238,7 @@ def tcm_filter(dos, criteria: TCMCriteria = TCMCriteria()) -> TCMResult:
     gap_ok = m.gap_below >= criteria.min_gap - 1e-6  # widths are multiples of dE; absorb roundoff
     metallic = dos_f > criteria.zero_tol * scale
     wide = m.bandwidth > criteria.type1_min_width
-    narrow = (m.bandwidth > 0) & (m.bandwidth < criteria.type2_max_width)
+    narrow = (m.bandwidth > criteria.type2_min_width) & (m.bandwidth < criteria.type2_max_width)
     type1 = gap_ok & metallic & wide
     type2 = gap_ok & metallic & narrow
     return TCMResult(

@@ -141,3 +141,17 @@ def test_checked_entry_points_and_criteria():
     # Criteria are static: a stricter gap flips the Type 1 verdict.
     strict = filters.screen_tcm(TYPE1, filters.TCMCriteria(min_gap=4.0))
     assert not bool(strict.is_tcm) and bool(strict.wide_band)
+
+
+def test_type2_minimum_band_width_option():
+    # A 2-bin band at E_F (0.16 eV) over a 5.2 eV gap: Type 2 by the paper's rule, not with a
+    # 0.5 eV minimum width; the 2.3 eV band of TYPE2 passes both.
+    sliver = blocks((20, 60, 1.0), (127, 129, 0.5))
+    d = jnp.asarray(np.stack([sliver, TYPE2]))
+    paper = tcm(d)
+    strict = tcm(d, criteria=filters.TCMCriteria(type2_min_width=0.5))
+    assert float(paper.bandwidth[0]) < 0.5
+    np.testing.assert_array_equal(paper.type2, [True, True])
+    np.testing.assert_array_equal(strict.type2, [False, True])
+    with pytest.raises(ValueError, match="type2_min_width"):
+        filters.TCMCriteria(type2_min_width=3.0)
