@@ -6,7 +6,7 @@
     crystal_settings(args)                   # those flags as keyword arguments
     add_sampling_flags(parser)               # DOSSampler options: --unmask-order, --temperature,
                                              # --final-argmax, --top-p, --noise-length
-    sampling_config(args)                    # a SamplingConfig of those (and --steps), or None
+    sampling_config(args)                    # a DOSSamplingConfig of those (and --steps), or None
     add_multihost_flags(parser)              # --coordinator, --num-processes, --process-id,
                                              # --auto-cluster
     start_multihost(args)                    # validate them and start jax.distributed
@@ -65,7 +65,7 @@ def crystal_settings(args: argparse.Namespace) -> dict:
 
 
 def add_sampling_flags(parser: argparse.ArgumentParser) -> None:
-    """The DOSSampler's sampling options beside Algorithm 2 (`SamplingConfig`); unset flags keep
+    """The DOSSampler's sampling options beside Algorithm 2 (`DOSSamplingConfig`); unset flags keep
     its defaults, which are Algorithm 2."""
     parser.add_argument(
         "--unmask-order", choices=("random", "confidence"), help="DOSSampler unmasking order"
@@ -81,9 +81,9 @@ def add_sampling_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def sampling_config(args: argparse.Namespace):
-    """`SamplingConfig` of the `add_sampling_flags` flags and `--steps` that were given, or None
+    """`DOSSamplingConfig` of the `add_sampling_flags` flags and `--steps` that were given, or None
     when none was (callers then keep their own default). ValueError names a bad value."""
-    from jaxdos.sampler.config import SamplingConfig
+    from jaxdos.sampler.config import DOSSamplingConfig
 
     kw = {
         name: getattr(args, name)
@@ -92,7 +92,7 @@ def sampling_config(args: argparse.Namespace):
     }
     if getattr(args, "final_argmax", False):
         kw["final_argmax"] = True
-    return SamplingConfig(**kw) if kw else None
+    return DOSSamplingConfig(**kw) if kw else None
 
 
 def add_multihost_flags(parser: argparse.ArgumentParser) -> None:

@@ -27,7 +27,7 @@ from jaxdos.crystal.checkpoint import CDOSGenModel, save_model
 from jaxdos.crystal.denoiser import GemNetTDenoiser
 from jaxdos.crystal.diagnostics import FIELDS, regenerated, swap_fields, targets_from_records
 from jaxdos.crystal.diffusion.num_atoms import NumAtomsDistribution
-from jaxdos.crystal.diffusion.sampler import SamplerConfig
+from jaxdos.crystal.diffusion.sampler import CrystalSamplingConfig
 from jaxdos.crystal.fit import RegrowingStep, crystal_train_config, presize_graph
 from jaxdos.crystal.generate import generate
 from jaxdos.crystal.score import denoiser_score_fn
@@ -94,7 +94,7 @@ def main(argv=None):
         loaded = CDOSGenModel.load(args.model)
         params, model = loaded.params, loaded.denoiser
     train_s = time.time() - t0
-    cfg = SamplerConfig(num_steps=args.sampling_steps)
+    cfg = CrystalSamplingConfig(steps=args.sampling_steps)
     rows = []
     for r in range(len(FIELDS) + 1):
         for exact in itertools.combinations(FIELDS, r):

@@ -15,7 +15,7 @@ from jaxdos.crystal.batch import MASK_Z, NUM_TYPE_CLASSES, DosCondition, ScoreOu
 from jaxdos.crystal.checkpoint import CDOSGenModel, load_default
 from jaxdos.crystal.denoiser import GemNetTDenoiser
 from jaxdos.crystal.diffusion.guidance import ClassifierFree, NoGuidance
-from jaxdos.crystal.diffusion.sampler import SamplerConfig
+from jaxdos.crystal.diffusion.sampler import CrystalSamplingConfig
 from jaxdos.crystal.gemnet.config import GemNetConfig
 from jaxdos.crystal.generate import generate
 from jaxdos.crystal.score import generate_with_model
@@ -28,7 +28,7 @@ __all__ = [
     "NUM_TYPE_CLASSES",
     "GemNetConfig",
     "GemNetTDenoiser",
-    "SamplerConfig",
+    "CrystalSamplingConfig",
     "ClassifierFree",
     "NoGuidance",
     "generate",

@@ -19,7 +19,7 @@ from jaxdos.crystal.diffusion.num_atoms import (
     check_num_atoms,
     prior_batch,
 )
-from jaxdos.crystal.diffusion.sampler import SamplerConfig, init_state, make_sampler
+from jaxdos.crystal.diffusion.sampler import CrystalSamplingConfig, init_state, make_sampler
 from jaxdos.kernels.grid import check_dos
 from jaxdos.structures import CrystalBatch
 from jaxdos.typing import PRNGKey, PyTree
@@ -40,7 +40,7 @@ class Generated(NamedTuple):
 
     batch: CrystalBatch
     dos: np.ndarray | None
-    config: SamplerConfig
+    config: CrystalSamplingConfig
     overflow: bool = False
     stats: object = None
 
@@ -69,7 +69,7 @@ def generate(
     num_samples: int | None = None,
     num_atoms=None,
     dos=None,
-    config: SamplerConfig | None = None,
+    config: CrystalSamplingConfig | None = None,
     distribution: NumAtomsDistribution = ALEX_MP_20,
     max_atoms: int = 100,
     atom_budget: int | None = None,
@@ -83,7 +83,7 @@ def generate(
         num_samples: G, when `num_atoms` is not given.
         num_atoms: `[G]` atoms per crystal; default drawn from `distribution`.
         dos: `[256]` or `[G, 256]` conditioning DOS (needs `ClassifierFree` guidance).
-        config: sampler settings (default `SamplerConfig()`: 1000 steps, unconditional).
+        config: sampler settings (default `CrystalSamplingConfig()`: 1000 steps, unconditional).
         distribution: the training distribution of `num_atoms`.
         max_atoms: largest allowed atoms per crystal.
         atom_budget: padded atom slots (default: a power-of-two bucket).
@@ -91,7 +91,7 @@ def generate(
     Raises:
         ValueError: on any invalid argument (named in the message).
     """
-    config = SamplerConfig() if config is None else config
+    config = CrystalSamplingConfig() if config is None else config
     k_num, k_init = jax.random.split(key)
     if num_atoms is None:
         if num_samples is None or num_samples < 1:

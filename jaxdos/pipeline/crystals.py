@@ -19,7 +19,7 @@ import numpy as np
 
 from jaxdos.crystal.checkpoint import KIND, CDOSGenModel
 from jaxdos.crystal.diffusion.guidance import ClassifierFree, NoGuidance
-from jaxdos.crystal.diffusion.sampler import SamplerConfig
+from jaxdos.crystal.diffusion.sampler import CrystalSamplingConfig
 from jaxdos.crystal.generate import check_condition_dos
 from jaxdos.crystal.score import generate_with_model
 from jaxdos.pipeline.models import as_model
@@ -90,9 +90,9 @@ def generate_crystals(
         source = np.repeat(np.arange(cond.shape[0]), crystals_per_dos)
         cond = cond[source]
     guidance = NoGuidance() if cond is None else ClassifierFree(gamma=float(gamma))
-    # Checks num_corrector_steps (and the rest of the sampler settings) before the model loads.
+    # Checks corrector_steps (and the rest of the sampler settings) before the model loads.
     # The default allowed_elements (MatterGen's 76) lie inside ALLOWED_Z, which the oracle scores.
-    config = SamplerConfig(num_steps=steps, guidance=guidance, num_corrector_steps=corrector_steps)
+    config = CrystalSamplingConfig(steps=steps, guidance=guidance, corrector_steps=corrector_steps)
     model = as_model(model, KIND)
     # The model's own forward processes (a converted MatterGen model brings its own).
     config = dataclasses.replace(config, diffusion=model.diffusion)

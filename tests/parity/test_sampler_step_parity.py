@@ -116,7 +116,7 @@ def test_mattergen_lattice_predictor_noise_is_one_scalar_per_crystal():
 
 @pytest.mark.parametrize("step", [3, S - 1])
 def test_one_corrector_and_predictor_step(monkeypatch, step):
-    cfg = jsampler.SamplerConfig(num_steps=S, num_corrector_steps=1)
+    cfg = jsampler.CrystalSamplingConfig(steps=S, corrector_steps=1)
     dcfg = cfg.diffusion
     b0 = _start(step)
     state = jsampler.SamplerState(b0, jax.random.key(11), jnp.int32(step), jnp.bool_(False))
