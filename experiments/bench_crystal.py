@@ -104,7 +104,7 @@ def main(argv=None):
         for g in args.batch:
             model, base = bench_one(model, params, g, NoGuidance(), args.steps, args.repeats)
             model, cfg = bench_one(
-                model, params, g, ClassifierFree(gamma=args.gamma), args.steps, args.repeats
+                model, params, g, ClassifierFree(cfg_scale=args.gamma), args.steps, args.repeats
             )
             for name, r, ratio in (
                 ("none", base, 1.0),

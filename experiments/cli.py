@@ -41,22 +41,26 @@ def add_run_flags(
     parser.add_argument("--seed", type=int, default=seed, help=f"run seed (default {seed})")
 
 
+# CrystalSettings field -> (flag, type, help); the flag is the field name except --guidance, which
+# kept its name when the field became `cfg_scale` (stage 1's `gamma` is a different knob).
 _CRYSTAL_FLAGS = {
-    "crystals_per_dos": (int, "CDOSGen crystals per DOS"),
-    "guidance": (float, "classifier-free guidance gamma of CDOSGen"),
-    "steps": (int, "CDOSGen sampler steps (MatterGen: 1000)"),
-    "corrector_steps": (int, "Langevin corrector iterations per CDOSGen step (MatterGen: 1)"),
-    "crystal_batch": (int, "crystals per jitted CDOSGen batch"),
+    "crystals_per_dos": ("--crystals-per-dos", int, "CDOSGen crystals per DOS"),
+    "cfg_scale": ("--guidance", float, "classifier-free guidance scale of CDOSGen (cfg_scale)"),
+    "steps": ("--steps", int, "CDOSGen sampler steps (MatterGen: 1000)"),
+    "corrector_steps": (
+        "--corrector-steps",
+        int,
+        "Langevin corrector iterations per CDOSGen step (MatterGen: 1)",
+    ),
+    "crystal_batch": ("--crystal-batch", int, "crystals per jitted CDOSGen batch"),
 }
 
 
 def add_crystal_flags(parser: argparse.ArgumentParser, defaults) -> None:
     """The `jaxdos.pipeline.screening.CrystalSettings` fields as flags, defaults from `defaults`."""
-    for name, (kind, text) in _CRYSTAL_FLAGS.items():
+    for name, (flag, kind, text) in _CRYSTAL_FLAGS.items():
         value = getattr(defaults, name)
-        parser.add_argument(
-            "--" + name.replace("_", "-"), type=kind, default=value, help=f"{text} ({value})"
-        )
+        parser.add_argument(flag, dest=name, type=kind, default=value, help=f"{text} ({value})")
 
 
 def crystal_settings(args: argparse.Namespace) -> dict:

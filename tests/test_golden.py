@@ -104,7 +104,7 @@ def measure() -> dict:
         None, num_samples=N_UNCOND, steps=CRYSTAL_STEPS, batch_size=N_UNCOND, seed=0
     )
     cond, _ = generate_crystals(
-        acc.dos[:N_COND], gamma=2.0, steps=CRYSTAL_STEPS, batch_size=N_COND, seed=0
+        acc.dos[:N_COND], cfg_scale=2.0, steps=CRYSTAL_STEPS, batch_size=N_COND, seed=0
     )
     for mode, crystals in (("uncond", uncond), ("cond", cond)):
         out.update({f"{mode}/{k}": v for k, v in _crystal_values(crystals).items()})

@@ -105,14 +105,14 @@ def generate(
         if dos is not None:
             raise ValueError(
                 "dos: given with guidance=NoGuidance(), which would ignore it; use "
-                "guidance=ClassifierFree(gamma=...) (gamma=0 is unconditional)"
+                "guidance=ClassifierFree(cfg_scale=...) (cfg_scale=0 is unconditional)"
             )
     elif isinstance(config.guidance, ClassifierFree):
         if dos is None:
             raise ValueError("dos: ClassifierFree guidance needs a conditioning DOS, got None")
         dos = check_condition_dos(dos, n.size)
-        if config.guidance.gamma == 0.0:
-            # gamma = 0 is exactly unconditional (MatterGen computes only that score): share the
+        if config.guidance.cfg_scale == 0.0:
+            # cfg_scale = 0 is exactly unconditional (MatterGen computes only that score): share the
             # unconditional compilation.
             config = dataclasses.replace(config, guidance=NoGuidance())
         else:

@@ -57,7 +57,7 @@ def generate_with_model(
         gen = generate(denoiser_score_fn(m), params, **kwargs)
         cfg = gen.config.guidance
         # Classifier-free guidance runs the network on the batch twice (conditional + not).
-        doubled = isinstance(cfg, ClassifierFree) and cfg.gamma != 0.0
+        doubled = isinstance(cfg, ClassifierFree) and cfg.cfg_scale != 0.0
         return (gen, m), gen.overflow, gen.stats, gen.batch.num_nodes * (2 if doubled else 1)
 
     result, _ = retry_on_overflow(run, model.config.graph, max_tries)

@@ -29,13 +29,13 @@ def _batch():
 
 def test_write_outputs_round_trip(tmp_path):
     dos = np.linspace(0, 1, 256, dtype=np.float32)
-    cfg = CrystalSamplingConfig(steps=100, guidance=ClassifierFree(gamma=2.0))
+    cfg = CrystalSamplingConfig(steps=100, guidance=ClassifierFree(cfg_scale=2.0))
     gen = Generated(_batch(), np.stack([dos, dos]), cfg)
     out = write_outputs(gen, tmp_path, extra={"seed": 3})
     s0 = Structure.from_file(out["cif"][0])
     assert s0.composition.reduced_formula == "NaCl"
     meta = json.loads((tmp_path / "gen.json").read_text())
-    assert meta["guidance"] == {"type": "ClassifierFree", "gamma": 2.0}
+    assert meta["guidance"] == {"type": "ClassifierFree", "cfg_scale": 2.0}
     assert meta["sampler"]["steps"] == 100 and meta["seed"] == 3
     np.testing.assert_allclose(meta["conditioning_dos"][1], dos, rtol=1e-6)
     text = (tmp_path / "gen.extxyz").read_text().splitlines()

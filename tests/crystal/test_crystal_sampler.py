@@ -129,18 +129,18 @@ def test_seeds_reproduce_and_differ():
     assert not np.array_equal(a.frac_coords, c.frac_coords)
 
 
-def test_cfg_gamma_zero_is_unconditional_and_gamma_one_is_conditional():
+def test_cfg_scale_zero_is_unconditional_and_one_is_conditional():
     dos = np.abs(np.sin(np.arange(256) / 9.0)).astype(np.float32)
     g = G
     params = toy_params(g)
     uncond = _gen(g, FAST, 3, params=params).batch
     zero = _gen(
-        g, CrystalSamplingConfig(steps=6, guidance=ClassifierFree(gamma=0.0)), 3, dos, params
+        g, CrystalSamplingConfig(steps=6, guidance=ClassifierFree(cfg_scale=0.0)), 3, dos, params
     ).batch
     for x, y in zip(uncond, zero, strict=True):
         np.testing.assert_array_equal(x, y)
     one = _gen(
-        g, CrystalSamplingConfig(steps=6, guidance=ClassifierFree(gamma=1.0)), 3, dos, params
+        g, CrystalSamplingConfig(steps=6, guidance=ClassifierFree(cfg_scale=1.0)), 3, dos, params
     ).batch
     z = one.atomic_numbers[one.node_mask].reshape(g, 4)
     np.testing.assert_array_equal(z, np.tile(np.where(PROTO_Z == 8, 16, PROTO_Z), (g, 1)))
@@ -163,14 +163,16 @@ def test_guided_score_is_lerp_of_one_batched_call():
         calls.append(args[1].num_graphs)
         return toy_score(*args)
 
-    gamma = 2.5
+    cfg_scale = 2.5
     guided = jax.jit(guided_score, static_argnums=(0, 6))
-    out = guided(counting, params, b, t, cond, jax.random.key(0), ClassifierFree(gamma=gamma))
+    out = guided(
+        counting, params, b, t, cond, jax.random.key(0), ClassifierFree(cfg_scale=cfg_scale)
+    )
     assert calls == [2 * g]
     un = score(params, b, t, None, None)
     co = score(params, b, t, cond, None)
     for o, u, c in zip(out, un, co, strict=True):
-        np.testing.assert_allclose(o, u + gamma * (c - u), rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(o, u + cfg_scale * (c - u), rtol=1e-5, atol=1e-4)
     # The second crystal has use_cond False: guidance leaves it unconditional.
     np.testing.assert_array_equal(out.type_logits[4:8], un.type_logits[4:8])
 
@@ -202,7 +204,7 @@ def test_num_atoms_sampled_from_distribution():
 
 
 def test_bad_inputs_raise_clear_errors():
-    cfg = CrystalSamplingConfig(steps=4, guidance=ClassifierFree(gamma=2.0))
+    cfg = CrystalSamplingConfig(steps=4, guidance=ClassifierFree(cfg_scale=2.0))
     good = np.ones(256, np.float32)
     with pytest.raises(ValueError, match="dos"):
         _gen(1, cfg, dos=np.full(256, np.nan))
@@ -224,8 +226,8 @@ def test_bad_inputs_raise_clear_errors():
         CrystalSamplingConfig(allowed_elements=(0, 8))
     with pytest.raises(ValueError, match="allowed_elements"):
         CrystalSamplingConfig(allowed_elements=(8, 118))
-    with pytest.raises(ValueError, match="gamma"):
-        ClassifierFree(gamma=float("nan"))
+    with pytest.raises(ValueError, match="cfg_scale"):
+        ClassifierFree(cfg_scale=float("nan"))
     with pytest.raises(ValueError, match="guidance"):
         CrystalSamplingConfig(guidance="cfg")
     with pytest.raises(ValueError, match="steps: expected 2"):
@@ -264,7 +266,7 @@ def test_gemnet_tiny_end_to_end_generation_with_cfg():
     )
     cond = DosCondition(jnp.ones((2, 256)), jnp.ones(2, bool))
     params = {"params": jax.jit(model.init)(jax.random.key(0), b, jnp.full(2, 0.5), cond)["params"]}
-    cfg = CrystalSamplingConfig(steps=3, guidance=ClassifierFree(gamma=2.0))
+    cfg = CrystalSamplingConfig(steps=3, guidance=ClassifierFree(cfg_scale=2.0))
     gen, used = generate_with_model(
         model,
         params,

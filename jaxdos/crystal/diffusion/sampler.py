@@ -51,7 +51,7 @@ class CrystalSamplingConfig:
         snr_cell: Langevin signal-to-noise ratio for the lattice.
         max_step_size: clip of the Langevin step size.
         corrector_steps: corrector iterations per step (0 disables the corrector).
-        guidance: `NoGuidance()` or `ClassifierFree(gamma=...)`.
+        guidance: `NoGuidance()` or `ClassifierFree(cfg_scale=...)`.
         allowed_elements: Z values the type logits may produce (others and the mask get -1e10).
         diffusion: the forward processes (only pos and cell settings are used here).
     """
