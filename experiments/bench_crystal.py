@@ -24,7 +24,7 @@ from jaxdos.crystal.denoiser import GemNetConfig, GemNetTDenoiser
 from jaxdos.crystal.diffusion.guidance import ClassifierFree, NoGuidance
 from jaxdos.crystal.diffusion.num_atoms import ALEX_MP_20, atom_bucket, prior_batch
 from jaxdos.crystal.diffusion.sampler import CrystalSamplingConfig, make_sampler
-from jaxdos.crystal.score import denoiser_score_fn, generate_with_model
+from jaxdos.crystal.generate import denoiser_score_fn, generate_with_model
 
 
 def _model(size: str) -> GemNetTDenoiser:

@@ -21,7 +21,7 @@ steps and its GemNet then fails on empty index tensors. So the mattergen figure 
 MatterGen's score-network + corrector + predictor step loop on prior-like geometry (at the
 prior's limit density, 0.0577 atoms/A^3, ~83 atoms fall within the 7 A cutoff on average, so the
 50-neighbour cap binds as in real crystals), not of a trajectory that converges. jaxdos side:
-`jaxdos.crystal.score.generate_with_model` with `CrystalSamplingConfig(steps=N)`: the whole
+`jaxdos.crystal.generate.generate_with_model` with `CrystalSamplingConfig(steps=N)`: the whole
 trajectory as one jitted `lax.scan`. Same num_atoms per crystal (drawn from ALEX_MP_20), same batch
 G, same steps, no guidance on either side (mattergen has no DOS conditioning; a CFG comparison
 would need the same conditional network on both sides, and the unconditional network is the one the
@@ -193,7 +193,7 @@ def bench(g: int, steps: int, repeats: int, seed: int = 0) -> dict:
     from jaxdos.crystal.diffusion.guidance import NoGuidance
     from jaxdos.crystal.diffusion.num_atoms import ALEX_MP_20, atom_bucket
     from jaxdos.crystal.diffusion.sampler import CrystalSamplingConfig, make_sampler
-    from jaxdos.crystal.score import denoiser_score_fn, generate_with_model
+    from jaxdos.crystal.generate import denoiser_score_fn, generate_with_model
 
     num_atoms = ALEX_MP_20.sample(np.random.default_rng(seed), g).astype(int)
     with tempfile.TemporaryDirectory() as root:

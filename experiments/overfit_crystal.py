@@ -29,8 +29,7 @@ from jaxdos.crystal.diagnostics import FIELDS, regenerated, swap_fields, targets
 from jaxdos.crystal.diffusion.num_atoms import NumAtomsDistribution
 from jaxdos.crystal.diffusion.sampler import CrystalSamplingConfig
 from jaxdos.crystal.fit import RegrowingStep, crystal_train_config, presize_graph
-from jaxdos.crystal.generate import generate
-from jaxdos.crystal.score import denoiser_score_fn
+from jaxdos.crystal.generate import denoiser_score_fn, generate
 from jaxdos.crystal.train import LossConfig, Pretrain, TrainBatch
 from jaxdos.data.world import train_val_records
 from jaxdos.training import init_train_state, make_optimizer

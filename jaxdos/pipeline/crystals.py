@@ -20,8 +20,7 @@ import numpy as np
 from jaxdos.crystal.checkpoint import KIND, CDOSGenModel
 from jaxdos.crystal.diffusion.guidance import ClassifierFree, NoGuidance
 from jaxdos.crystal.diffusion.sampler import CrystalSamplingConfig
-from jaxdos.crystal.generate import check_condition_dos
-from jaxdos.crystal.score import generate_with_model
+from jaxdos.crystal.generate import check_condition_dos, generate_with_model
 from jaxdos.pipeline.models import as_model
 from jaxdos.structures import Crystals, unpack
 

@@ -254,7 +254,7 @@ def test_overflow_diagnostics_are_accumulated_over_the_trajectory():
 @pytest.mark.slow
 def test_gemnet_tiny_end_to_end_generation_with_cfg():
     from jaxdos.crystal.denoiser import GemNetConfig, GemNetTDenoiser
-    from jaxdos.crystal.score import generate_with_model
+    from jaxdos.crystal.generate import generate_with_model
     from jaxdos.structures import to_structures, unpack
 
     model = GemNetTDenoiser(GemNetConfig.tiny().conditional())
