@@ -1,4 +1,4 @@
-"""Guidance variants for the crystal sampler, as types (spec section 5.3).
+"""Guidance variants for the crystal sampler, as types (docs/spec/mattergen.md §5.3).
 
 `ClassifierFree(cfg_scale=w)` evaluates the unconditional and the conditional score in ONE network
 call on a batch of 2G stacked crystals (MatterGen HEAD's batching) and returns lerp(uncond, cond, w)

@@ -1,4 +1,6 @@
-"""Predictor-corrector reverse sampler (spec section 5; MatterGen's `GuidedPredictorCorrector`).
+"""Predictor-corrector reverse sampler (MatterGen's `GuidedPredictorCorrector`).
+
+See docs/spec/mattergen.md §5.
 
 Per step i with t = t_i (t_i = linspace(1, eps_t, S)) and s = t_{i+1} (s = 0 at the last step):
 1. Langevin corrector on pos (snr 0.4) and cell (snr 0.2, polar-symmetrised after), step size
@@ -36,7 +38,8 @@ __all__ = [
 ]
 
 # MatterGen's sampling-time whitelist: the element policy ALLOWED_Z without the noble gases
-# He Ne Ar Kr Xe (76 elements). Applied only when sampling, never in training (spec 8.6).
+# He Ne Ar Kr Xe (76 elements). Applied only when sampling, never in training
+# (docs/spec/mattergen.md §8 item 6).
 SELECTED_ATOMIC_NUMBERS = tuple(z for z in ALLOWED_Z if z not in (2, 10, 18, 36, 54))
 
 
