@@ -5,7 +5,7 @@ call on a batch of 2G stacked crystals (MatterGen HEAD's batching) and returns l
 = uncond + w (cond - uncond) on every field, the D3PM logits included (logits of
 p(x)^(1-w) p(x|y)^w). w = 1 is conditional only; w = 0 is unconditional and, as in MatterGen, then
 only the unconditional score is computed. (`cfg_scale`, not `gamma`: stage 1's `gamma` is the
-classifier-guidance strength of the paper's eq. 7, a different knob.)
+classifier-guidance strength of the paper's eq. (1)/(8), a different knob.)
 """
 
 import dataclasses
