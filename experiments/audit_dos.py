@@ -38,7 +38,7 @@ def main(argv=None):
     ap.add_argument("--budget-factor", type=int, default=200, help="proposals = factor * samples")
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--gamma", type=float, default=1.0)
-    ap.add_argument("--steps", type=int, help="denoising steps (default: SamplingConfig)")
+    ap.add_argument("--steps", type=int, help="denoising steps (default: DOSSamplingConfig)")
     cli.add_sampling_flags(ap)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--baseline-trials", type=int, default=20, help="unique-nearest self-baseline")

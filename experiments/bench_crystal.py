@@ -23,8 +23,8 @@ from jaxdos.crystal.batch import DosCondition
 from jaxdos.crystal.denoiser import GemNetConfig, GemNetTDenoiser
 from jaxdos.crystal.diffusion.guidance import ClassifierFree, NoGuidance
 from jaxdos.crystal.diffusion.num_atoms import ALEX_MP_20, atom_bucket, prior_batch
-from jaxdos.crystal.diffusion.sampler import SamplerConfig, make_sampler
-from jaxdos.crystal.score import denoiser_score_fn, generate_with_model
+from jaxdos.crystal.diffusion.sampler import CrystalSamplingConfig, make_sampler
+from jaxdos.crystal.generate import denoiser_score_fn, generate_with_model
 
 
 def _model(size: str) -> GemNetTDenoiser:
@@ -46,7 +46,7 @@ def _params(model, num_atoms):
 
 def bench_one(model, params, g, guidance, steps, repeats, seed=0):
     num_atoms = ALEX_MP_20.sample(np.random.default_rng(seed), g)
-    config = SamplerConfig(num_steps=steps, guidance=guidance)
+    config = CrystalSamplingConfig(steps=steps, guidance=guidance)
     dos = None if isinstance(guidance, NoGuidance) else np.ones(256, np.float32)
     kw = dict(num_atoms=num_atoms, dos=dos, config=config)
     t0 = time.perf_counter()
@@ -71,7 +71,7 @@ def bench_one(model, params, g, guidance, steps, repeats, seed=0):
 def padding_and_shapes(model, params, g, draws, steps):
     """Atom-slot waste and distinct compilations over `draws` batches of sampled num_atoms."""
     rng = np.random.default_rng(123)
-    config = SamplerConfig(num_steps=steps)
+    config = CrystalSamplingConfig(steps=steps)
     real = slots = 0
     for _ in range(draws):
         n = ALEX_MP_20.sample(rng, g)
@@ -104,7 +104,7 @@ def main(argv=None):
         for g in args.batch:
             model, base = bench_one(model, params, g, NoGuidance(), args.steps, args.repeats)
             model, cfg = bench_one(
-                model, params, g, ClassifierFree(gamma=args.gamma), args.steps, args.repeats
+                model, params, g, ClassifierFree(cfg_scale=args.gamma), args.steps, args.repeats
             )
             for name, r, ratio in (
                 ("none", base, 1.0),

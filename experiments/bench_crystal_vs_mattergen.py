@@ -21,10 +21,10 @@ steps and its GemNet then fails on empty index tensors. So the mattergen figure 
 MatterGen's score-network + corrector + predictor step loop on prior-like geometry (at the
 prior's limit density, 0.0577 atoms/A^3, ~83 atoms fall within the 7 A cutoff on average, so the
 50-neighbour cap binds as in real crystals), not of a trajectory that converges. jaxdos side:
-`jaxdos.crystal.score.generate_with_model` with `SamplerConfig(num_steps=N)`: the whole trajectory
-as one jitted `lax.scan`. Same num_atoms per crystal (drawn from ALEX_MP_20), same batch G, same
-steps, no guidance on either side (mattergen has no DOS conditioning; a CFG comparison would need
-the same conditional network on both sides, and the unconditional network is the one the
+`jaxdos.crystal.generate.generate_with_model` with `CrystalSamplingConfig(steps=N)`: the whole
+trajectory as one jitted `lax.scan`. Same num_atoms per crystal (drawn from ALEX_MP_20), same batch
+G, same steps, no guidance on either side (mattergen has no DOS conditioning; a CFG comparison
+would need the same conditional network on both sides, and the unconditional network is the one the
 converter is tested on), float32 with matmul precision "highest" on both. The first jaxdos call
 (compile) is timed separately and excluded; mattergen gets one warm-up call too.
 
@@ -192,8 +192,8 @@ def bench(g: int, steps: int, repeats: int, seed: int = 0) -> dict:
     from jaxdos.crystal.denoiser import GemNetTDenoiser
     from jaxdos.crystal.diffusion.guidance import NoGuidance
     from jaxdos.crystal.diffusion.num_atoms import ALEX_MP_20, atom_bucket
-    from jaxdos.crystal.diffusion.sampler import SamplerConfig, make_sampler
-    from jaxdos.crystal.score import denoiser_score_fn, generate_with_model
+    from jaxdos.crystal.diffusion.sampler import CrystalSamplingConfig, make_sampler
+    from jaxdos.crystal.generate import denoiser_score_fn, generate_with_model
 
     num_atoms = ALEX_MP_20.sample(np.random.default_rng(seed), g).astype(int)
     with tempfile.TemporaryDirectory() as root:
@@ -231,7 +231,7 @@ def bench(g: int, steps: int, repeats: int, seed: int = 0) -> dict:
         mg_times.append(time.perf_counter() - t0)
 
     model = GemNetTDenoiser(gcfg)
-    config = SamplerConfig(num_steps=steps, guidance=NoGuidance())
+    config = CrystalSamplingConfig(steps=steps, guidance=NoGuidance())
 
     def jx_run(model, r):
         with jax.default_matmul_precision("highest"):

@@ -6,8 +6,8 @@
 
 Issue 12, goal 2: the DOSSampler should draw spectra like the world's (roughness within 1.5x of
 the world's test split, audit plausibility >= 50 % of the world's own rate, at the default steps).
-Each setting is a `SamplingConfig` (16 steps by default, as `tcm_screen`) with the fields given as
-`name=value` pairs ("" is the paper's Algorithm 2); all draw `--samples` unconditional spectra
+Each setting is a `DOSSamplingConfig` (16 steps by default, as `tcm_screen`) with the fields given
+as `name=value` pairs ("" is the paper's Algorithm 2); all draw `--samples` unconditional spectra
 with the embedded model, the same seed and K drawn from the training set, through the same
 rejection loop as `audit_dos` (no targets, so every proposal is kept).
 
@@ -53,19 +53,19 @@ def roughness(dos):
 
 
 def parse_config(spec: str, steps: int):
-    """`"name=value,..."` -> `SamplingConfig(steps=steps, name=value, ...)` (values typed by
+    """`"name=value,..."` -> `DOSSamplingConfig(steps=steps, name=value, ...)` (values typed by
     the field's default: bool as 0/1/true/false)."""
-    from jaxdos.sampler.config import SamplingConfig
+    from jaxdos.sampler.config import DOSSamplingConfig
 
-    fields = {f.name: f for f in dataclasses.fields(SamplingConfig)}
+    fields = {f.name: f for f in dataclasses.fields(DOSSamplingConfig)}
     kw = {"steps": steps}
     for item in filter(None, spec.split(",")):
         name, _, value = item.partition("=")
         if name not in fields:
-            raise ValueError(f"configs: unknown SamplingConfig field {name!r} in {spec!r}")
+            raise ValueError(f"configs: unknown DOSSamplingConfig field {name!r} in {spec!r}")
         kind = type(fields[name].default)
         kw[name] = value.lower() in ("1", "true") if kind is bool else kind(value)
-    return SamplingConfig(**kw)
+    return DOSSamplingConfig(**kw)
 
 
 def main(argv=None):

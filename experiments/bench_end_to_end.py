@@ -59,14 +59,14 @@ def time_rejection(n: int, batch: int, steps: int, correctors: int) -> dict:
     """Proposals/s of `run_rejection` over `n` proposals (compile excluded)."""
     import jax
 
-    from jaxdos.sampler.config import SamplingConfig
+    from jaxdos.sampler.config import DOSSamplingConfig
     from jaxdos.sampler.proposal import guided_proposer
     from jaxdos.sampler.rejection import RejectionConfig, run_rejection
     from jaxdos.sampler.targets import Targets
 
     params, mc, dist, source = _sampler()
     targets = Targets.of(band_gap=2.0)
-    sc = SamplingConfig.paper(steps=steps, corrector_steps=correctors)
+    sc = DOSSamplingConfig.paper(steps=steps, corrector_steps=correctors)
     proposer = guided_proposer(params, mc, dist, targets, sampling_config=sc)
 
     def go(total, seed):

@@ -39,14 +39,14 @@ def bench(preset: str, batch: int, batches: int, steps: int) -> dict:
     import numpy as np
 
     from jaxdos.kernels.tokenizer import decode
-    from jaxdos.sampler.config import SamplingConfig
+    from jaxdos.sampler.config import DOSSamplingConfig
     from jaxdos.sampler.proposal import guided_proposer
     from jaxdos.sampler.rejection import RejectionConfig, run_rejection
     from jaxdos.sampler.sampling import sample
     from jaxdos.sampler.targets import Targets, acceptance, guidance_for, prior_mask
 
     params, mc, dist = _setup(preset)
-    sc = SamplingConfig.fast(steps=steps)
+    sc = DOSSamplingConfig.fast(steps=steps)
     targets = Targets.of(band_gap=2.0)
     proposer = guided_proposer(params, mc, dist, targets, sampling_config=sc)
     n = batch * batches

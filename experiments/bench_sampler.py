@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from experiments import benchio
 from jaxdos.kernels.tokenizer import N_OUTPUT
-from jaxdos.sampler.config import ModelConfig, SamplingConfig
+from jaxdos.sampler.config import DOSSamplingConfig, ModelConfig
 from jaxdos.sampler.guidance import ClassifierGuidance, NoGuidance
 from jaxdos.sampler.sampling import init_sampler_params, sample
 
@@ -69,7 +69,7 @@ def time_sampler(params, cfg, scfg, guidance, batch, reps):
 def bench(preset: str, batch: int, steps: int, correctors: int, reps: int, peak: float) -> dict:
     cfg = getattr(ModelConfig, preset)()
     params = init_sampler_params(jax.random.key(0), cfg)
-    scfg = SamplingConfig(steps=steps, corrector_steps=correctors)
+    scfg = DOSSamplingConfig(steps=steps, corrector_steps=correctors)
     t_guided = time_sampler(params, cfg, scfg, GUIDE, batch, reps)
     t_plain = time_sampler(params, cfg, scfg, NoGuidance(), batch, reps)
     nfe = steps + (steps - 1) * correctors

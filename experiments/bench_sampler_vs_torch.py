@@ -19,7 +19,7 @@ from experiments import benchio
 from experiments.reference import torch_sampler as ref
 from jaxdos.kernels.grid import N_BINS
 from jaxdos.kernels.tokenizer import MASK_ID, N_OUTPUT
-from jaxdos.sampler.config import ModelConfig, SamplingConfig
+from jaxdos.sampler.config import DOSSamplingConfig, ModelConfig
 from jaxdos.sampler.guidance import ClassifierGuidance
 from jaxdos.sampler.model import init_params
 from jaxdos.sampler.regressor import init_regressor
@@ -62,7 +62,7 @@ def run(cfg: ModelConfig, batch: int, steps: int, reps: int, try_compile: bool) 
         jnp.array([1.0, 0.3, 2.0]),
         jnp.array([0.8, 0.2, 1.5]),
     )
-    scfg = SamplingConfig(steps=steps, corrector_steps=0)
+    scfg = DOSSamplingConfig(steps=steps, corrector_steps=0)
     scale = jnp.ones((batch,))
 
     def jax_run():

@@ -38,7 +38,7 @@ def child(n: int, per_device: int, steps: int, preset: str, repeats: int) -> dic
     import numpy as np
 
     from jaxdos import sharding
-    from jaxdos.sampler.config import ModelConfig, SamplingConfig
+    from jaxdos.sampler.config import DOSSamplingConfig, ModelConfig
     from jaxdos.sampler.sampling import init_sampler_params, initial_tokens, sample_from
     from jaxdos.sampler.targets import Targets, guidance_for, prior_mask
 
@@ -47,7 +47,7 @@ def child(n: int, per_device: int, steps: int, preset: str, repeats: int) -> dic
     cfg = getattr(ModelConfig, preset)()
     params = init_sampler_params(jax.random.key(0), cfg)
     targets = Targets.of(band_gap=2.0, integrated_dos=2.0)
-    scfg = SamplingConfig(steps=steps, corrector_steps=1)
+    scfg = DOSSamplingConfig(steps=steps, corrector_steps=1)
     guidance = guidance_for(targets, 1.0)
     mesh = sharding.make_mesh(n)
     batch = n * per_device

@@ -6,7 +6,7 @@
     crystal_settings(args)                   # those flags as keyword arguments
     add_sampling_flags(parser)               # DOSSampler options: --unmask-order, --temperature,
                                              # --final-argmax, --top-p, --noise-length
-    sampling_config(args)                    # a SamplingConfig of those (and --steps), or None
+    sampling_config(args)                    # a DOSSamplingConfig of those (and --steps), or None
     add_multihost_flags(parser)              # --coordinator, --num-processes, --process-id,
                                              # --auto-cluster
     start_multihost(args)                    # validate them and start jax.distributed
@@ -41,22 +41,26 @@ def add_run_flags(
     parser.add_argument("--seed", type=int, default=seed, help=f"run seed (default {seed})")
 
 
+# CrystalSettings field -> (flag, type, help); the flag is the field name except --guidance, which
+# kept its name when the field became `cfg_scale` (stage 1's `gamma` is a different knob).
 _CRYSTAL_FLAGS = {
-    "crystals_per_dos": (int, "CDOSGen crystals per DOS"),
-    "guidance": (float, "classifier-free guidance gamma of CDOSGen"),
-    "steps": (int, "CDOSGen sampler steps (MatterGen: 1000)"),
-    "corrector_steps": (int, "Langevin corrector iterations per CDOSGen step (MatterGen: 1)"),
-    "crystal_batch": (int, "crystals per jitted CDOSGen batch"),
+    "crystals_per_dos": ("--crystals-per-dos", int, "CDOSGen crystals per DOS"),
+    "cfg_scale": ("--guidance", float, "classifier-free guidance scale of CDOSGen (cfg_scale)"),
+    "steps": ("--steps", int, "CDOSGen sampler steps (MatterGen: 1000)"),
+    "corrector_steps": (
+        "--corrector-steps",
+        int,
+        "Langevin corrector iterations per CDOSGen step (MatterGen: 1)",
+    ),
+    "crystal_batch": ("--crystal-batch", int, "crystals per jitted CDOSGen batch"),
 }
 
 
 def add_crystal_flags(parser: argparse.ArgumentParser, defaults) -> None:
     """The `jaxdos.pipeline.screening.CrystalSettings` fields as flags, defaults from `defaults`."""
-    for name, (kind, text) in _CRYSTAL_FLAGS.items():
+    for name, (flag, kind, text) in _CRYSTAL_FLAGS.items():
         value = getattr(defaults, name)
-        parser.add_argument(
-            "--" + name.replace("_", "-"), type=kind, default=value, help=f"{text} ({value})"
-        )
+        parser.add_argument(flag, dest=name, type=kind, default=value, help=f"{text} ({value})")
 
 
 def crystal_settings(args: argparse.Namespace) -> dict:
@@ -65,7 +69,7 @@ def crystal_settings(args: argparse.Namespace) -> dict:
 
 
 def add_sampling_flags(parser: argparse.ArgumentParser) -> None:
-    """The DOSSampler's sampling options beside Algorithm 2 (`SamplingConfig`); unset flags keep
+    """The DOSSampler's sampling options beside Algorithm 2 (`DOSSamplingConfig`); unset flags keep
     its defaults, which are Algorithm 2."""
     parser.add_argument(
         "--unmask-order", choices=("random", "confidence"), help="DOSSampler unmasking order"
@@ -81,9 +85,9 @@ def add_sampling_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def sampling_config(args: argparse.Namespace):
-    """`SamplingConfig` of the `add_sampling_flags` flags and `--steps` that were given, or None
+    """`DOSSamplingConfig` of the `add_sampling_flags` flags and `--steps` that were given, or None
     when none was (callers then keep their own default). ValueError names a bad value."""
-    from jaxdos.sampler.config import SamplingConfig
+    from jaxdos.sampler.config import DOSSamplingConfig
 
     kw = {
         name: getattr(args, name)
@@ -92,7 +96,7 @@ def sampling_config(args: argparse.Namespace):
     }
     if getattr(args, "final_argmax", False):
         kw["final_argmax"] = True
-    return SamplingConfig(**kw) if kw else None
+    return DOSSamplingConfig(**kw) if kw else None
 
 
 def add_multihost_flags(parser: argparse.ArgumentParser) -> None:

@@ -28,10 +28,15 @@ _FLAGS = {
     "tcm_dos_per": (int, "crystals per TCM-like DOS"),
     "steps": (int, "CDOSGen sampler steps (MatterGen: 1000)"),
     "seed": (int, "run seed"),
-    "gamma": (float, "classifier-free guidance strength"),
+    "cfg_scale": (float, "classifier-free guidance strength"),
     "representatives": (int, "world training crystals per (family, atom count)"),
     "world": (str, "world file (default: the packaged subset)"),
 }
+
+
+# The flag kept its name when RealismConfig's field became `cfg_scale` (stage 1's `gamma` is the
+# classifier-guidance strength, a different knob).
+_FLAG_NAMES = {"cfg_scale": "--gamma"}
 
 
 def main(argv=None) -> None:
@@ -41,8 +46,9 @@ def main(argv=None) -> None:
     p.add_argument("--quick", action="store_true", help="shrink everything for a smoke test")
     full = RealismConfig()
     for name, (kind, text) in _FLAGS.items():
-        flag = "--" + name.replace("_", "-")
-        p.add_argument(flag, type=kind, default=None, help=f"{text} ({getattr(full, name)})")
+        flag = _FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+        help_ = f"{text} ({getattr(full, name)})"
+        p.add_argument(flag, dest=name, type=kind, default=None, help=help_)
     a = p.parse_args(argv)
     given = {k: getattr(a, k) for k in _FLAGS if getattr(a, k) is not None}
     try:

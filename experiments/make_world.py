@@ -82,7 +82,7 @@ def write_card(out: Path, records, meta, seconds: float, generated: int, seed: i
         f"- generation: {generated} records in {seconds:.0f} s this run "
         f"({generated / max(seconds, 1e-9):.1f} crystals/s, 2-core shared CPU)",
         "",
-        "## Realism statistics (spec targets in brackets)",
+        "## Realism statistics (targets in brackets)",
         "",
         f"- metal fraction: {stats['metal_fraction']:.3f}; metals : gapped = "
         f"{stats['metal_to_gapped']} [1 : 2 to 1 : 3]",

@@ -27,10 +27,9 @@ from jaxdos.crystal.checkpoint import CDOSGenModel, save_model
 from jaxdos.crystal.denoiser import GemNetTDenoiser
 from jaxdos.crystal.diagnostics import FIELDS, regenerated, swap_fields, targets_from_records
 from jaxdos.crystal.diffusion.num_atoms import NumAtomsDistribution
-from jaxdos.crystal.diffusion.sampler import SamplerConfig
+from jaxdos.crystal.diffusion.sampler import CrystalSamplingConfig
 from jaxdos.crystal.fit import RegrowingStep, crystal_train_config, presize_graph
-from jaxdos.crystal.generate import generate
-from jaxdos.crystal.score import denoiser_score_fn
+from jaxdos.crystal.generate import denoiser_score_fn, generate
 from jaxdos.crystal.train import LossConfig, Pretrain, TrainBatch
 from jaxdos.data.world import train_val_records
 from jaxdos.training import init_train_state, make_optimizer
@@ -94,7 +93,7 @@ def main(argv=None):
         loaded = CDOSGenModel.load(args.model)
         params, model = loaded.params, loaded.denoiser
     train_s = time.time() - t0
-    cfg = SamplerConfig(num_steps=args.sampling_steps)
+    cfg = CrystalSamplingConfig(steps=args.sampling_steps)
     rows = []
     for r in range(len(FIELDS) + 1):
         for exact in itertools.combinations(FIELDS, r):

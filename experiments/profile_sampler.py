@@ -30,7 +30,7 @@ import numpy as np
 
 from experiments.bench_sampler import GUIDE, flops_per_nfe
 from jaxdos.kernels.grid import N_BINS
-from jaxdos.sampler.config import ModelConfig, SamplingConfig
+from jaxdos.sampler.config import DOSSamplingConfig, ModelConfig
 from jaxdos.sampler.model import log_probs
 from jaxdos.sampler.sampling import (
     SamplerState,
@@ -93,7 +93,7 @@ def parts(cfg: ModelConfig, batch: int, steps: int, repeats: int) -> dict:
     """Cost analysis and times of the network, the guided logits and the whole step."""
     params, tokens, log_scale, ex_keys = _setup(cfg, batch)
     t = jnp.full((batch,), 0.5)
-    scfg = SamplingConfig(steps=steps, corrector_steps=1)
+    scfg = DOSSamplingConfig(steps=steps, corrector_steps=1)
     fwd = jax.jit(partial(log_probs, config=cfg))
     guided = jax.jit(
         lambda p, x, ls, tt: guided_step_logits(p, x, ls, tt, model_config=cfg, guidance=GUIDE)[0]
@@ -121,7 +121,7 @@ def lever_bf16(cfg: ModelConfig, batch: int, steps: int, repeats: int) -> dict:
     The two variants are timed alternately (f32, bf16, f32, ...) so that a load change on a shared
     machine biases neither.
     """
-    scfg = SamplingConfig(steps=steps, corrector_steps=1)
+    scfg = DOSSamplingConfig(steps=steps, corrector_steps=1)
     calls = {}
     for name, flag in (("f32", False), ("bf16", True)):
         c = dataclasses.replace(cfg, bf16=flag)
@@ -146,7 +146,7 @@ def lever_bf16(cfg: ModelConfig, batch: int, steps: int, repeats: int) -> dict:
 def lever_scan(cfg: ModelConfig, batch: int, steps: int, repeats: int) -> dict:
     """One jitted `lax.scan` trajectory vs a Python loop over a jitted step (host dispatch each)."""
     params, _, log_scale, ex_keys = _setup(cfg, batch)
-    scfg = SamplingConfig(steps=steps, corrector_steps=1)
+    scfg = DOSSamplingConfig(steps=steps, corrector_steps=1)
     prior = jnp.zeros((batch, N_BINS), bool)
     scan = jax.jit(
         lambda p, x: sample_from(
@@ -237,7 +237,7 @@ def main(argv=None):
     )
     if a.trace:
         params, _, log_scale, _ = _setup(cfg, a.batch)
-        scfg = SamplingConfig(steps=a.steps, corrector_steps=1)
+        scfg = DOSSamplingConfig(steps=a.steps, corrector_steps=1)
         run = jax.jit(
             lambda p, x: sample_from(
                 p,

@@ -68,7 +68,7 @@ def _parser():
     ap.add_argument("--proposals", type=int, help="proposal budget (default 1000 * accept)")
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--gamma", type=float, default=1.0, help="guidance strength (0: none)")
-    ap.add_argument("--steps", type=int, help="denoising steps (default: SamplingConfig)")
+    ap.add_argument("--steps", type=int, help="denoising steps (default: DOSSamplingConfig)")
     cli.add_sampling_flags(ap)
     ap.add_argument("--checkpoint", help="a DOSSampler model directory (default: embedded tiny)")
     ap.add_argument("--devices", type=int, help="use the first N local devices (default all)")

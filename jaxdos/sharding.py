@@ -13,8 +13,8 @@ cluster auto-detection of JAX for SLURM / Open MPI / TPU pods when asked). After
 spans the devices of all processes; a jitted function then produces global arrays of which each
 process reads only its addressable rows (`local_rows`), in global-example order.
 
-Axis type. The mesh axis is created with an explicit `AxisType.Auto` (environment.md: recent
-`jax.make_mesh` defaults to `Explicit`). The samplers are written per example and vmapped; with
+Axis type. The mesh axis is created with an explicit `AxisType.Auto` (recent `jax.make_mesh`
+defaults to `Explicit`). The samplers are written per example and vmapped; with
 `Auto` the batch sharding of their inputs propagates through `lax.scan`, `jax.grad` and gathers
 without every op needing an explicit-sharding rule, which `Explicit` would demand.
 """

@@ -22,7 +22,7 @@ from pipeline.untrained import untrained_model
 import jaxdos.sampler.rejection as rejection
 from jaxdos.crystal.diffusion.num_atoms import NumAtomsDistribution
 from jaxdos.pipeline import generate_crystals, sample_dos
-from jaxdos.sampler.config import SamplingConfig
+from jaxdos.sampler.config import DOSSamplingConfig
 from jaxdos.sampler.targets import Targets
 
 # The module, not the function `jaxdos.crystal.generate` that the package re-exports over it.
@@ -108,7 +108,9 @@ def test_sample_dos_compiles_its_step_once(recorder, tmp_path):
     # chunk flushed every 4 accepted rows: 4 batches, several chunks, one bucket (batch 8).
     rec = recorder(rejection, "_make_step")
     targets = Targets.of(integrated_dos=2.0, tol=1.0)
-    kw = dict(batch_size=8, sampling_config=SamplingConfig.fast(steps=3), gamma=0.5, chunk_rows=4)
+    kw = dict(
+        batch_size=8, sampling_config=DOSSamplingConfig.fast(steps=3), gamma=0.5, chunk_rows=4
+    )
     with compile_log() as log:
         acc = sample_dos(targets, accept=32, proposals=32, out=tmp_path / "a", progress=False, **kw)
         # A second run with another seed reuses the compiled step (same shapes, same settings).

@@ -87,7 +87,7 @@ def _crystal_values(crystals) -> dict:
 def measure() -> dict:
     """{stat: per-sample values} for every golden statistic, from fixed seeds."""
     from jaxdos.pipeline import generate_crystals, sample_dos
-    from jaxdos.sampler.config import SamplingConfig
+    from jaxdos.sampler.config import DOSSamplingConfig
     from jaxdos.sampler.targets import Targets
 
     acc = sample_dos(
@@ -96,7 +96,7 @@ def measure() -> dict:
         proposals=N_DOS,
         batch_size=N_DOS,
         seed=0,
-        sampling_config=SamplingConfig(steps=DOS_STEPS),
+        sampling_config=DOSSamplingConfig(steps=DOS_STEPS),
         progress=False,
     )
     out = {f"dos/{k}": np.asarray(v, np.float64) for k, v in _dos_values(acc).items()}
@@ -104,7 +104,7 @@ def measure() -> dict:
         None, num_samples=N_UNCOND, steps=CRYSTAL_STEPS, batch_size=N_UNCOND, seed=0
     )
     cond, _ = generate_crystals(
-        acc.dos[:N_COND], gamma=2.0, steps=CRYSTAL_STEPS, batch_size=N_COND, seed=0
+        acc.dos[:N_COND], cfg_scale=2.0, steps=CRYSTAL_STEPS, batch_size=N_COND, seed=0
     )
     for mode, crystals in (("uncond", uncond), ("cond", cond)):
         out.update({f"{mode}/{k}": v for k, v in _crystal_values(crystals).items()})

@@ -7,7 +7,7 @@ from pymatgen.core import Lattice, Structure
 from jaxdos.crystal.diffusion.guidance import ClassifierFree
 from jaxdos.crystal.diffusion.sampler import (
     SELECTED_ATOMIC_NUMBERS,
-    SamplerConfig,
+    CrystalSamplingConfig,
     element_logit_bias,
 )
 from jaxdos.crystal.generate import Generated
@@ -148,7 +148,9 @@ def test_cif_and_extxyz_round_trip_along_both_writing_paths(tmp_path, frame):
     write_extxyz(structures, pipe / "crystals.extxyz")
     # Crystal-stage path: a generated flat batch -> write_outputs.
     batch = pack(c, num_nodes=int(c.num_atoms.sum()) + 5, num_graphs=4)
-    gen = Generated(batch, None, SamplerConfig(num_steps=10, guidance=ClassifierFree(gamma=1.0)))
+    gen = Generated(
+        batch, None, CrystalSamplingConfig(steps=10, guidance=ClassifierFree(cfg_scale=1.0))
+    )
     out = write_outputs(gen, tmp_path / "stage")
     pipe_cifs = [Structure.from_file(str(pipe / f"crystal_{i:05d}.cif")) for i in range(3)]
     stage_cifs = [Structure.from_file(p) for p in out["cif"]]

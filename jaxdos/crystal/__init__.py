@@ -5,7 +5,8 @@ graph.py       periodic radius graph + triplets with static budgets
 gemnet/        the GemNet-T score network; denoiser.py wraps it (time encoding, heads)
 conditioning.py  DOS embedding (eq. 2) and adapters (eqs. 3-4)
 diffusion/     D3PM types, wrapped-normal coordinates, VP lattice, losses, PC sampler, CFG
-generate.py / score.py   host-side sampling entry points (budget regrowth on overflow)
+generate.py    host-side sampling entry point: the network as a score function, budget regrowth
+               on overflow
 train.py / fit.py        the training loss and job on the core jaxdos.training; checkpoint.py
                CDOSGenModel + the embedded default
 convert/       MatterGen checkpoints
@@ -15,10 +16,9 @@ from jaxdos.crystal.batch import MASK_Z, NUM_TYPE_CLASSES, DosCondition, ScoreOu
 from jaxdos.crystal.checkpoint import CDOSGenModel, load_default
 from jaxdos.crystal.denoiser import GemNetTDenoiser
 from jaxdos.crystal.diffusion.guidance import ClassifierFree, NoGuidance
-from jaxdos.crystal.diffusion.sampler import SamplerConfig
+from jaxdos.crystal.diffusion.sampler import CrystalSamplingConfig
 from jaxdos.crystal.gemnet.config import GemNetConfig
-from jaxdos.crystal.generate import generate
-from jaxdos.crystal.score import generate_with_model
+from jaxdos.crystal.generate import generate, generate_with_model
 
 __all__ = [
     "CDOSGenModel",
@@ -28,7 +28,7 @@ __all__ = [
     "NUM_TYPE_CLASSES",
     "GemNetConfig",
     "GemNetTDenoiser",
-    "SamplerConfig",
+    "CrystalSamplingConfig",
     "ClassifierFree",
     "NoGuidance",
     "generate",

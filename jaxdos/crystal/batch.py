@@ -2,7 +2,7 @@
 
 The crystals themselves are a `jaxdos.structures.CrystalBatch` (the flat layout: N atom slots,
 G graph slots, masks). Stage-2 conventions on top of it (MatterGen's, see
-../shared/spec/mattergen.md section 1):
+docs/spec/mattergen.md §1):
     atomic_numbers  Z in 1..MAX_Z (= 100); the D3PM mask state is MASK_Z = 101 (class index 100
                     zero-based); 0 on padding atoms.
     frac_coords     fractional, wrapped to [0, 1).
@@ -33,7 +33,9 @@ class DosCondition(NamedTuple):
 
 
 class ScoreOutput(NamedTuple):
-    """What the score network predicts (MatterGen's "score x std" convention, spec section 4).
+    """What the score network predicts (MatterGen's "score x std" convention).
+
+    See docs/spec/mattergen.md §4.
 
     Fields:
         frac: `[N, 3]` fractional-coordinate score.

@@ -7,8 +7,9 @@ Sequential [Linear, LayerNorm, GELU, Linear, GELU]: `layers_0/{kernel,bias}`,
 The per-block adapters that consume g (eqs. 3-4) are built inside `GemNetT`; an unconditional
 crystal (m = 0) gets g = 0 and a zero adapter contribution, as MatterGen's ZerosEmbedding does.
 
-Scalars (MatterGen `PropertyEmbedding` with NoiseLevelEncoding + StandardScalerTorch, spec 3.1):
-no trainable parameters; the scaler statistics are static config (`ScalarProperty`).
+Scalars (MatterGen `PropertyEmbedding` with NoiseLevelEncoding + StandardScalerTorch,
+docs/spec/mattergen.md §3.1): no trainable parameters; the scaler statistics are static config
+(`ScalarProperty`).
 """
 
 from typing import NamedTuple

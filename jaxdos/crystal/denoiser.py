@@ -1,7 +1,8 @@
 """GemNetTDenoiser: the CDOSGen score network (MatterGen's GemNetTDenoiser / GemNetTAdapter).
 
 `model.apply(params, batch, t, cond)` -> ScoreOutput(frac `[N, 3]`,
-lattice `[G, 3, 3]`, type_logits `[N, 101]`), all "score x std" predictions (spec section 4).
+lattice `[G, 3, 3]`, type_logits `[N, 101]`), all "score x std" predictions
+(docs/spec/mattergen.md §4).
 The periodic graph is built inside the call with the static budgets of `config.graph`; its
 overflow flag and stats are sown into the `"diagnostics"` collection as 1-tuples
 (`apply(..., mutable=["diagnostics"])`, then `diag["diagnostics"]["graph_overflow"][0]`, e.g. to

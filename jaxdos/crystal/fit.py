@@ -29,8 +29,8 @@ from jaxdos.crystal.denoiser import GemNetConfig, GemNetTDenoiser
 from jaxdos.crystal.diffusion.corruption import DiffusionConfig, corrupt
 from jaxdos.crystal.diffusion.losses import LossWeights, ScoreFn
 from jaxdos.crystal.diffusion.num_atoms import NumAtomsDistribution
+from jaxdos.crystal.generate import denoiser_score_fn
 from jaxdos.crystal.graph import GraphConfig, build_graph_checked, retry_on_overflow
-from jaxdos.crystal.score import denoiser_score_fn
 from jaxdos.crystal.train import (
     FinetuneAdapters,
     FinetuneFull,

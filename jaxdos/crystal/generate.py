@@ -2,29 +2,43 @@
 
 Checks every user input here (NaN / negative / wrong-length DOS, atom counts out of range, guidance
 without a condition) so that the jitted sampler stays branch-free.
+
+The sampler and trainer only know `score_fn(params, batch, t, cond, key)`. `denoiser_score_fn`
+binds the network: its graph-overflow flag and statistics are returned as `ScoreWithDiagnostics`,
+the sampler ORs / max-accumulates them over the trajectory, and `generate_with_model` re-runs the
+whole batch with grown budgets if anything overflowed (never a silently truncated graph).
 """
 
 import dataclasses
+import functools
 from typing import NamedTuple
 
 import jax
 import numpy as np
 
 from jaxdos.crystal.batch import DosCondition
+from jaxdos.crystal.denoiser import GemNetTDenoiser
 from jaxdos.crystal.diffusion.guidance import ClassifierFree, NoGuidance
-from jaxdos.crystal.diffusion.losses import ScoreFn
+from jaxdos.crystal.diffusion.losses import ScoreFn, ScoreWithDiagnostics
 from jaxdos.crystal.diffusion.num_atoms import (
     ALEX_MP_20,
     NumAtomsDistribution,
     check_num_atoms,
     prior_batch,
 )
-from jaxdos.crystal.diffusion.sampler import SamplerConfig, init_state, make_sampler
+from jaxdos.crystal.diffusion.sampler import CrystalSamplingConfig, init_state, make_sampler
+from jaxdos.crystal.graph import GraphConfig, retry_on_overflow
 from jaxdos.kernels.grid import check_dos
 from jaxdos.structures import CrystalBatch
 from jaxdos.typing import PRNGKey, PyTree
 
-__all__ = ["Generated", "check_condition_dos", "generate"]
+__all__ = [
+    "Generated",
+    "check_condition_dos",
+    "denoiser_score_fn",
+    "generate",
+    "generate_with_model",
+]
 
 
 class Generated(NamedTuple):
@@ -40,7 +54,7 @@ class Generated(NamedTuple):
 
     batch: CrystalBatch
     dos: np.ndarray | None
-    config: SamplerConfig
+    config: CrystalSamplingConfig
     overflow: bool = False
     stats: object = None
 
@@ -69,7 +83,7 @@ def generate(
     num_samples: int | None = None,
     num_atoms=None,
     dos=None,
-    config: SamplerConfig | None = None,
+    config: CrystalSamplingConfig | None = None,
     distribution: NumAtomsDistribution = ALEX_MP_20,
     max_atoms: int = 100,
     atom_budget: int | None = None,
@@ -83,7 +97,7 @@ def generate(
         num_samples: G, when `num_atoms` is not given.
         num_atoms: `[G]` atoms per crystal; default drawn from `distribution`.
         dos: `[256]` or `[G, 256]` conditioning DOS (needs `ClassifierFree` guidance).
-        config: sampler settings (default `SamplerConfig()`: 1000 steps, unconditional).
+        config: sampler settings (default `CrystalSamplingConfig()`: 1000 steps, unconditional).
         distribution: the training distribution of `num_atoms`.
         max_atoms: largest allowed atoms per crystal.
         atom_budget: padded atom slots (default: a power-of-two bucket).
@@ -91,7 +105,7 @@ def generate(
     Raises:
         ValueError: on any invalid argument (named in the message).
     """
-    config = SamplerConfig() if config is None else config
+    config = CrystalSamplingConfig() if config is None else config
     k_num, k_init = jax.random.split(key)
     if num_atoms is None:
         if num_samples is None or num_samples < 1:
@@ -105,14 +119,14 @@ def generate(
         if dos is not None:
             raise ValueError(
                 "dos: given with guidance=NoGuidance(), which would ignore it; use "
-                "guidance=ClassifierFree(gamma=...) (gamma=0 is unconditional)"
+                "guidance=ClassifierFree(cfg_scale=...) (cfg_scale=0 is unconditional)"
             )
     elif isinstance(config.guidance, ClassifierFree):
         if dos is None:
             raise ValueError("dos: ClassifierFree guidance needs a conditioning DOS, got None")
         dos = check_condition_dos(dos, n.size)
-        if config.guidance.gamma == 0.0:
-            # gamma = 0 is exactly unconditional (MatterGen computes only that score): share the
+        if config.guidance.cfg_scale == 0.0:
+            # cfg_scale = 0 is exactly unconditional (MatterGen computes only that score): share the
             # unconditional compilation.
             config = dataclasses.replace(config, guidance=NoGuidance())
         else:
@@ -123,3 +137,48 @@ def generate(
     host = CrystalBatch(*(np.asarray(x) for x in out.batch))
     stats = None if out.stats is None else jax.device_get(out.stats)
     return Generated(host, dos, requested, bool(out.overflow), stats)
+
+
+@functools.lru_cache(maxsize=64)
+def denoiser_score_fn(model: GemNetTDenoiser) -> ScoreFn:
+    """A hashable, cached score function for `model` (so jitted samplers are reused)."""
+
+    def score_fn(params, batch, t, cond, key):
+        del key  # the network is deterministic (dropout 0)
+        out, diag = model.apply(params, batch, t, cond, mutable=["diagnostics"])
+        d = diag["diagnostics"]
+        return ScoreWithDiagnostics(out, d["graph_overflow"][0], d["graph_stats"][0])
+
+    return score_fn
+
+
+def generate_with_model(
+    model: GemNetTDenoiser, params: PyTree, *, max_tries: int = 4, **kwargs
+) -> tuple[Generated, GemNetTDenoiser]:
+    """`generate` with the network; re-runs with grown graph budgets until nothing overflows.
+
+    Args:
+        model: the denoiser (its `config.graph` budgets are the starting point).
+        params: its parameters.
+        max_tries: budget increases before giving up.
+        **kwargs: passed to `generate` (key, num_atoms, dos, config, ...).
+
+    Returns:
+        (the generated batch, the model actually used: reuse it to keep the grown budgets).
+
+    Raises:
+        RuntimeError: if the budgets still overflow after `max_tries` increases.
+    """
+
+    def run(graph: GraphConfig):
+        m = model
+        if graph != model.config.graph:
+            m = model.clone(config=dataclasses.replace(model.config, graph=graph))
+        gen = generate(denoiser_score_fn(m), params, **kwargs)
+        cfg = gen.config.guidance
+        # Classifier-free guidance runs the network on the batch twice (conditional + not).
+        doubled = isinstance(cfg, ClassifierFree) and cfg.cfg_scale != 0.0
+        return (gen, m), gen.overflow, gen.stats, gen.batch.num_nodes * (2 if doubled else 1)
+
+    result, _ = retry_on_overflow(run, model.config.graph, max_tries)
+    return result

@@ -133,7 +133,8 @@ def train_val_records(records=None, seed: int = 0) -> tuple[Records, Records]:
 
 
 def realism_stats(records: Records) -> dict:
-    """The spec's MP-likeness statistics of a record set (host numpy).
+    """The MP-likeness statistics of a record set (host numpy; `docs/world/card.md` lists them
+    beside their targets).
 
     Metal: DOS(E_F) above the tokeniser's zero cut (`filters.ZERO_TOL` * K), the same rule the
     TCM filter uses. TCM-like: `filters.screen_tcm` (gap >= 3.1 eV below E_F, DOS(E_F) > 0).

@@ -19,9 +19,8 @@ import numpy as np
 
 from jaxdos.crystal.checkpoint import KIND, CDOSGenModel
 from jaxdos.crystal.diffusion.guidance import ClassifierFree, NoGuidance
-from jaxdos.crystal.diffusion.sampler import SamplerConfig
-from jaxdos.crystal.generate import check_condition_dos
-from jaxdos.crystal.score import generate_with_model
+from jaxdos.crystal.diffusion.sampler import CrystalSamplingConfig
+from jaxdos.crystal.generate import check_condition_dos, generate_with_model
 from jaxdos.pipeline.models import as_model
 from jaxdos.structures import Crystals, unpack
 
@@ -40,7 +39,7 @@ def generate_crystals(
     *,
     num_samples: int | None = None,
     crystals_per_dos: int = 1,
-    gamma: float = 2.0,
+    cfg_scale: float = 2.0,
     steps: int = DEFAULT_STEPS,
     seed: int = 0,
     batch_size: int = 32,
@@ -54,7 +53,7 @@ def generate_crystals(
         dos: `[M, 256]` per-atom DOS, or None for unconditional generation.
         num_samples: crystals to generate when `dos` is None.
         crystals_per_dos: crystals per conditioning DOS (>= 1).
-        gamma: classifier-free guidance strength (paper/MatterGen default 2.0; 0 = unconditional).
+        cfg_scale: classifier-free guidance strength (paper/MatterGen 2.0; 0 = unconditional).
         steps: predictor-corrector steps (>= 2).
         seed: run seed.
         batch_size: crystals per jitted sampler call (at most the number of crystals).
@@ -76,8 +75,8 @@ def generate_crystals(
         raise ValueError(f"steps: expected >= 2, got {steps}")
     if batch_size < 1:
         raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
-    if not np.isfinite(gamma) or gamma < 0:
-        raise ValueError(f"gamma: expected a finite value >= 0, got {gamma}")
+    if not np.isfinite(cfg_scale) or cfg_scale < 0:
+        raise ValueError(f"cfg_scale: expected a finite value >= 0, got {cfg_scale}")
     if dos is None:
         if num_samples is None or num_samples < 1:
             raise ValueError(
@@ -89,10 +88,10 @@ def generate_crystals(
         cond = check_condition_dos(dos, np.shape(dos)[0])
         source = np.repeat(np.arange(cond.shape[0]), crystals_per_dos)
         cond = cond[source]
-    guidance = NoGuidance() if cond is None else ClassifierFree(gamma=float(gamma))
-    # Checks num_corrector_steps (and the rest of the sampler settings) before the model loads.
+    guidance = NoGuidance() if cond is None else ClassifierFree(cfg_scale=float(cfg_scale))
+    # Checks corrector_steps (and the rest of the sampler settings) before the model loads.
     # The default allowed_elements (MatterGen's 76) lie inside ALLOWED_Z, which the oracle scores.
-    config = SamplerConfig(num_steps=steps, guidance=guidance, num_corrector_steps=corrector_steps)
+    config = CrystalSamplingConfig(steps=steps, guidance=guidance, corrector_steps=corrector_steps)
     model = as_model(model, KIND)
     # The model's own forward processes (a converted MatterGen model brings its own).
     config = dataclasses.replace(config, diffusion=model.diffusion)

@@ -9,7 +9,7 @@ and streams sharded batches until `accept` candidates pass (see `jaxdos.sampler.
 from jaxdos import sharding
 from jaxdos.pipeline.models import as_model
 from jaxdos.sampler.checkpoint import KIND
-from jaxdos.sampler.config import SamplingConfig
+from jaxdos.sampler.config import DOSSamplingConfig
 from jaxdos.sampler.proposal import guided_proposer
 from jaxdos.sampler.rejection import AcceptedDOS, RejectionConfig, run_rejection
 from jaxdos.sampler.targets import Targets
@@ -28,7 +28,7 @@ def sample_dos(
     devices=None,
     batch_size: int = 256,
     gamma: float = 1.0,
-    sampling_config: SamplingConfig | None = None,
+    sampling_config: DOSSamplingConfig | None = None,
     sampler=None,
     progress: bool = True,
     chunk_rows: int = 4096,
@@ -46,7 +46,7 @@ def sample_dos(
         devices: None (all devices), an int n (the first n) or a list of `jax.Device`.
         batch_size: proposals per jitted batch.
         gamma: classifier-guidance strength for the guided properties (0: none).
-        sampling_config: Algorithm 2 settings (default `SamplingConfig()`).
+        sampling_config: Algorithm 2 settings (default `DOSSamplingConfig()`).
         sampler: a `DOSSamplerModel` or a "dossampler" model directory; default the embedded
             tiny sampler.
         progress: tqdm bar with proposals/s and acceptance rate.

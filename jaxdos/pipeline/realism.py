@@ -65,7 +65,7 @@ class RealismConfig:
         tcm_dos: TCM-like world DOS to condition on (>= 1; None: all of them).
         tcm_dos_per: crystals per TCM-like DOS (>= 1).
         steps: CDOSGen predictor-corrector steps (>= 2).
-        gamma: classifier-free guidance strength (finite, >= 0).
+        cfg_scale: classifier-free guidance strength (finite, >= 0).
         seed: run seed.
         representatives: world training crystals per (family, atom count) for the framework check.
         world: a world file (default: the packaged subset).
@@ -76,7 +76,7 @@ class RealismConfig:
     tcm_dos: int | None = None
     tcm_dos_per: int = 4
     steps: int = DEFAULT_STEPS
-    gamma: float = 2.0
+    cfg_scale: float = 2.0
     seed: int = 0
     representatives: int = 2
     world: str | None = None
@@ -89,8 +89,8 @@ class RealismConfig:
             raise ValueError(f"representatives: expected >= 1, got {self.representatives}")
         if self.tcm_dos is not None and self.tcm_dos < 1:
             raise ValueError(f"tcm_dos: expected >= 1 (or all), got {self.tcm_dos}")
-        if not math.isfinite(self.gamma) or self.gamma < 0:
-            raise ValueError(f"gamma: expected a finite value >= 0, got {self.gamma}")
+        if not math.isfinite(self.cfg_scale) or self.cfg_scale < 0:
+            raise ValueError(f"cfg_scale: expected a finite value >= 0, got {self.cfg_scale}")
         if self.world is not None and not Path(self.world).is_file():
             raise ValueError(f"world: no such file {self.world}")
 
@@ -183,11 +183,11 @@ def evaluate(
     pool_scores = score(pool)
     lap("unconditional crystals")
     pair_dos = world.dos[test[: cfg.pairs]]
-    paired, _ = generate_crystals(pair_dos, gamma=cfg.gamma, seed=cfg.seed + 1, **gen)
+    paired, _ = generate_crystals(pair_dos, cfg_scale=cfg.cfg_scale, seed=cfg.seed + 1, **gen)
     pair_scores = score(paired)
     tcm_dos = world.dos[tcm_rows]
     tcm, _ = generate_crystals(
-        tcm_dos, crystals_per_dos=cfg.tcm_dos_per, gamma=cfg.gamma, seed=cfg.seed + 2, **gen
+        tcm_dos, crystals_per_dos=cfg.tcm_dos_per, cfg_scale=cfg.cfg_scale, seed=cfg.seed + 2, **gen
     )
     tcm_hits = score(tcm).tcm.is_tcm
     lap("conditioned crystals")

@@ -49,14 +49,14 @@ class CrystalSettings:
 
     Attributes:
         crystals_per_dos: crystals generated per conditioning DOS (>= 1).
-        guidance: classifier-free guidance strength gamma (>= 0; MatterGen/paper 2.0).
+        cfg_scale: classifier-free guidance strength (>= 0; MatterGen/paper 2.0).
         steps: CDOSGen sampler steps (>= 2; MatterGen 1000).
         corrector_steps: Langevin corrector iterations per step (0..10; MatterGen 1).
         crystal_batch: crystals per jitted CDOSGen batch (>= 1).
     """
 
     crystals_per_dos: int = 4
-    guidance: float = 2.0
+    cfg_scale: float = 2.0
     steps: int = DEFAULT_STEPS
     corrector_steps: int = DEFAULT_CORRECTOR_STEPS
     crystal_batch: int = 32
@@ -69,8 +69,8 @@ class CrystalSettings:
             raise ValueError(f"steps: expected >= 2, got {self.steps}")
         if not 0 <= self.corrector_steps <= 10:
             raise ValueError(f"corrector_steps: expected 0..10, got {self.corrector_steps}")
-        if not np.isfinite(self.guidance) or self.guidance < 0:
-            raise ValueError(f"guidance: expected a finite value >= 0, got {self.guidance}")
+        if not np.isfinite(self.cfg_scale) or self.cfg_scale < 0:
+            raise ValueError(f"cfg_scale: expected a finite value >= 0, got {self.cfg_scale}")
 
 
 @functools.lru_cache(maxsize=1)
@@ -105,7 +105,7 @@ def crystal_stage(
             crystals, source = generate_crystals(
                 dos[rows],
                 crystals_per_dos=cfg.crystals_per_dos,
-                gamma=cfg.guidance,
+                cfg_scale=cfg.cfg_scale,
                 steps=cfg.steps,
                 corrector_steps=cfg.corrector_steps,
                 seed=seed * 100003 + i,

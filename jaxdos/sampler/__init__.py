@@ -6,7 +6,7 @@ a guidance variant (`guidance`) and K drawn from the training set (`scale`) -> t
 """
 
 from jaxdos.sampler.checkpoint import DOSSamplerModel, load_default, save_sampler
-from jaxdos.sampler.config import ModelConfig, RegressorConfig, SamplingConfig
+from jaxdos.sampler.config import DOSSamplingConfig, ModelConfig, RegressorConfig
 from jaxdos.sampler.guidance import ClassifierGuidance, Guidance, NoGuidance
 from jaxdos.sampler.sampling import SamplerParams, initial_tokens, sample, sample_from
 from jaxdos.sampler.scale import ScaleDistribution
@@ -14,7 +14,7 @@ from jaxdos.sampler.scale import ScaleDistribution
 __all__ = [
     "ModelConfig",
     "RegressorConfig",
-    "SamplingConfig",
+    "DOSSamplingConfig",
     "NoGuidance",
     "ClassifierGuidance",
     "Guidance",

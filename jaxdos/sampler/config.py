@@ -1,4 +1,4 @@
-"""Configs of the DOSSampler: network size (`ModelConfig`) and sampler (`SamplingConfig`).
+"""Configs of the DOSSampler: network size (`ModelConfig`) and sampler (`DOSSamplingConfig`).
 
 Both are frozen keyword-only dataclasses validated in `__post_init__`, with named presets. They are
 static arguments of the jitted sampler and trainer, so they must stay hashable (no arrays).
@@ -8,10 +8,10 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-__all__ = ["ModelConfig", "RegressorConfig", "SamplingConfig", "UNMASK_ORDERS"]
+__all__ = ["ModelConfig", "RegressorConfig", "DOSSamplingConfig", "UNMASK_ORDERS"]
 
 UNMASK_ORDERS = ("random", "confidence")
-# SamplingConfig fields added beside Algorithm 2 (issue 12), shown by its repr only when set.
+# DOSSamplingConfig fields added beside Algorithm 2 (issue 12), shown by its repr only when set.
 _OPTIONS = ("unmask_order", "temperature", "top_p", "noise_length")
 
 
@@ -104,7 +104,7 @@ class RegressorConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SamplingConfig:
+class DOSSamplingConfig:
     """Algorithm 2 settings, and few-step sampling options beside it (off by default).
 
     Fields:
@@ -169,20 +169,20 @@ class SamplingConfig:
             for f in dataclasses.fields(self)
             if f.name not in _OPTIONS or getattr(self, f.name) != f.default
         ]
-        return f"SamplingConfig({', '.join(shown)})"
+        return f"DOSSamplingConfig({', '.join(shown)})"
 
     @classmethod
-    def fast(cls, **overrides) -> "SamplingConfig":
+    def fast(cls, **overrides) -> "DOSSamplingConfig":
         """32 steps, no corrector: tests and quick CPU runs."""
         return cls(**{"steps": 32, "corrector_steps": 0, **overrides})
 
     @classmethod
-    def paper(cls, **overrides) -> "SamplingConfig":
+    def paper(cls, **overrides) -> "DOSSamplingConfig":
         """128 steps, one corrector step re-masking 10 % per step."""
         return cls(**{"steps": 128, "corrector_steps": 1, "remask_fraction": 0.1, **overrides})
 
     @classmethod
-    def smooth(cls, **overrides) -> "SamplingConfig":
+    def smooth(cls, **overrides) -> "DOSSamplingConfig":
         """Algorithm 2 with correlated-noise draws (`noise_length=12` bins): with the embedded
         `tiny` model at 16 steps, roughness 1.3-1.4x the world's and plausibility ~0.68x its
         rate, against 6.1x and 0.02x for Algorithm 2 (docs/results.md, issue 12 goal 2)."""

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdos.sampler.config import ModelConfig, SamplingConfig
+from jaxdos.sampler.config import DOSSamplingConfig, ModelConfig
 from jaxdos.sampler.rejection import Proposer
 from jaxdos.sampler.sampling import initial_tokens, sample_from
 from jaxdos.sampler.scale import ScaleDistribution
@@ -54,7 +54,9 @@ def params_digest(params) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def _sample_fn(model_config: ModelConfig, sampling_config: SamplingConfig, guidance, prior: bytes):
+def _sample_fn(
+    model_config: ModelConfig, sampling_config: DOSSamplingConfig, guidance, prior: bytes
+):
     """The proposer's `sample`, one function object per setting: `rejection` caches its jitted
     step by this function, so a second run with the same settings reuses the compilation (a fresh
     closure per `guided_proposer` call recompiled it). `prior` is the `[L]` bool mask's bytes."""
@@ -82,7 +84,7 @@ def guided_proposer(
     scale_distribution: ScaleDistribution,
     targets: Targets,
     *,
-    sampling_config: SamplingConfig | None = None,
+    sampling_config: DOSSamplingConfig | None = None,
     gamma: float = 1.0,
 ) -> Proposer:
     """A `Proposer` drawing Algorithm 2 samples for `targets`.
@@ -92,10 +94,10 @@ def guided_proposer(
         model_config: the network config.
         scale_distribution: training-set K values with their band gaps.
         targets: the validated specification (prior, guidance, K conditioning).
-        sampling_config: steps / corrector settings; default `SamplingConfig()`.
+        sampling_config: steps / corrector settings; default `DOSSamplingConfig()`.
         gamma: guidance strength per guided property (0: no guidance).
     """
-    sampling_config = SamplingConfig() if sampling_config is None else sampling_config
+    sampling_config = DOSSamplingConfig() if sampling_config is None else sampling_config
     guidance = guidance_for(targets, gamma)
     sample = _sample_fn(model_config, sampling_config, guidance, prior_mask(targets).tobytes())
 

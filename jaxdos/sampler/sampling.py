@@ -23,8 +23,8 @@ Per step i (t_i > t_{i+1} on a uniform grid from 1 to `t_min`):
 Prior bins (`prior_mask`, fixed to [BG] at initialisation) are committed from the start, so the
 predictor never touches them and the corrector never re-masks them.
 
-Options beside Algorithm 2 (`SamplingConfig`; the defaults are Algorithm 2 bit for bit): step 2 may
-commit the round(r_i·n) most confident masked bins instead of a random subset
+Options beside Algorithm 2 (`DOSSamplingConfig`; the defaults are Algorithm 2 bit for bit): step 2
+may commit the round(r_i·n) most confident masked bins instead of a random subset
 (`unmask_order="confidence"`), and every draw (predictor and corrector) may use softmax(ℓ'/T)
 (`temperature`; 0 = arg-max) restricted to a top-p nucleus (`top_p`), and every draw may be an
 inverse-CDF draw at a uniform taken from one smooth noise field per example (`noise_length` > 0,
@@ -43,7 +43,7 @@ import numpy as np
 
 from jaxdos.kernels.grid import N_BINS
 from jaxdos.kernels.tokenizer import BG_ID, MASK_ID
-from jaxdos.sampler.config import ModelConfig, SamplingConfig
+from jaxdos.sampler.config import DOSSamplingConfig, ModelConfig
 from jaxdos.sampler.guidance import ClassifierGuidance, Guidance, NoGuidance, guided_logits
 from jaxdos.sampler.loss import time_grid, unmask_prob
 from jaxdos.sampler.model import init_params, log_probs
@@ -157,7 +157,7 @@ def ordinal_draw(u, logits):
     return jnp.where(idx == 0, BG_ID, idx - 1).astype(jnp.int32)
 
 
-def draw(keys, logits, sampling_config: SamplingConfig, u=None):
+def draw(keys, logits, sampling_config: DOSSamplingConfig, u=None):
     """One draw per bin, per-example keys `[B]`, logits `[B, L, V']` -> `[B, L]` int32.
 
     Categorical from softmax(ℓ') (Algorithm 2), or, as configured, from softmax(ℓ' / temperature)
@@ -277,7 +277,7 @@ def sample_from(
     example_index,
     *,
     model_config: ModelConfig,
-    sampling_config: SamplingConfig,
+    sampling_config: DOSSamplingConfig,
     guidance: Guidance,
 ):
     """The whole trajectory (pure, unjitted): initial tokens `[B, L]` -> final tokens `[B, L]`.
@@ -324,7 +324,7 @@ def sample(
     scale,
     *,
     model_config: ModelConfig,
-    sampling_config: SamplingConfig,
+    sampling_config: DOSSamplingConfig,
     guidance: Guidance = _NO_GUIDANCE,
     prior_mask=None,
     example_index=None,
@@ -348,8 +348,10 @@ def sample(
     """
     if not isinstance(guidance, NoGuidance | ClassifierGuidance):
         raise ValueError(f"guidance: expected NoGuidance or ClassifierGuidance, got {guidance!r}")
-    if not isinstance(model_config, ModelConfig) or not isinstance(sampling_config, SamplingConfig):
-        raise ValueError("model_config/sampling_config: expected ModelConfig and SamplingConfig")
+    if not isinstance(model_config, ModelConfig) or not isinstance(
+        sampling_config, DOSSamplingConfig
+    ):
+        raise ValueError("model_config/sampling_config: expected ModelConfig and DOSSamplingConfig")
     scale = jnp.asarray(scale, jnp.float32)
     if scale.ndim != 1 or scale.shape[0] < 1:
         raise ValueError(f"scale: expected shape [B] with B >= 1, got {scale.shape}")

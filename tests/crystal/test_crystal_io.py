@@ -11,7 +11,7 @@ from pymatgen.core import Structure
 
 from jaxdos.crystal.diffusion.guidance import ClassifierFree
 from jaxdos.crystal.diffusion.num_atoms import prior_batch
-from jaxdos.crystal.diffusion.sampler import SamplerConfig
+from jaxdos.crystal.diffusion.sampler import CrystalSamplingConfig
 from jaxdos.crystal.generate import Generated
 from jaxdos.pipeline.writers import write_outputs
 from jaxdos.structures import read_extxyz, to_structures, unpack
@@ -29,14 +29,14 @@ def _batch():
 
 def test_write_outputs_round_trip(tmp_path):
     dos = np.linspace(0, 1, 256, dtype=np.float32)
-    cfg = SamplerConfig(num_steps=100, guidance=ClassifierFree(gamma=2.0))
+    cfg = CrystalSamplingConfig(steps=100, guidance=ClassifierFree(cfg_scale=2.0))
     gen = Generated(_batch(), np.stack([dos, dos]), cfg)
     out = write_outputs(gen, tmp_path, extra={"seed": 3})
     s0 = Structure.from_file(out["cif"][0])
     assert s0.composition.reduced_formula == "NaCl"
     meta = json.loads((tmp_path / "gen.json").read_text())
-    assert meta["guidance"] == {"type": "ClassifierFree", "gamma": 2.0}
-    assert meta["sampler"]["num_steps"] == 100 and meta["seed"] == 3
+    assert meta["guidance"] == {"type": "ClassifierFree", "cfg_scale": 2.0}
+    assert meta["sampler"]["steps"] == 100 and meta["seed"] == 3
     np.testing.assert_allclose(meta["conditioning_dos"][1], dos, rtol=1e-6)
     text = (tmp_path / "gen.extxyz").read_text().splitlines()
     assert text[0] == "2" and text[1].startswith('Lattice="') and text[2].startswith("Na ")

@@ -14,7 +14,7 @@ from jaxdos.crystal.diffusion.guidance import ClassifierFree, guided_score
 from jaxdos.crystal.diffusion.num_atoms import ALEX_MP_20, NumAtomsDistribution, prior_batch
 from jaxdos.crystal.diffusion.sampler import (
     SELECTED_ATOMIC_NUMBERS,
-    SamplerConfig,
+    CrystalSamplingConfig,
     element_logit_bias,
 )
 from jaxdos.crystal.generate import generate
@@ -87,7 +87,7 @@ def _gen(g, config, key=0, dos=None, params=None):
     )
 
 
-FAST = SamplerConfig(num_steps=6)  # shared by most tests so the jitted sampler compiles once
+FAST = CrystalSamplingConfig(steps=6)  # shared by most tests so the jitted sampler compiles once
 
 
 G = 4  # one padded shape for most tests
@@ -110,7 +110,7 @@ def test_sampler_recovers_single_prototype():
 def test_sampler_reproduces_a_blurred_prototype_distribution():
     """Exact scores of a blurred prototype: the samples must have the blur's mean and spread."""
     g, tau_pos, tau_lat = 16, 0.04, 0.25
-    out = _gen(g, SamplerConfig(num_steps=40), 5, params=toy_params(g, tau_pos, tau_lat)).batch
+    out = _gen(g, CrystalSamplingConfig(steps=40), 5, params=toy_params(g, tau_pos, tau_lat)).batch
     d = out.frac_coords[out.node_mask].reshape(g, 4, 3) - PROTO_FRAC
     d = d - np.round(d)
     assert abs(d.mean()) < 0.01
@@ -129,18 +129,18 @@ def test_seeds_reproduce_and_differ():
     assert not np.array_equal(a.frac_coords, c.frac_coords)
 
 
-def test_cfg_gamma_zero_is_unconditional_and_gamma_one_is_conditional():
+def test_cfg_scale_zero_is_unconditional_and_one_is_conditional():
     dos = np.abs(np.sin(np.arange(256) / 9.0)).astype(np.float32)
     g = G
     params = toy_params(g)
     uncond = _gen(g, FAST, 3, params=params).batch
     zero = _gen(
-        g, SamplerConfig(num_steps=6, guidance=ClassifierFree(gamma=0.0)), 3, dos, params
+        g, CrystalSamplingConfig(steps=6, guidance=ClassifierFree(cfg_scale=0.0)), 3, dos, params
     ).batch
     for x, y in zip(uncond, zero, strict=True):
         np.testing.assert_array_equal(x, y)
     one = _gen(
-        g, SamplerConfig(num_steps=6, guidance=ClassifierFree(gamma=1.0)), 3, dos, params
+        g, CrystalSamplingConfig(steps=6, guidance=ClassifierFree(cfg_scale=1.0)), 3, dos, params
     ).batch
     z = one.atomic_numbers[one.node_mask].reshape(g, 4)
     np.testing.assert_array_equal(z, np.tile(np.where(PROTO_Z == 8, 16, PROTO_Z), (g, 1)))
@@ -163,14 +163,16 @@ def test_guided_score_is_lerp_of_one_batched_call():
         calls.append(args[1].num_graphs)
         return toy_score(*args)
 
-    gamma = 2.5
+    cfg_scale = 2.5
     guided = jax.jit(guided_score, static_argnums=(0, 6))
-    out = guided(counting, params, b, t, cond, jax.random.key(0), ClassifierFree(gamma=gamma))
+    out = guided(
+        counting, params, b, t, cond, jax.random.key(0), ClassifierFree(cfg_scale=cfg_scale)
+    )
     assert calls == [2 * g]
     un = score(params, b, t, None, None)
     co = score(params, b, t, cond, None)
     for o, u, c in zip(out, un, co, strict=True):
-        np.testing.assert_allclose(o, u + gamma * (c - u), rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(o, u + cfg_scale * (c - u), rtol=1e-5, atol=1e-4)
     # The second crystal has use_cond False: guidance leaves it unconditional.
     np.testing.assert_array_equal(out.type_logits[4:8], un.type_logits[4:8])
 
@@ -192,7 +194,7 @@ def test_num_atoms_sampled_from_distribution():
         toy_params(1),
         key=jax.random.key(0),
         num_samples=1,
-        config=SamplerConfig(num_steps=4),
+        config=CrystalSamplingConfig(steps=4),
         distribution=NumAtomsDistribution(probs=(0, 0, 0, 1.0)),
     )
     np.testing.assert_array_equal(out.batch.num_atoms, [4])
@@ -202,7 +204,7 @@ def test_num_atoms_sampled_from_distribution():
 
 
 def test_bad_inputs_raise_clear_errors():
-    cfg = SamplerConfig(num_steps=4, guidance=ClassifierFree(gamma=2.0))
+    cfg = CrystalSamplingConfig(steps=4, guidance=ClassifierFree(cfg_scale=2.0))
     good = np.ones(256, np.float32)
     with pytest.raises(ValueError, match="dos"):
         _gen(1, cfg, dos=np.full(256, np.nan))
@@ -213,7 +215,7 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="dos"):
         _gen(1, cfg, dos=None)
     with pytest.raises(ValueError, match="dos"):
-        _gen(1, SamplerConfig(num_steps=4), dos=good)
+        _gen(1, CrystalSamplingConfig(steps=4), dos=good)
     with pytest.raises(ValueError, match="num_atoms"):
         generate(toy_score, {}, key=jax.random.key(0), num_atoms=[0, 3])
     with pytest.raises(ValueError, match="num_atoms"):
@@ -221,15 +223,15 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="atom_budget"):
         generate(toy_score, {}, key=jax.random.key(0), num_atoms=[10, 10], atom_budget=16)
     with pytest.raises(ValueError, match="allowed_elements"):
-        SamplerConfig(allowed_elements=(0, 8))
+        CrystalSamplingConfig(allowed_elements=(0, 8))
     with pytest.raises(ValueError, match="allowed_elements"):
-        SamplerConfig(allowed_elements=(8, 118))
-    with pytest.raises(ValueError, match="gamma"):
-        ClassifierFree(gamma=float("nan"))
+        CrystalSamplingConfig(allowed_elements=(8, 118))
+    with pytest.raises(ValueError, match="cfg_scale"):
+        ClassifierFree(cfg_scale=float("nan"))
     with pytest.raises(ValueError, match="guidance"):
-        SamplerConfig(guidance="cfg")
-    with pytest.raises(ValueError, match="num_steps"):
-        dataclasses.replace(SamplerConfig(), num_steps=1)
+        CrystalSamplingConfig(guidance="cfg")
+    with pytest.raises(ValueError, match="steps: expected 2"):
+        dataclasses.replace(CrystalSamplingConfig(), steps=1)
 
 
 def test_overflow_diagnostics_are_accumulated_over_the_trajectory():
@@ -252,7 +254,7 @@ def test_overflow_diagnostics_are_accumulated_over_the_trajectory():
 @pytest.mark.slow
 def test_gemnet_tiny_end_to_end_generation_with_cfg():
     from jaxdos.crystal.denoiser import GemNetConfig, GemNetTDenoiser
-    from jaxdos.crystal.score import generate_with_model
+    from jaxdos.crystal.generate import generate_with_model
     from jaxdos.structures import to_structures, unpack
 
     model = GemNetTDenoiser(GemNetConfig.tiny().conditional())
@@ -264,7 +266,7 @@ def test_gemnet_tiny_end_to_end_generation_with_cfg():
     )
     cond = DosCondition(jnp.ones((2, 256)), jnp.ones(2, bool))
     params = {"params": jax.jit(model.init)(jax.random.key(0), b, jnp.full(2, 0.5), cond)["params"]}
-    cfg = SamplerConfig(num_steps=3, guidance=ClassifierFree(gamma=2.0))
+    cfg = CrystalSamplingConfig(steps=3, guidance=ClassifierFree(cfg_scale=2.0))
     gen, used = generate_with_model(
         model,
         params,

@@ -63,7 +63,7 @@ def test_d3pm_posterior_matches_bayes(k):
             jnp.asarray(x0_probs[None], jnp.float32), jnp.array([x_next]), jnp.array([k]), t_steps
         )
         np.testing.assert_allclose(np.asarray(jax.nn.softmax(logits))[0], ref, atol=1e-5)
-    # A masked atom unmasks with probability 1 / (k + 1) (spec section 5.2).
+    # A masked atom unmasks with probability 1 / (k + 1) (docs/spec/mattergen.md §5.2).
     logits = d3pm.posterior_logits(
         jnp.asarray(x0_probs[None], jnp.float32), jnp.array([C - 1]), jnp.array([k]), t_steps
     )

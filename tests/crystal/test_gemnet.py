@@ -1,4 +1,5 @@
-"""GemNet-T denoiser: invariances (spec 8.11), adapter zero-init, parameter layout, input checks."""
+"""GemNet-T denoiser: invariances (docs/spec/mattergen.md §8 item 11), adapter zero-init, parameter
+layout, input checks."""
 
 import dataclasses
 

@@ -13,7 +13,7 @@ import pytest
 from experiments.overfit_crystal import world_targets
 from jaxdos.crystal.batch import ScoreOutput
 from jaxdos.crystal.diagnostics import exact_score, regenerated, swap_fields
-from jaxdos.crystal.diffusion.sampler import SamplerConfig
+from jaxdos.crystal.diffusion.sampler import CrystalSamplingConfig
 from jaxdos.crystal.generate import generate
 
 
@@ -25,7 +25,7 @@ def zero_score(params, batch, t, cond, key):
 def test_exact_score_regenerates_world_crystals():
     targets = world_targets(4)
     fn = swap_fields(zero_score, targets, ("pos", "cell", "types"))
-    cfg = SamplerConfig(num_steps=100)
+    cfg = CrystalSamplingConfig(steps=100)
     gen = generate(fn, {}, key=jax.random.key(0), num_atoms=targets.num_atoms, config=cfg)
     np.testing.assert_array_equal(gen.batch.atomic_numbers, targets.atomic_numbers)
     assert regenerated(gen.batch, targets) == (4, 4)

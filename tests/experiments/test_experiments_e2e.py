@@ -81,7 +81,7 @@ def test_te_translation_end_to_end_and_resume(tmp_path, capsys):
     config = json.loads((out / "run.json").read_text())["config"]
     assert config == {
         "crystals_per_dos": 1,
-        "guidance": 2.0,
+        "cfg_scale": 2.0,
         "steps": 2,
         "corrector_steps": 0,
         "crystal_batch": 1,
@@ -158,7 +158,7 @@ def test_multi_property_end_to_end_sweep_and_resume(tmp_path, capsys):
     assert {"command", "config", "versions"} <= set(record)
     assert record["config"] == {
         "crystals_per_dos": 1,
-        "guidance": 2.0,
+        "cfg_scale": 2.0,
         "steps": 2,
         "corrector_steps": 0,
         "crystal_batch": 1,

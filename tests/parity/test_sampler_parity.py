@@ -13,7 +13,7 @@ from flax import traverse_util  # noqa: E402
 from experiments.reference import torch_sampler as ref  # noqa: E402
 from jaxdos.kernels.grid import N_BINS  # noqa: E402
 from jaxdos.kernels.tokenizer import BG_ID, MASK_ID, N_OUTPUT  # noqa: E402
-from jaxdos.sampler.config import ModelConfig, RegressorConfig, SamplingConfig  # noqa: E402
+from jaxdos.sampler.config import DOSSamplingConfig, ModelConfig, RegressorConfig  # noqa: E402
 from jaxdos.sampler.guidance import ClassifierGuidance  # noqa: E402
 from jaxdos.sampler.model import init_params, log_probs  # noqa: E402
 from jaxdos.sampler.regressor import init_regressor  # noqa: E402
@@ -132,7 +132,7 @@ def test_guidance_gradient_matches(models):
 def test_next_tokens_match_given_same_noise(models, step):
     params, net, reg, _ = models
     tokens, log_scale = _inputs(2)
-    scfg = SamplingConfig(steps=8, corrector_steps=0)
+    scfg = DOSSamplingConfig(steps=8, corrector_steps=0)
     ex_keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(7), i))(jnp.arange(3))
     with jax.default_matmul_precision("highest"):
         nxt = sampler_step(

@@ -6,8 +6,9 @@ functions of the state, the same in both frameworks, so only the update rules ar
 Known deviation (documented, asserted below): mattergen 1.0.3's lattice *predictor* draws its noise
 with `randn_like(x_coeff)`, whose shape is `[G, 1, 1]`, so every crystal gets one scalar eps times
 [[1, r2, r2], [r2, 1, r2], [r2, r2, 1]] (r2 = sqrt 2) instead of a symmetric matrix of independent
-entries. jaxdos follows the documented intent (spec 4.2/5.2: sym(eps) with 6 independent entries);
-the cell predictor is therefore compared with mattergen's coefficients and jaxdos's noise.
+entries. jaxdos follows the documented intent (docs/spec/mattergen.md §4.2, §5.2: sym(eps) with 6
+independent entries); the cell predictor is therefore compared with mattergen's coefficients and
+jaxdos's noise.
 """
 
 import math
@@ -116,7 +117,7 @@ def test_mattergen_lattice_predictor_noise_is_one_scalar_per_crystal():
 
 @pytest.mark.parametrize("step", [3, S - 1])
 def test_one_corrector_and_predictor_step(monkeypatch, step):
-    cfg = jsampler.SamplerConfig(num_steps=S, num_corrector_steps=1)
+    cfg = jsampler.CrystalSamplingConfig(steps=S, corrector_steps=1)
     dcfg = cfg.diffusion
     b0 = _start(step)
     state = jsampler.SamplerState(b0, jax.random.key(11), jnp.int32(step), jnp.bool_(False))

@@ -28,8 +28,8 @@ def _gen(model, **kw):
         (dict(steps=1), "steps"),
         (dict(batch_size=0), "batch_size"),
         (dict(corrector_steps=11), "corrector_steps"),
-        (dict(gamma=float("nan")), "gamma"),
-        (dict(gamma=-1.0), "gamma"),
+        (dict(cfg_scale=float("nan")), "cfg_scale"),
+        (dict(cfg_scale=-1.0), "cfg_scale"),
     ],
 )
 def test_bad_arguments_name_the_field(kw, field):

@@ -95,7 +95,7 @@ def test_world_crystals_as_generated_score_as_the_world(world, monkeypatch, tmp_
     [
         (["--samples", "0"], "samples"),
         (["--pairs", "1"], "pairs"),
-        (["--gamma", "nan"], "gamma"),
+        (["--gamma", "nan"], "cfg_scale"),
         (["--tcm-dos-per", "0"], "tcm_dos_per"),
         (["--model", "/nonexistent"], "model"),
         (["--pairs", "101"], "pairs: at most 100"),

@@ -70,7 +70,7 @@ def test_cli_errors_before_compute(argv, match, tmp_path, no_model):
 
 def test_cli_sampling_flags_build_the_config():
     from experiments.cli import sampling_config
-    from jaxdos.sampler.config import SamplingConfig
+    from jaxdos.sampler.config import DOSSamplingConfig
 
     parse = cli._parser().parse_args
     assert sampling_config(parse(["--band-gap", "2"])) is None  # the library default stays
@@ -78,7 +78,7 @@ def test_cli_sampling_flags_build_the_config():
         ["--steps", "16", "--unmask-order", "confidence", "--temperature", "0.7"]
         + ["--final-argmax", "--top-p", "0.9", "--noise-length", "16"]
     )
-    assert sampling_config(args) == SamplingConfig(
+    assert sampling_config(args) == DOSSamplingConfig(
         steps=16,
         unmask_order="confidence",
         temperature=0.7,

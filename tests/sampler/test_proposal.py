@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxdos.kernels.tokenizer import BG_ID
-from jaxdos.sampler.config import ModelConfig, SamplingConfig
+from jaxdos.sampler.config import DOSSamplingConfig, ModelConfig
 from jaxdos.sampler.proposal import conditioned_scale_logits, guided_proposer
 from jaxdos.sampler.rejection import RejectionConfig, run_rejection
 from jaxdos.sampler.sampling import init_sampler_params, sample
@@ -36,7 +36,7 @@ def test_scale_logits_condition_on_gap():
 def test_rejection_loop_runs_the_real_sampler():
     params, mc, dist = _tiny()
     targets = Targets.of(band_gap=2.0, integrated_dos=2.0)
-    sc = SamplingConfig.fast(steps=3)
+    sc = DOSSamplingConfig.fast(steps=3)
     proposer = guided_proposer(params, mc, dist, targets, sampling_config=sc, gamma=0.5)
     # Accept everything, so the run returns every proposal: compare with direct `sample` calls.
     cfg = RejectionConfig(accept=12, batch_size=8, seed=5)
@@ -73,7 +73,7 @@ def _run_real():
     params, mc, dist = _tiny()
     targets = Targets.of(band_gap=1.0)
     proposer = guided_proposer(
-        params, mc, dist, targets, sampling_config=SamplingConfig.fast(steps=3)
+        params, mc, dist, targets, sampling_config=DOSSamplingConfig.fast(steps=3)
     )
     cfg = RejectionConfig(accept=6, proposals=60, batch_size=12, seed=7)
     return run_rejection(proposer, targets, cfg, progress=False)

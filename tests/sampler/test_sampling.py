@@ -8,14 +8,14 @@ import pytest
 from sampler_toy import SMALL
 
 from jaxdos.kernels.tokenizer import BG_ID, MASK_ID, N_OUTPUT
-from jaxdos.sampler.config import SamplingConfig
+from jaxdos.sampler.config import DOSSamplingConfig
 from jaxdos.sampler.guidance import ClassifierGuidance, NoGuidance, guided_logits
 from jaxdos.sampler.model import log_probs
 from jaxdos.sampler.regressor import predict_properties
 from jaxdos.sampler.sampling import SamplerState, initial_tokens, sample, sampler_step
 
 GUIDE = ClassifierGuidance(targets=(("band_gap", 2.0), ("integrated_dos", 3.0)), gammas=(1.0, 0.5))
-CFG = SamplingConfig(steps=6, corrector_steps=2, remask_fraction=0.3)
+CFG = DOSSamplingConfig(steps=6, corrector_steps=2, remask_fraction=0.3)
 PRIOR = np.zeros(256, bool)
 PRIOR[100:126] = True
 STEP_KW = dict(model_config=SMALL, sampling_config=CFG, guidance=GUIDE)
@@ -165,4 +165,4 @@ def test_bad_sample_inputs_raise(small_params, key):
     with pytest.raises(ValueError, match="example_index"):
         sample(small_params, key, jnp.ones(2), example_index=jnp.arange(3), **kw)
     with pytest.raises(ValueError, match="remask_fraction"):
-        SamplingConfig(remask_fraction=1.0)
+        DOSSamplingConfig(remask_fraction=1.0)

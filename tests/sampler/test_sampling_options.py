@@ -1,4 +1,4 @@
-"""Sampling options beside Algorithm 2 (`SamplingConfig.unmask_order / temperature / top_p /
+"""Sampling options beside Algorithm 2 (`DOSSamplingConfig.unmask_order / temperature / top_p /
 final_argmax / noise_length`): defaults bit for bit, confidence order, temperature limit, nucleus,
 correlated-noise draws, prior kept."""
 
@@ -12,7 +12,7 @@ import scipy.stats
 from sampler_toy import SMALL
 
 from jaxdos.kernels.tokenizer import BG_ID, MASK_ID, N_OUTPUT
-from jaxdos.sampler.config import SamplingConfig
+from jaxdos.sampler.config import DOSSamplingConfig
 from jaxdos.sampler.guidance import ClassifierGuidance, NoGuidance
 from jaxdos.sampler.loss import time_grid, unmask_prob
 from jaxdos.sampler.sampling import (
@@ -30,7 +30,7 @@ from jaxdos.sampler.sampling import (
 
 # The same guidance, corrector and prior as test_sampling.py (so its compiled sampler is reused).
 GUIDE = ClassifierGuidance(targets=(("band_gap", 2.0), ("integrated_dos", 3.0)), gammas=(1.0, 0.5))
-CFG = SamplingConfig(steps=6, corrector_steps=2, remask_fraction=0.3)
+CFG = DOSSamplingConfig(steps=6, corrector_steps=2, remask_fraction=0.3)
 PRIOR = np.zeros(256, bool)
 PRIOR[100:126] = True
 
@@ -58,7 +58,7 @@ def test_defaults_reproduce_algorithm_2_bit_for_bit(small_params):
     if jax.default_backend() != "cpu":
         pytest.skip("golden digests were recorded on CPU")
     assert _digest(_sample(small_params, CFG)) == "de0149442eed0035"
-    explicit = SamplingConfig(
+    explicit = DOSSamplingConfig(
         steps=5, unmask_order="random", temperature=1.0, top_p=1.0, final_argmax=False
     )
     assert _digest(_sample(small_params, explicit, NoGuidance())) == "f89d0e8a2c719ff0"
@@ -66,19 +66,19 @@ def test_defaults_reproduce_algorithm_2_bit_for_bit(small_params):
 
 def test_default_and_presets_are_algorithm_2_unless_asked():
     alg2 = dict(unmask_order="random", temperature=1.0, top_p=1.0, final_argmax=False)
-    for cfg in (SamplingConfig(), SamplingConfig.fast(), SamplingConfig.paper()):
+    for cfg in (DOSSamplingConfig(), DOSSamplingConfig.fast(), DOSSamplingConfig.paper()):
         assert {k: getattr(cfg, k) for k in alg2} == alg2 and cfg.noise_length == 0
-    assert SamplingConfig.smooth() == SamplingConfig(noise_length=12.0)
+    assert DOSSamplingConfig.smooth() == DOSSamplingConfig(noise_length=12.0)
     # The repr names the sampler in run folders: unchanged for Algorithm 2, so old runs resume.
-    old = "SamplingConfig(steps=64, corrector_steps=0, remask_fraction=0.1, t_min=1e-05, "
-    assert repr(SamplingConfig()) == old + "final_argmax=False)"
-    assert repr(SamplingConfig.smooth()) == old + "final_argmax=False, noise_length=12.0)"
+    old = "DOSSamplingConfig(steps=64, corrector_steps=0, remask_fraction=0.1, t_min=1e-05, "
+    assert repr(DOSSamplingConfig()) == old + "final_argmax=False)"
+    assert repr(DOSSamplingConfig.smooth()) == old + "final_argmax=False, noise_length=12.0)"
 
 
 def test_all_options_keep_prior_and_leave_no_mask(small_params):
     """Confidence order + temperature + nucleus + final arg-max + correlated noise, with guidance
     and corrector."""
-    cfg = SamplingConfig(
+    cfg = DOSSamplingConfig(
         steps=6,
         corrector_steps=2,
         remask_fraction=0.3,
@@ -108,7 +108,7 @@ def test_confident_unmask_picks_the_most_confident_bins():
 def test_confidence_order_in_the_sampler(small_params, key):
     """Step by step with the network: each step commits round(r_i n) bins, and every bin it
     commits is at least as confident (max softmax of ℓ') as every bin it leaves masked."""
-    cfg = SamplingConfig(steps=4, unmask_order="confidence")
+    cfg = DOSSamplingConfig(steps=4, unmask_order="confidence")
     kw = dict(model_config=SMALL, sampling_config=cfg, guidance=NoGuidance())
     step = jax.jit(lambda *a: sampler_step(*a, **kw))
     logits_at = jax.jit(
@@ -154,7 +154,7 @@ def _chi2_p(draws, probs) -> float:
 def test_draws_follow_tempered_softmax(temperature):
     """Chi-square of 20 000 draws against softmax(ℓ / T); T = 1 is Algorithm 2's softmax(ℓ)."""
     logits, base = _toy_logits()
-    cfg = SamplingConfig(temperature=temperature)
+    cfg = DOSSamplingConfig(temperature=temperature)
     draws = draw(jax.random.key(0)[None], logits, cfg)
     probs = np.exp(base / temperature) / np.exp(base / temperature).sum()
     assert _chi2_p(draws, probs) > 1e-3
@@ -168,7 +168,7 @@ def test_nucleus_draws_follow_the_renormalised_nucleus():
     np.testing.assert_array_equal(
         np.asarray(nucleus(logits[:, :1], 0.5))[0, 0] > -np.inf, [1, 0, 0, 0, 0]
     )
-    draws = draw(jax.random.key(1)[None], logits, SamplingConfig(top_p=0.8))
+    draws = draw(jax.random.key(1)[None], logits, DOSSamplingConfig(top_p=0.8))
     assert _chi2_p(draws, np.where(kept, p, 0.0) / p[kept].sum()) > 1e-3
 
 
@@ -181,11 +181,11 @@ def test_temperature_to_zero_is_argmax(small_params, key):
     keys = jax.random.split(key, 2)
     argmax = np.asarray(jnp.argmax(logits, -1))
     np.testing.assert_array_equal(
-        np.asarray(draw(keys, logits, SamplingConfig(temperature=0))), argmax
+        np.asarray(draw(keys, logits, DOSSamplingConfig(temperature=0))), argmax
     )
-    cold = np.asarray(draw(keys, logits, SamplingConfig(temperature=1e-5)))
+    cold = np.asarray(draw(keys, logits, DOSSamplingConfig(temperature=1e-5)))
     np.testing.assert_array_equal(cold, argmax)
-    warm = np.asarray(draw(keys, logits, SamplingConfig()))
+    warm = np.asarray(draw(keys, logits, DOSSamplingConfig()))
     masked = np.asarray(tokens == MASK_ID)
     assert np.mean((warm != argmax)[masked]) > 0.02  # T = 1 does not: the check is not vacuous
 
@@ -223,8 +223,8 @@ def test_correlated_noise_smooths_draws_from_broad_distributions():
     """Every bin uniform over levels 0..1024: iid draws are white noise, field draws are smooth."""
     logits = jnp.zeros((64, 256, N_OUTPUT)).at[..., BG_ID].set(-jnp.inf)
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(1), i))(jnp.arange(64))
-    iid = draw(keys, logits, SamplingConfig())
-    smooth = draw(keys, logits, SamplingConfig(noise_length=16.0), noise_field(keys, 256, 16.0))
+    iid = draw(keys, logits, DOSSamplingConfig())
+    smooth = draw(keys, logits, DOSSamplingConfig(noise_length=16.0), noise_field(keys, 256, 16.0))
 
     def roughness(tok):
         x = np.asarray(tok, np.float64)
@@ -247,4 +247,4 @@ def test_correlated_noise_smooths_draws_from_broad_distributions():
 )
 def test_bad_options_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        SamplingConfig(**kwargs)
+        DOSSamplingConfig(**kwargs)

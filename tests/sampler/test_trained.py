@@ -8,7 +8,7 @@ from sampler_toy import HIGH, LOW, SMALL, two_level_records
 
 from jaxdos.kernels.properties import PROPERTY_NAMES
 from jaxdos.sampler.checkpoint import DOSSamplerModel
-from jaxdos.sampler.config import SamplingConfig
+from jaxdos.sampler.config import DOSSamplingConfig
 from jaxdos.sampler.fit import SamplerFitConfig, fit_sampler, sampler_train_config
 from jaxdos.sampler.guidance import ClassifierGuidance, NoGuidance
 from jaxdos.sampler.regressor import token_properties
@@ -39,7 +39,7 @@ def test_unconditional_samples_reproduce_token_marginals(trained):
             jax.random.key(0),
             jnp.ones(64),
             model_config=config,
-            sampling_config=SamplingConfig(steps=32),
+            sampling_config=DOSSamplingConfig(steps=32),
             guidance=NoGuidance(),
         )
     )
@@ -57,7 +57,7 @@ def test_guidance_moves_property_toward_target(trained):
     p = PROPERTY_NAMES.index("integrated_dos")
     mean, std = float(params.prop_mean[p]), float(params.prop_std[p])
     target = mean + 3.0 * std
-    kw = dict(model_config=config, sampling_config=SamplingConfig(steps=32))
+    kw = dict(model_config=config, sampling_config=DOSSamplingConfig(steps=32))
     key, scale = jax.random.key(3), jnp.ones(64)
     plain = sample(params, key, scale, guidance=NoGuidance(), **kw)
     guide = ClassifierGuidance(targets=(("integrated_dos", target),), gammas=(20.0,))

@@ -15,7 +15,7 @@ from jaxdos.crystal.diffusion.losses import (
 from jaxdos.crystal.diffusion.num_atoms import ALEX_MP_20, NumAtomsDistribution, prior_batch
 from jaxdos.crystal.diffusion.sampler import (
     SELECTED_ATOMIC_NUMBERS,
-    SamplerConfig,
+    CrystalSamplingConfig,
     SamplerState,
     init_state,
     make_sampler,
@@ -36,7 +36,7 @@ __all__ = [
     "NoGuidance",
     "NumAtomsDistribution",
     "SELECTED_ATOMIC_NUMBERS",
-    "SamplerConfig",
+    "CrystalSamplingConfig",
     "SamplerState",
     "ScoreFn",
     "WrappedNormalConfig",

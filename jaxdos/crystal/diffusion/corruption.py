@@ -1,4 +1,6 @@
-"""The three independent forward corruptions applied to a `CrystalBatch` (spec section 4).
+"""The three independent forward corruptions applied to a `CrystalBatch`.
+
+See docs/spec/mattergen.md §4.
 
 One t per crystal (MatterGen's `UniformTimestepSampler`, t ~ U(1e-5, 1)) drives all three fields.
 Padding atoms and graphs are carried through unchanged so that padded slots never see noise.

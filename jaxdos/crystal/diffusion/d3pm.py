@@ -1,4 +1,6 @@
-"""Absorbing ("mask") D3PM for atom types (spec section 4.3; MatterGen's `MaskDiffusion`).
+"""Absorbing ("mask") D3PM for atom types (MatterGen's `MaskDiffusion`).
+
+See docs/spec/mattergen.md §4.3.
 
 Classes are zero-based: class c <-> Z = c + 1, class `MASK_CLASS = 100` <-> Z = 101 (the mask).
 MatterGen's "standard" schedule with T levels: beta_k = 1 / (T - k) for k = 0..T-1, so the keep

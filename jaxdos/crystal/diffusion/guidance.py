@@ -1,10 +1,11 @@
-"""Guidance variants for the crystal sampler, as types (spec section 5.3).
+"""Guidance variants for the crystal sampler, as types (docs/spec/mattergen.md §5.3).
 
-`ClassifierFree(gamma)` evaluates the unconditional and the conditional score in ONE network call on
-a batch of 2G stacked crystals (MatterGen HEAD's batching) and returns lerp(uncond, cond, gamma) =
-uncond + gamma (cond - uncond) on every field, the D3PM logits included (logits of
-p(x)^(1-gamma) p(x|y)^gamma). gamma = 1 is conditional only; gamma = 0 is unconditional and, as in
-MatterGen, then only the unconditional score is computed.
+`ClassifierFree(cfg_scale=w)` evaluates the unconditional and the conditional score in ONE network
+call on a batch of 2G stacked crystals (MatterGen HEAD's batching) and returns lerp(uncond, cond, w)
+= uncond + w (cond - uncond) on every field, the D3PM logits included (logits of
+p(x)^(1-w) p(x|y)^w). w = 1 is conditional only; w = 0 is unconditional and, as in MatterGen, then
+only the unconditional score is computed. (`cfg_scale`, not `gamma`: stage 1's `gamma` is the
+classifier-guidance strength of the paper's eq. (1)/(8), a different knob.)
 """
 
 import dataclasses
@@ -22,17 +23,17 @@ __all__ = ["NoGuidance", "ClassifierFree", "Guidance", "stack_for_cfg", "guided_
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ClassifierFree:
-    """Classifier-free guidance lerp(uncond, cond, gamma); the README of MatterGen uses 2.0.
+    """Classifier-free guidance lerp(uncond, cond, cfg_scale); the README of MatterGen uses 2.0.
 
     Attributes:
-        gamma: guidance factor, finite and >= 0.
+        cfg_scale: guidance factor, finite and >= 0.
     """
 
-    gamma: float
+    cfg_scale: float
 
     def __post_init__(self):
-        if not (isinstance(self.gamma, int | float) and 0 <= self.gamma < float("inf")):
-            raise ValueError(f"gamma: expected a finite float >= 0, got {self.gamma!r}")
+        if not (isinstance(self.cfg_scale, int | float) and 0 <= self.cfg_scale < float("inf")):
+            raise ValueError(f"cfg_scale: expected a finite float >= 0, got {self.cfg_scale!r}")
 
 
 Guidance = NoGuidance | ClassifierFree
@@ -75,7 +76,7 @@ def guided_score(
     Returns whatever kind `score_fn` returns (diagnostics, if any, are those of the one call).
     """
     if isinstance(guidance, NoGuidance) or (
-        isinstance(guidance, ClassifierFree) and guidance.gamma == 0.0
+        isinstance(guidance, ClassifierFree) and guidance.cfg_scale == 0.0
     ):
         return score_fn(params, batch, t, None, key)
     if not isinstance(guidance, ClassifierFree):
@@ -86,11 +87,11 @@ def guided_score(
     raw = score_fn(params, doubled, jnp.concatenate([t, t]), doubled_cond, key)
     out, overflow, stats = split_diagnostics(raw)
     n, g = batch.num_nodes, batch.num_graphs
-    gamma = guidance.gamma
+    cfg_scale = guidance.cfg_scale
 
     def lerp(x, size):
         uncond, condl = x[:size], x[size:]
-        return uncond + gamma * (condl - uncond)
+        return uncond + cfg_scale * (condl - uncond)
 
     guided = ScoreOutput(
         frac=lerp(out.frac, n), lattice=lerp(out.lattice, g), type_logits=lerp(out.type_logits, n)

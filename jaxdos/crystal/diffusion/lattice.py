@@ -1,4 +1,6 @@
-"""VP diffusion of the (symmetric) lattice towards a density-scaled cube (spec sections 1.2, 4.2).
+"""VP diffusion of the (symmetric) lattice towards a density-scaled cube.
+
+See docs/spec/mattergen.md §1.2, §4.2.
 
 MatterGen's `LatticeVPSDE`: beta(t) = beta_min + (beta_max - beta_min) t, alpha(t) =
 exp(-(beta_max - beta_min) t^2 / 4 - beta_min t / 2). The limit is the cube of volume N / rho,
@@ -28,7 +30,7 @@ __all__ = [
     "score_matching_loss",
 ]
 
-AVERAGE_DENSITY = 0.05771451654022283  # atoms / A^3, alex_mp_20 (spec section 1.3)
+AVERAGE_DENSITY = 0.05771451654022283  # atoms / A^3, alex_mp_20 (docs/spec/mattergen.md §1.3)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

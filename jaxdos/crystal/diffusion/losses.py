@@ -1,4 +1,4 @@
-"""MatterGen's training loss (spec section 4.4, paper eqs. 9-11).
+"""MatterGen's training loss (docs/spec/mattergen.md §4.4, paper eqs. 9-11).
 
 total = mean over real crystals of (0.1 L_pos + 1.0 L_cell + 1.0 L_types), with L_pos and L_types
 summed over the crystal's atoms (reduce="sum") and L_cell the mean over the 9 lattice entries.

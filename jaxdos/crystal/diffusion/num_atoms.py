@@ -1,4 +1,6 @@
-"""Number-of-atoms distributions and empty padded batches for sampling (spec sections 1.3, 5.4).
+"""Number-of-atoms distributions and empty padded batches for sampling.
+
+See docs/spec/mattergen.md §1.3, §5.4.
 
 Host-side numpy: MatterGen draws num_atoms with numpy before sampling; shapes depend on it, so it
 never enters a jitted function. Atom budgets are rounded up to buckets so that the jitted sampler

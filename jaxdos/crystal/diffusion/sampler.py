@@ -1,4 +1,6 @@
-"""Predictor-corrector reverse sampler (spec section 5; MatterGen's `GuidedPredictorCorrector`).
+"""Predictor-corrector reverse sampler (MatterGen's `GuidedPredictorCorrector`).
+
+See docs/spec/mattergen.md §5.
 
 Per step i with t = t_i (t_i = linspace(1, eps_t, S)) and s = t_{i+1} (s = 0 at the last step):
 1. Langevin corrector on pos (snr 0.4) and cell (snr 0.2, polar-symmetrised after), step size
@@ -28,7 +30,7 @@ from jaxdos.typing import Array, PRNGKey, PyTree
 
 __all__ = [
     "SELECTED_ATOMIC_NUMBERS",
-    "SamplerConfig",
+    "CrystalSamplingConfig",
     "SamplerState",
     "element_logit_bias",
     "init_state",
@@ -36,45 +38,46 @@ __all__ = [
 ]
 
 # MatterGen's sampling-time whitelist: the element policy ALLOWED_Z without the noble gases
-# He Ne Ar Kr Xe (76 elements). Applied only when sampling, never in training (spec 8.6).
+# He Ne Ar Kr Xe (76 elements). Applied only when sampling, never in training
+# (docs/spec/mattergen.md §8 item 6).
 SELECTED_ATOMIC_NUMBERS = tuple(z for z in ALLOWED_Z if z not in (2, 10, 18, 36, 54))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class SamplerConfig:
+class CrystalSamplingConfig:
     """Predictor-corrector settings (MatterGen defaults).
 
     Attributes:
-        num_steps: S, predictor-corrector steps (1000; also the D3PM levels used at sampling).
+        steps: S, predictor-corrector steps (1000; also the D3PM levels used at sampling).
         eps_t: the last time t_{S-1}.
         snr_pos: Langevin signal-to-noise ratio for fractional coordinates.
         snr_cell: Langevin signal-to-noise ratio for the lattice.
         max_step_size: clip of the Langevin step size.
-        num_corrector_steps: corrector iterations per step (0 disables the corrector).
-        guidance: `NoGuidance()` or `ClassifierFree(gamma=...)`.
+        corrector_steps: corrector iterations per step (0 disables the corrector).
+        guidance: `NoGuidance()` or `ClassifierFree(cfg_scale=...)`.
         allowed_elements: Z values the type logits may produce (others and the mask get -1e10).
         diffusion: the forward processes (only pos and cell settings are used here).
     """
 
-    num_steps: int = 1000
+    steps: int = 1000
     eps_t: float = 1e-3
     snr_pos: float = 0.4
     snr_cell: float = 0.2
     max_step_size: float = 1e6
-    num_corrector_steps: int = 1
+    corrector_steps: int = 1
     guidance: Guidance = NoGuidance()
     allowed_elements: tuple[int, ...] = SELECTED_ATOMIC_NUMBERS
     diffusion: DiffusionConfig = DiffusionConfig()
 
     def __post_init__(self):
-        if not 2 <= self.num_steps <= 100_000:
-            raise ValueError(f"num_steps: expected 2..100000, got {self.num_steps}")
+        if not 2 <= self.steps <= 100_000:
+            raise ValueError(f"steps: expected 2..100000, got {self.steps}")
         if not 0 < self.eps_t < 1:
             raise ValueError(f"eps_t: expected in (0, 1), got {self.eps_t}")
         if not (self.snr_pos > 0 and self.snr_cell > 0 and self.max_step_size > 0):
             raise ValueError("snr_pos, snr_cell, max_step_size: expected > 0")
-        if not 0 <= self.num_corrector_steps <= 10:
-            raise ValueError(f"num_corrector_steps: expected 0..10, got {self.num_corrector_steps}")
+        if not 0 <= self.corrector_steps <= 10:
+            raise ValueError(f"corrector_steps: expected 0..10, got {self.corrector_steps}")
         if not self.allowed_elements or any(not 1 <= z <= MAX_Z for z in self.allowed_elements):
             raise ValueError(f"allowed_elements: expected a non-empty tuple of Z in 1..{MAX_Z}")
         if not isinstance(self.guidance, Guidance):
@@ -108,7 +111,7 @@ def element_logit_bias(allowed_elements: tuple[int, ...]) -> Array:
     return jnp.asarray(np.where(is_allowed(class_z, allowed_elements), 0.0, -1e10), jnp.float32)
 
 
-def init_state(key: PRNGKey, batch: CrystalBatch, config: SamplerConfig) -> SamplerState:
+def init_state(key: PRNGKey, batch: CrystalBatch, config: CrystalSamplingConfig) -> SamplerState:
     """Draw the priors (wrapped pos, VP cell, all types masked) into a padded batch."""
     k_prior, k_pos, k_cell = jax.random.split(key, 3)
     batch = CrystalBatch(*map(jnp.asarray, batch))
@@ -137,7 +140,7 @@ def _graph_mean_norm(v: Array, graph_mask: Array) -> Array:
 
 def _step(score_fn, config, bias, params, cond, state: SamplerState) -> SamplerState:
     b = state.batch
-    s_total = config.num_steps
+    s_total = config.steps
     i = state.step
     dcfg = config.diffusion
     t_grid = jnp.linspace(1.0, config.eps_t, s_total)
@@ -167,7 +170,7 @@ def _step(score_fn, config, bias, params, cond, state: SamplerState) -> SamplerS
 
     # 1. Langevin corrector (pos: alpha = 1; cell: alpha = abar(t) / abar(s), abar = alpha^2).
     a_corr = (lattice.alpha(t, dcfg.cell) / lattice.alpha(s, dcfg.cell)) ** 2
-    for c in range(config.num_corrector_steps):
+    for c in range(config.corrector_steps):
         kc_pos, kc_cell = jax.random.split(jax.random.fold_in(k_corr, c))
         sp, sc, _ = scores(b, jax.random.fold_in(k_net_c, c))
         e_pos = jax.random.normal(kc_pos, b.frac_coords.shape)
@@ -225,10 +228,10 @@ def _step(score_fn, config, bias, params, cond, state: SamplerState) -> SamplerS
 
 
 @functools.lru_cache(maxsize=32)
-def make_sampler(score_fn: ScoreFn, config: SamplerConfig):
+def make_sampler(score_fn: ScoreFn, config: CrystalSamplingConfig):
     """The jitted full trajectory `run(params, state, cond) -> state` (state donated).
 
-    Runs all `num_steps` steps as one `lax.scan`, so `state` must come fresh from `init_state`.
+    Runs all `steps` steps as one `lax.scan`, so `state` must come fresh from `init_state`.
     Cached per (score_fn, config) so repeated calls reuse the compilation (one compile per
     padded shape).
     """
@@ -254,7 +257,7 @@ def make_sampler(score_fn: ScoreFn, config: SamplerConfig):
         def body(st, _):
             return _step(score_fn, config, bias, params, cond, st), None
 
-        state, _ = jax.lax.scan(body, state, None, length=config.num_steps)
+        state, _ = jax.lax.scan(body, state, None, length=config.steps)
         return state
 
     return jax.jit(run, donate_argnums=1)

@@ -1,12 +1,12 @@
-"""Wrapped-normal VE diffusion of fractional coordinates (spec section 4.1).
+"""Wrapped-normal VE diffusion of fractional coordinates (docs/spec/mattergen.md §4.1).
 
 MatterGen's `NumAtomsVarianceAdjustedWrappedVESDE`: zero drift, sigma(t) = sigma_min *
 (sigma_max / sigma_min)^t / N^(1/3) with N the crystal's number of atoms (denser cells need
 less fractional noise), x_t = (x_0 + sigma(t) eps) mod 1. The network predicts "score x std" in
 fractional units; the target is sigma * grad log p_wrapped(x_t | x_0), evaluated by a truncated
 sum over integer images k in {-n..n}^3 (n = `num_images` = 3 in MatterGen). The isotropic wrapped
-normal factorises over the 3 axes, so the spec's 7^3-term softmax equals the per-axis 7-term one
-here.
+normal factorises over the 3 axes, so the 7^3-term softmax of docs/spec/mattergen.md §4.1 equals the
+per-axis 7-term one here.
 """
 
 import dataclasses

@@ -1,7 +1,8 @@
 """Parameter-free bases: envelope, Gaussian radial basis, real Y_l0, noise-level encoding.
 
-MatterGen values (spec section 2.3): distances scaled by 1/cutoff; envelope exponent p = 5;
-128 Gaussians with centres k/127 on [0, 1] and coefficient -0.5 * 127^2; Y_l0 for l = 0..6.
+MatterGen values (docs/spec/mattergen.md §2.3): distances scaled by 1/cutoff; envelope exponent
+p = 5; 128 Gaussians with centres k/127 on [0, 1] and coefficient -0.5 * 127^2; Y_l0 for
+l = 0..6.
 """
 
 import math

@@ -34,7 +34,7 @@ class ScalarProperty:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class GemNetConfig:
-    """Score-network hyperparameters (MatterGen names, spec section 2.2).
+    """Score-network hyperparameters (MatterGen names, docs/spec/mattergen.md §2.2).
 
     Attributes:
         num_blocks .. num_atom: GemNet-dT sizes (`num_concat` is fixed at 1 as in MatterGen).
@@ -143,7 +143,10 @@ class GemNetConfig:
 
     @classmethod
     def mattergen_base(cls, **kw) -> "GemNetConfig":
-        """MatterGen's released sizes (spec 2.2) with the gemnet-dT json scale constants."""
+        """MatterGen's released sizes with the gemnet-dT json scale constants.
+
+        See docs/spec/mattergen.md §2.2.
+        """
         base = dict(
             graph=GraphConfig(
                 cutoff=7.0,

@@ -1,10 +1,10 @@
 """GemNetT (MatterGen's GemNet-dT score trunk, with GemNetTCtrl's per-block adapters).
 
-Forward (spec section 2.5): bases on the periodic graph -> atom embedding merged with the time
-latent z -> edge embedding (+ edge/lattice-vector cosines) -> output & lattice block 0 -> for each
-block: adapters, interaction, output & lattice block i+1.  Returns Cartesian per-atom "forces"
-`[N, 3]` (= sum over incoming edges of F_e * V_e), the symmetric lattice score `[G, 3, 3]` and the
-final atom embeddings `[N, Da]`.
+Forward (docs/spec/mattergen.md §2.5): bases on the periodic graph -> atom embedding merged with
+the time latent z -> edge embedding (+ edge/lattice-vector cosines) -> output & lattice block 0 ->
+for each block: adapters, interaction, output & lattice block i+1.  Returns Cartesian per-atom
+"forces" `[N, 3]` (= sum over incoming edges of F_e * V_e), the symmetric lattice score `[G, 3, 3]`
+and the final atom embeddings `[N, Da]`.
 
 Param names mirror the torch state_dict under `gemnet.` (layout rules in
 `jaxdos.crystal.gemnet.layers`): `atom_emb/embeddings/embedding`, `atom_latent_emb/{kernel,bias}`,

@@ -6,16 +6,17 @@ state_dict path without `gemnet.` / `.scale_factor` in flax form, e.g.
 `int_blocks_0/trip_interaction/scale_rbf` <-
 `gemnet.int_blocks.0.trip_interaction.scale_rbf.scale_factor`.
 A missing key means 1.0: the untrained default, and MatterGen's own value for block 4 (the json
-has no TripInteraction_4 / AtomUpdate_4 / OutBlock_4 entries, spec section 2.6).  Fitting the
-scales (GemNet's AutomaticFit) is not implemented: the converter loads them, and the tiny preset
-trains from 1.0.
+has no TripInteraction_4 / AtomUpdate_4 / OutBlock_4 entries, docs/spec/mattergen.md §2.6).
+Fitting the scales (GemNet's AutomaticFit) is not implemented: the converter loads them, and the
+tiny preset trains from 1.0.
 """
 
 from collections.abc import Mapping
 
 __all__ = ["GEMNET_DT_JSON", "scales_from_json", "scale_paths"]
 
-# fairchem gemnet-dT "tri_gaussian128" values, as shipped with MatterGen (spec section 2.6).
+# fairchem gemnet-dT "tri_gaussian128" values, as shipped with MatterGen
+# (docs/spec/mattergen.md §2.6).
 GEMNET_DT_JSON: dict[str, float] = {
     "TripInteraction_1_had_rbf": 18.8736,
     "TripInteraction_1_sum_cbf": 7.99685,

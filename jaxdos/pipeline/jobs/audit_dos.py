@@ -18,7 +18,7 @@ import numpy as np
 from jaxdos.chunkstore import write_json
 from jaxdos.kernels.properties import within_tolerance
 from jaxdos.pipeline.writers import plot_nearest_grid
-from jaxdos.sampler.config import SamplingConfig
+from jaxdos.sampler.config import DOSSamplingConfig
 
 __all__ = ["AuditConfig", "SETTINGS", "run", "run_setting"]
 
@@ -86,7 +86,7 @@ def run_setting(values: dict, sampler, records, cfg: "AuditConfig"):
 
     params, model_config, dist = sampler.params, sampler.config, sampler.scale_distribution
     targets = Targets.of(**values)
-    sampling = cfg.sampling or SamplingConfig()
+    sampling = cfg.sampling or DOSSamplingConfig()
     n = cfg.samples
     variants = {}
     plan = [
@@ -194,7 +194,7 @@ class AuditConfig:
         budget_factor: rejection proposals = factor * samples (>= 1).
         batch_size: proposals per jitted batch.
         gamma: classifier-guidance strength of the guided variants.
-        sampling: Algorithm 2 settings (None: `SamplingConfig()`).
+        sampling: Algorithm 2 settings (None: `DOSSamplingConfig()`).
         seed: the seed of every variant.
         baseline_trials: subsets drawn for the unique-nearest self-baseline.
         checkpoint: a DOSSampler model directory (None: the embedded tiny model).
@@ -207,7 +207,7 @@ class AuditConfig:
     budget_factor: int = 200
     batch_size: int = 256
     gamma: float = 1.0
-    sampling: SamplingConfig | None = None
+    sampling: DOSSamplingConfig | None = None
     seed: int = 0
     baseline_trials: int = 20
     checkpoint: str | None = None

@@ -28,7 +28,7 @@ from jaxdos.pipeline.screening import (
     metric_intervals,
     unique_novel,
 )
-from jaxdos.sampler.config import SamplingConfig
+from jaxdos.sampler.config import DOSSamplingConfig
 from jaxdos.sampler.targets import Targets
 
 __all__ = ["MultiPropertyConfig", "SETTINGS", "run"]
@@ -145,7 +145,7 @@ def run(cfg: MultiPropertyConfig, out, *, resume: bool = False, force: bool = Fa
             Targets.of(**dict(zip(PROPERTY_NAMES, targets, strict=True))),
             accept=cfg.samples,
             proposals=cfg.proposals,
-            sampling_config=SamplingConfig(steps=cfg.dos_steps),
+            sampling_config=DOSSamplingConfig(steps=cfg.dos_steps),
             batch_size=cfg.dos_batch,
             seed=cfg.seed + 10 + i,
             out=folder,
@@ -188,7 +188,7 @@ def run(cfg: MultiPropertyConfig, out, *, resume: bool = False, force: bool = Fa
             Targets.of(band_gap=2.0),
             accept=cfg.samples,
             proposals=cfg.proposals,
-            sampling_config=SamplingConfig(steps=cfg.dos_steps),
+            sampling_config=DOSSamplingConfig(steps=cfg.dos_steps),
             batch_size=cfg.dos_batch,
             seed=cfg.seed + 10,
             out=rd.path / "dos_s2_x_x",

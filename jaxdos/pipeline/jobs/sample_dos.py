@@ -8,7 +8,7 @@ the targets and leaves `out/shard-NNN/` (chunks + manifest per process) and `out
 import dataclasses
 
 from jaxdos.pipeline.dos import AcceptedDOS, sample_dos
-from jaxdos.sampler.config import SamplingConfig
+from jaxdos.sampler.config import DOSSamplingConfig
 from jaxdos.sampler.rejection import RejectionConfig, merge
 from jaxdos.sampler.targets import Targets
 
@@ -26,7 +26,7 @@ class SampleDOSConfig:
         proposals: proposal budget (>= accept; None: 1000 * accept).
         batch_size: proposals per jitted batch (>= 1).
         gamma: classifier-guidance strength for the guided properties (0: none).
-        sampling: Algorithm 2 settings (None: `SamplingConfig()`).
+        sampling: Algorithm 2 settings (None: `DOSSamplingConfig()`).
         checkpoint: a sampler checkpoint folder (None: the embedded tiny model).
         devices: the first N local devices (None: all).
         flush_seconds: write a chunk at least this often (> 0), so a kill loses at most this much.
@@ -39,7 +39,7 @@ class SampleDOSConfig:
     proposals: int | None = None
     batch_size: int = 256
     gamma: float = 1.0
-    sampling: SamplingConfig | None = None
+    sampling: DOSSamplingConfig | None = None
     checkpoint: str | None = None
     devices: int | None = None
     flush_seconds: float = 60.0

@@ -20,7 +20,7 @@ from jaxdos.pipeline.dos import sample_dos
 from jaxdos.pipeline.rundir import RunDir
 from jaxdos.pipeline.screening import CrystalSettings, crystal_stage, unique_novel
 from jaxdos.pipeline.writers import plot_dos_pairs, write_structures
-from jaxdos.sampler.config import SamplingConfig
+from jaxdos.sampler.config import DOSSamplingConfig
 from jaxdos.sampler.targets import Targets, TCMType1, TCMType2
 
 __all__ = ["ScreenConfig", "TYPES", "run"]
@@ -95,7 +95,7 @@ def run(cfg: ScreenConfig, out, *, resume: bool = False, force: bool = False) ->
             resume=folder.exists(),
             devices=cfg.devices,
             batch_size=cfg.dos_batch,
-            sampling_config=SamplingConfig(steps=cfg.dos_steps),
+            sampling_config=DOSSamplingConfig(steps=cfg.dos_steps),
         )
         dos_seconds = time.perf_counter() - t0
         summary["types"][name] = {
