@@ -68,6 +68,18 @@ def crystal_settings(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in _CRYSTAL_FLAGS}
 
 
+def config_error(parser: argparse.ArgumentParser, err: ValueError):
+    """Exit with `err` as a one-line usage error, its leading config field ("cfg_scale: ...")
+    replaced by the flag that sets it ("--guidance: ...")."""
+    msg = str(err)
+    field, sep, rest = msg.partition(":")
+    for action in parser._actions:
+        if sep and action.dest == field.strip() and action.option_strings:
+            msg = f"{action.option_strings[-1]}:{rest}"
+            break
+    parser.error(msg)
+
+
 def add_sampling_flags(parser: argparse.ArgumentParser) -> None:
     """The DOSSampler's sampling options beside Algorithm 2 (`DOSSamplingConfig`); unset flags keep
     its defaults, which are Algorithm 2."""

@@ -15,6 +15,7 @@ given explicitly still win).
 
 import argparse
 
+from experiments import cli
 from jaxdos.pipeline.jobs.eval_crystal import EvalCrystalConfig, run
 from jaxdos.pipeline.realism import RealismConfig
 
@@ -55,7 +56,7 @@ def main(argv=None) -> None:
         realism = RealismConfig.quick(**given) if a.quick else RealismConfig(**given)
         report = run(EvalCrystalConfig(realism=realism, model=a.model), a.out)
     except ValueError as err:
-        p.error(str(err))
+        cli.config_error(p, err)
     print(report)
     print(f"results in {a.out}/ (summary.json, report.md)")
 

@@ -59,7 +59,7 @@ def main(argv=None) -> None:
         cli.start_multihost(a)
         tables = run(cfg, a.out, resume=a.resume, force=a.force)
     except ValueError as err:
-        p.error(str(err))
+        cli.config_error(p, err)
     if cli.is_main_process():
         for md in tables.values():
             tqdm.write(md)

@@ -64,7 +64,7 @@ def main(argv=None) -> None:
         cli.check_local_devices(cfg.devices)
         result = run(cfg, a.out, resume=a.resume, force=a.force)
     except ValueError as err:
-        p.error(str(err))
+        cli.config_error(p, err)
     if not cli.is_main_process():
         return
     tqdm.write(result["table"])

@@ -47,7 +47,7 @@ def main(argv=None) -> None:
         cli.start_multihost(a)
         result = run(cfg, a.out, resume=a.resume, force=a.force)
     except ValueError as err:
-        p.error(str(err))
+        cli.config_error(p, err)
     if cli.is_main_process():
         tqdm.write(result["table"])
 
