@@ -44,6 +44,12 @@ def main(argv=None) -> None:
     p.add_argument("--dos-steps", type=int, default=16, help="DOSSampler steps (paper: 128)")
     p.add_argument("--uncond", type=int, default=None, help="unconditional baseline crystals")
     p.add_argument("--dos-batch", type=int, default=128)
+    p.add_argument(
+        "--noise-length",
+        type=float,
+        default=0.0,
+        help="correlation length (bins) of the DOSSampler's draw noise (0: Algorithm 2)",
+    )
     cli.add_crystal_flags(p, ScreenConfig)
     p.add_argument("--devices", type=int, default=None, help="use the first N local devices")
     cli.add_run_flags(p, out="runs/tcm_screen")
@@ -56,6 +62,7 @@ def main(argv=None) -> None:
             dos_steps=a.dos_steps,
             uncond=a.uncond,
             dos_batch=a.dos_batch,
+            noise_length=a.noise_length,
             **cli.crystal_settings(a),
             seed=a.seed,
             devices=a.devices,

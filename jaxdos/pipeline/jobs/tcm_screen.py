@@ -38,6 +38,8 @@ class ScreenConfig(CrystalSettings):
         dos_steps: DOSSampler denoising steps (>= 1; the paper preset is 128).
         uncond: unconditional crystals for the baseline (default: as many as the pipeline makes).
         dos_batch: DOSSampler proposals per jitted batch.
+        noise_length: correlation length (bins) of the DOSSampler's draw noise; 0 is the paper's
+            Algorithm 2 (`DOSSamplingConfig.noise_length`, an option for smoother spectra).
         seed: the run seed.
         devices: devices for the DOSSampler (None: all).
     """
@@ -47,6 +49,7 @@ class ScreenConfig(CrystalSettings):
     dos_steps: int = 16
     uncond: int | None = None
     dos_batch: int = 128
+    noise_length: float = 0.0
     seed: int = 0
     devices: int | None = None
 
@@ -61,6 +64,11 @@ class ScreenConfig(CrystalSettings):
             raise ValueError(f"uncond: expected >= 1, got {self.uncond}")
         if self.devices is not None and self.devices < 1:
             raise ValueError(f"devices: expected >= 1, got {self.devices}")
+        self.dos_sampling()  # validates noise_length before any folder is made
+
+    def dos_sampling(self) -> DOSSamplingConfig:
+        """The DOSSampler's sampling settings of this screen."""
+        return DOSSamplingConfig(steps=self.dos_steps, noise_length=self.noise_length)
 
 
 def _pct(rate: stats.Estimate) -> str:
@@ -95,7 +103,7 @@ def run(cfg: ScreenConfig, out, *, resume: bool = False, force: bool = False) ->
             resume=folder.exists(),
             devices=cfg.devices,
             batch_size=cfg.dos_batch,
-            sampling_config=DOSSamplingConfig(steps=cfg.dos_steps),
+            sampling_config=cfg.dos_sampling(),
         )
         dos_seconds = time.perf_counter() - t0
         summary["types"][name] = {
