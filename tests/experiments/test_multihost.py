@@ -26,17 +26,17 @@ JAX_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
         (
             ["--coordinator", "localhost", "--num-processes", "2", "--process-id", "0"],
             {},
-            "coordinator: expected 'host:port'",
+            "--coordinator: expected 'host:port'",
         ),
         (
             ["--coordinator", "127.0.0.1:1", "--num-processes", "0", "--process-id", "0"],
             {},
-            "num_processes: expected >= 1",
+            "--num-processes: expected >= 1",
         ),
         (
             ["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "2"],
             {},
-            "process_id: expected in [0, 2)",
+            "--process-id: expected in [0, 2)",
         ),
         (["--process-id", "one"], {}, "--process-id: invalid int value"),
     ],
