@@ -95,11 +95,11 @@ def test_world_crystals_as_generated_score_as_the_world(world, monkeypatch, tmp_
     [
         (["--samples", "0"], "samples"),
         (["--pairs", "1"], "pairs"),
-        (["--gamma", "nan"], "cfg_scale"),
-        (["--tcm-dos-per", "0"], "tcm_dos_per"),
+        (["--gamma", "nan"], "--gamma"),
+        (["--tcm-dos-per", "0"], "--tcm-dos-per"),
         (["--model", "/nonexistent"], "model"),
         (["--pairs", "101"], "pairs: at most 100"),
-        (["--quick", "--tcm-dos", "999"], "tcm_dos: at most"),
+        (["--quick", "--tcm-dos", "999"], "--tcm-dos: at most"),
     ],
 )
 def test_bad_flags_fail_with_one_line(flags, field, tmp_path, capsys):
