@@ -15,6 +15,7 @@ import pytest
 
 from experiments import multi_property, te_translation
 from jaxdos.kernels.pairing import METRIC_ROWS
+from jaxdos.pipeline.jobs import multi_property as multi_property_job
 
 CRYSTAL_FLAGS = ["--steps", "2", "--corrector-steps", "0", "--crystal-batch", "1"]
 
@@ -173,12 +174,14 @@ def test_multi_property_end_to_end_sweep_and_resume(tmp_path, capsys):
     # Table 1: the two baselines, then each setting that accepted a DOS, then its derived row.
     header, rows = read_csv(out / "table1.csv")
     assert header[0] == "conditioning" and header[-2:] == ["valid", "U.N."] and len(header) == 9
-    ran = [t for t in multi_property.SETTINGS if (out / "stages" / f"crystals_{tag(t)}").exists()]
+    ran = [
+        t for t in multi_property_job.SETTINGS if (out / "stages" / f"crystals_{tag(t)}").exists()
+    ]
     expected = [("unconditional", (2.0, 1.5, 2.0)), ("reference DOS", (2.0, 1.5, 2.0))]
-    expected += [(multi_property._label(t), t) for t in ran]
+    expected += [(multi_property_job._label(t), t) for t in ran]
     expected += [
-        (multi_property._label(d) + " (derived)", d)
-        for t, d in multi_property.DERIVED.items()
+        (multi_property_job._label(d) + " (derived)", d)
+        for t, d in multi_property_job.DERIVED.items()
         if t in ran
     ]
     assert [r[0] for r in rows] == [label for label, _ in expected]
@@ -230,11 +233,11 @@ def test_multi_property_end_to_end_sweep_and_resume(tmp_path, capsys):
 
     # Killed while sampling the last setting's DOS (its shard folder exists, no chunk yet) and,
     # independently, in the middle of the last sweep stage; the tables were never written.
-    last = out / f"dos_{tag(multi_property.SETTINGS[-1])}"
+    last = out / f"dos_{tag(multi_property_job.SETTINGS[-1])}"
     shutil.rmtree(last)
     (last / "shard-000").mkdir(parents=True)
     shutil.rmtree(
-        out / "stages" / f"crystals_{tag(multi_property.SETTINGS[-1])}", ignore_errors=True
+        out / "stages" / f"crystals_{tag(multi_property_job.SETTINGS[-1])}", ignore_errors=True
     )
     sorted((out / "stages" / "sweep_2").glob("chunk-*.npz"))[-1].unlink()
     for name in (*tables, "table1.md", "table3.md", "table11.md"):
