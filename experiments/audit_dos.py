@@ -30,7 +30,6 @@ __all__ = ["main", "SETTINGS"]
 
 def main(argv=None):
     ap = argparse.ArgumentParser(
-        prog="python -m experiments.audit_dos",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -145,5 +145,9 @@ def run(args) -> Path:
     return out
 
 
+def main(argv=None) -> None:
+    run(parse(argv))
+
+
 if __name__ == "__main__":
-    run(parse())
+    main()

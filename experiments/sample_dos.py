@@ -54,7 +54,6 @@ def build_targets(args):
 
 def _parser():
     ap = argparse.ArgumentParser(
-        prog="python -m experiments.sample_dos",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
