@@ -29,7 +29,6 @@ from jaxdos.typing import PyTree
 __all__ = [
     "KIND",
     "DEFAULT_DIR",
-    "CPU_SAMPLING_STEPS",
     "CDOSGenModel",
     "save_model",
     "load_default",
@@ -38,7 +37,6 @@ __all__ = [
 
 KIND = "cdosgen"
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "assets" / "crystal_tiny"
-CPU_SAMPLING_STEPS = 100  # documented CPU default for the end-to-end pipeline (paper: 1000)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, eq=False)  # eq=False: arrays do not compare

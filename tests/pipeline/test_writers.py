@@ -1,5 +1,5 @@
 """The pipeline's writers: a stage's CIF + extxyz files read back, and the markdown + CSV tables
-(`write_outputs` is tested beside the batch it writes, in tests/crystal/test_crystal_io.py)."""
+(`write_outputs` is tested beside the batch it writes, in tests/pipeline/test_write_outputs.py)."""
 
 import numpy as np
 from pymatgen.core import Structure
