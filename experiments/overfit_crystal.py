@@ -1,7 +1,7 @@
 """Issue 12's overfit bisection: memorise a few world crystals, then regenerate them field by field.
 
     python -m experiments.overfit_crystal --out runs/overfit [--crystals 16] [--steps 3000]
-        [--sampling-steps 100] [--time-scale 1] [--pos-sigma-ref S0] [--pos-weight 0.1]
+        [--sampling-steps 100] [--lr 1e-3] [--cosine] [--time-scale 1] [--pos-sigma-ref S0] [--pos-weight 0.1]
         [--type-ce 0.01] [--model DIR]
 
 Trains a tiny unconditional CDOSGen on the first `--crystals` world training crystals with at most
@@ -47,6 +47,9 @@ def parse(argv=None):
     p.add_argument("--crystals", type=int, default=16)
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument(
+        "--cosine", action="store_true", help="cosine-decay the lr to 1 %% over --steps"
+    )
     p.add_argument("--sampling-steps", type=int, default=100)
     add_lever_flags(p)
     p.add_argument("--model", type=Path, default=None, help="a trained model dir (skip training)")
@@ -68,7 +71,12 @@ def train(args, targets):
     params = jax.jit(model.init)(jax.random.key(0), batch.crystal, jnp.full(g, 0.5))
     params = {"params": params["params"]}
     loss = LossConfig(mode=Pretrain(), diffusion=diffusion, weights=weights)
-    tcfg = crystal_train_config(steps=args.steps, learning_rate=args.lr)
+    tcfg = crystal_train_config(
+        steps=args.steps,
+        learning_rate=args.lr,
+        decay_steps=args.steps if args.cosine else None,
+        final_lr_fraction=0.01,
+    )
     step = RegrowingStep(presize_graph(model, batch, loss), loss, tcfg)
     state = init_train_state(params, make_optimizer(tcfg), tcfg)
     key = jax.random.key(1)
