@@ -3,7 +3,8 @@
     python -m experiments.bench_sampler [--quick] [--out results/bench_sampler.json]
 
 For each (preset, batch size) it times a whole jitted trajectory (`sampling.sample`, N steps) with
-classifier guidance and, in the same run, the unguided trajectory as the baseline; the guidance
+classifier guidance and, in the same run, the unguided trajectory as the baseline (alternating
+rounds, medians: `benchio.alternate`, `--rounds`); the guidance
 share of step time is 1 - t_unguided / t_guided. Random-init weights (timing does not depend on
 them). MFU = model FLOP/s / peak, where the peak is measured in the same run as the best float32
 matmul throughput of this device (so on CPU it is "fraction of achievable matmul throughput").
@@ -52,26 +53,31 @@ def matmul_peak(n: int = 1024, reps: int = 5) -> float:
     return 2 * n**3 / best
 
 
-def time_sampler(params, cfg, scfg, guidance, batch, reps):
+def sampler_fn(params, cfg, scfg, guidance, batch):
+    """A blocking whole-trajectory call (a fresh key each call), compiled on its first call."""
     scale = jnp.ones((batch,))
-    run = lambda k: sample(
-        params, jax.random.key(k), scale, model_config=cfg, sampling_config=scfg, guidance=guidance
-    )
-    run(0).block_until_ready()  # compile
-    best = float("inf")
-    for r in range(reps):
-        t0 = time.perf_counter()
-        run(r + 1).block_until_ready()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    calls = iter(range(1 << 30))
+
+    def run():
+        key = jax.random.key(next(calls))
+        out = sample(params, key, scale, model_config=cfg, sampling_config=scfg, guidance=guidance)
+        out.block_until_ready()
+
+    return run
 
 
-def bench(preset: str, batch: int, steps: int, correctors: int, reps: int, peak: float) -> dict:
+def bench(preset: str, batch: int, steps: int, correctors: int, rounds: int, peak: float) -> dict:
     cfg = getattr(ModelConfig, preset)()
     params = init_sampler_params(jax.random.key(0), cfg)
     scfg = DOSSamplingConfig(steps=steps, corrector_steps=correctors)
-    t_guided = time_sampler(params, cfg, scfg, GUIDE, batch, reps)
-    t_plain = time_sampler(params, cfg, scfg, NoGuidance(), batch, reps)
+    timed = benchio.alternate(
+        {
+            "guided": sampler_fn(params, cfg, scfg, GUIDE, batch),
+            "unguided": sampler_fn(params, cfg, scfg, NoGuidance(), batch),
+        },
+        rounds,
+    )
+    t_guided, t_plain = timed["guided"]["median_s"], timed["unguided"]["median_s"]
     nfe = steps + (steps - 1) * correctors
     flops = batch * nfe * flops_per_nfe(cfg, guided=True)
     return {
@@ -83,6 +89,8 @@ def bench(preset: str, batch: int, steps: int, correctors: int, reps: int, peak:
         "bf16": cfg.bf16,
         "guided_s": t_guided,
         "unguided_s": t_plain,
+        "guided_spread": timed["guided"]["spread"],
+        "unguided_spread": timed["unguided"]["spread"],
         "guided_candidates_per_s": batch / t_guided,
         "unguided_candidates_per_s": batch / t_plain,
         "guidance_share": 1.0 - t_plain / t_guided,
@@ -97,22 +105,23 @@ def main(argv=None):
     p = benchio.parser(
         __doc__, quick="< 1 minute on CPU (few steps, small B)", out="results/bench_sampler.json"
     )
+    p.add_argument("--rounds", type=int, default=5, help="alternating timing rounds (>= 1)")
     args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error(f"--rounds: expected >= 1, got {args.rounds}")
     if args.quick:
         plan = [("tiny", 4, 4, 1), ("tiny", 16, 4, 1), ("paper", 2, 2, 0)]
-        reps = 2
     else:
         plan = [("tiny", b, 32, 1) for b in (8, 32, 128)] + [("paper", b, 8, 1) for b in (4, 16)]
-        reps = 3
     peak = matmul_peak()
     rows = []
     for preset, batch, steps, corr in plan:
-        row = bench(preset, batch, steps, corr, reps, peak)
+        row = bench(preset, batch, steps, corr, args.rounds, peak)
         rows.append(row)
         benchio.summary(
             f"{preset:5s} B={batch:4d} N={steps} K={corr}: guided "
             f"{row['guided_candidates_per_s']:.2f}"
-            f" cand/s vs unguided {row['unguided_candidates_per_s']:.2f} (ratio "
+            f" cand/s (spread {row['guided_spread']:.0%}) vs unguided {row['unguided_candidates_per_s']:.2f} (ratio "
             f"{row['guided_candidates_per_s'] / row['unguided_candidates_per_s']:.2f}), guidance "
             f"share {100 * row['guidance_share']:.0f}%, MFU {100 * row['mfu']:.1f}% of "
             f"{row['peak_gflops']:.0f} GFLOP/s measured matmul peak"

@@ -4,8 +4,10 @@
 
 Same weights (the JAX params converted with `experiments.reference.torch_sampler`), same
 configuration: guided Algorithm 2 with two property targets, N predictor steps, no corrector,
-float32 with matmul precision "highest" on both sides, batch B. One line per configuration:
-candidates/s of each implementation and the JAX/torch-eager ratio; JSON to --out.
+float32 with matmul precision "highest" on both sides, batch B. The sides run in alternating
+rounds (`benchio.alternate`, `--rounds`, default 5); each reports its median and spread, and the
+ratio is of the medians. One line per configuration; the JSON (--out) holds the machine record
+(`benchio.write_json`: CPU, versions, command, load before and after, quiet or not).
 """
 
 import time
@@ -45,16 +47,7 @@ def torch_sample(net, reg, stats, log_scale, steps, t_min, gen):
     return tokens
 
 
-def _best(fn, reps):
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def run(cfg: ModelConfig, batch: int, steps: int, reps: int, try_compile: bool) -> dict:
+def run(cfg: ModelConfig, batch: int, steps: int, rounds: int, try_compile: bool) -> dict:
     k1, k2 = jax.random.split(jax.random.key(0))
     params = SamplerParams(
         jax.jit(lambda k: init_params(k, cfg))(k1),
@@ -74,7 +67,6 @@ def run(cfg: ModelConfig, batch: int, steps: int, reps: int, try_compile: bool) 
     t0 = time.perf_counter()
     jax_run()
     compile_s = time.perf_counter() - t0
-    jax_s = _best(jax_run, reps)
 
     torch.set_float32_matmul_precision("highest")
     net, reg = (
@@ -87,18 +79,16 @@ def run(cfg: ModelConfig, batch: int, steps: int, reps: int, try_compile: bool) 
     stats = (torch.tensor([1.0, 0.3, 2.0]), torch.tensor([0.8, 0.2, 1.5]))
     log_scale = torch.zeros(batch)
     gen = torch.Generator().manual_seed(0)
-    eager = lambda: torch_sample(net, reg, stats, log_scale, steps, scfg.t_min, gen)
-    eager()  # warm-up (allocator, thread pool)
-    torch_s = _best(eager, reps)
+    sides = {
+        "jax_jit": jax_run,
+        "torch_eager": lambda: torch_sample(net, reg, stats, log_scale, steps, scfg.t_min, gen),
+    }
     row = {
         "model": {"layers": cfg.num_layers, "width": cfg.width},
         "batch": batch,
         "steps": steps,
         "guidance": "2 targets",
-        "jax_jit_cands_per_s": batch / jax_s,
         "jax_compile_s": compile_s,
-        "torch_eager_cands_per_s": batch / torch_s,
-        "ratio_jax_over_torch_eager": torch_s / jax_s,
         "torch_threads": torch.get_num_threads(),
     }
     if try_compile:
@@ -107,9 +97,15 @@ def run(cfg: ModelConfig, batch: int, steps: int, reps: int, try_compile: bool) 
             cnet.embedding_matrix = net.embedding_matrix
             compiled = lambda: torch_sample(cnet, reg, stats, log_scale, steps, scfg.t_min, gen)
             compiled()
-            row["torch_compile_cands_per_s"] = batch / _best(compiled, reps)
+            sides["torch_compile"] = compiled
         except Exception as e:  # torch.compile needs a working C++ toolchain on CPU
             row["torch_compile_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+    timed = benchio.alternate(sides, rounds)
+    for name, t in timed.items():
+        row[f"{name}_cands_per_s"] = batch / t["median_s"]
+        row[f"{name}_spread"] = t["spread"]
+        row[f"{name}_times_s"] = t["times_s"]
+    row["ratio_jax_over_torch_eager"] = timed["torch_eager"]["median_s"] / timed["jax_jit"]["median_s"]
     return row
 
 
@@ -120,14 +116,17 @@ def main(argv=None):
         out="results/bench_sampler_vs_torch.json",
     )
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating timing rounds (>= 1)")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error(f"--rounds: expected >= 1, got {args.rounds}")
     if args.quick:
-        configs = [(ModelConfig.tiny(num_layers=2, width=64, cond_dim=32), 4, 4, 2)]
+        configs = [(ModelConfig.tiny(num_layers=2, width=64, cond_dim=32), 4, 4)]
     else:
-        configs = [(ModelConfig.tiny(), 16, 16, 1)]  # ~4 min on a loaded 2-core VM
+        configs = [(ModelConfig.tiny(), 16, 16)]
     rows = []
-    for cfg, batch, steps, reps in configs:
-        row = run(cfg, batch, steps, reps, args.compile)
+    for cfg, batch, steps in configs:
+        row = run(cfg, batch, steps, args.rounds, args.compile)
         rows.append(row)
         extra = (
             f", torch.compile {row['torch_compile_cands_per_s']:.2f}/s"
@@ -136,9 +135,10 @@ def main(argv=None):
         )
         benchio.summary(
             f"DOSSampler {cfg.num_layers}x{cfg.width} B={batch} N={steps} guided: "
-            f"JAX jit {row['jax_jit_cands_per_s']:.2f} cand/s vs torch eager "
-            f"{row['torch_eager_cands_per_s']:.2f} cand/s = "
-            f"{row['ratio_jax_over_torch_eager']:.2f}x{extra}"
+            f"JAX jit {row['jax_jit_cands_per_s']:.2f} cand/s (spread "
+            f"{row['jax_jit_spread']:.0%}) vs torch eager {row['torch_eager_cands_per_s']:.2f} "
+            f"cand/s (spread {row['torch_eager_spread']:.0%}) = "
+            f"{row['ratio_jax_over_torch_eager']:.2f}x (medians of {args.rounds}){extra}"
         )
     benchio.write_json(args.out, {"device": benchio.device_kind(), "rows": rows})
     return rows
