@@ -18,7 +18,7 @@ import numpy as np
 
 from jaxdos.crystal.batch import DosCondition
 from jaxdos.crystal.denoiser import GemNetTDenoiser
-from jaxdos.crystal.diffusion.guidance import ClassifierFree, NoGuidance
+from jaxdos.crystal.diffusion.guidance import ClassifierFree, GradientGuidance, NoGuidance
 from jaxdos.crystal.diffusion.losses import ScoreFn, ScoreWithDiagnostics
 from jaxdos.crystal.diffusion.num_atoms import (
     ALEX_MP_20,
@@ -87,6 +87,7 @@ def generate(
     distribution: NumAtomsDistribution = ALEX_MP_20,
     max_atoms: int = 100,
     atom_budget: int | None = None,
+    guide_params: PyTree = None,
 ) -> Generated:
     """Sample crystals with the predictor-corrector sampler.
 
@@ -101,6 +102,7 @@ def generate(
         distribution: the training distribution of `num_atoms`.
         max_atoms: largest allowed atoms per crystal.
         atom_budget: padded atom slots (default: a power-of-two bucket).
+        guide_params: parameters of a `GradientGuidance` loss (e.g. a DOS predictor's).
 
     Raises:
         ValueError: on any invalid argument (named in the message).
@@ -115,25 +117,33 @@ def generate(
     n = check_num_atoms(num_atoms, max_atoms)
     cond = None
     requested = config
-    if isinstance(config.guidance, NoGuidance):
+    guidance = config.guidance
+    base = guidance.base if isinstance(guidance, GradientGuidance) else guidance
+
+    def with_base(new_base):
+        if isinstance(guidance, GradientGuidance):
+            return dataclasses.replace(guidance, base=new_base)
+        return new_base
+
+    if isinstance(base, NoGuidance):
         if dos is not None:
             raise ValueError(
                 "dos: given with guidance=NoGuidance(), which would ignore it; use "
                 "guidance=ClassifierFree(cfg_scale=...) (cfg_scale=0 is unconditional)"
             )
-    elif isinstance(config.guidance, ClassifierFree):
+    elif isinstance(base, ClassifierFree):
         if dos is None:
             raise ValueError("dos: ClassifierFree guidance needs a conditioning DOS, got None")
         dos = check_condition_dos(dos, n.size)
-        if config.guidance.cfg_scale == 0.0:
+        if base.cfg_scale == 0.0:
             # cfg_scale = 0 is exactly unconditional (MatterGen computes only that score): share the
             # unconditional compilation.
-            config = dataclasses.replace(config, guidance=NoGuidance())
+            config = dataclasses.replace(config, guidance=with_base(NoGuidance()))
         else:
             cond = DosCondition(dos=dos, use_cond=np.ones(n.size, bool))
     batch = prior_batch(n, atom_budget)
     state = init_state(k_init, batch, config)
-    out = make_sampler(score_fn, config)(params, state, cond)
+    out = make_sampler(score_fn, config)(params, state, cond, guide_params)
     host = CrystalBatch(*(np.asarray(x) for x in out.batch))
     stats = None if out.stats is None else jax.device_get(out.stats)
     return Generated(host, dos, requested, bool(out.overflow), stats)
@@ -176,6 +186,7 @@ def generate_with_model(
             m = model.clone(config=dataclasses.replace(model.config, graph=graph))
         gen = generate(denoiser_score_fn(m), params, **kwargs)
         cfg = gen.config.guidance
+        cfg = cfg.base if isinstance(cfg, GradientGuidance) else cfg
         # Classifier-free guidance runs the network on the batch twice (conditional + not).
         doubled = isinstance(cfg, ClassifierFree) and cfg.cfg_scale != 0.0
         return (gen, m), gen.overflow, gen.stats, gen.batch.num_nodes * (2 if doubled else 1)

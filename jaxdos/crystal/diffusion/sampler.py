@@ -23,7 +23,14 @@ import numpy as np
 from jaxdos.crystal.batch import NUM_TYPE_CLASSES, DosCondition
 from jaxdos.crystal.diffusion import d3pm, lattice, wrapped_normal
 from jaxdos.crystal.diffusion.corruption import DiffusionConfig
-from jaxdos.crystal.diffusion.guidance import Guidance, NoGuidance, guided_score
+from jaxdos.crystal.diffusion.guidance import (
+    GradientGuidance,
+    Guidance,
+    NoGuidance,
+    apply_gradient_guidance,
+    denoised_estimate,
+    guided_score,
+)
 from jaxdos.crystal.diffusion.losses import ScoreFn, split_diagnostics
 from jaxdos.structures import ALLOWED_Z, MAX_Z, CrystalBatch, is_allowed
 from jaxdos.typing import Array, PRNGKey, PyTree
@@ -54,7 +61,8 @@ class CrystalSamplingConfig:
         snr_cell: Langevin signal-to-noise ratio for the lattice.
         max_step_size: clip of the Langevin step size.
         corrector_steps: corrector iterations per step (0 disables the corrector).
-        guidance: `NoGuidance()` or `ClassifierFree(cfg_scale=...)`.
+        guidance: `NoGuidance()`, `ClassifierFree(cfg_scale=...)` or `GradientGuidance(...)`
+            (its parameters go to the sampler's `guide_params`).
         allowed_elements: Z values the type logits may produce (others and the mask get -1e10).
         diffusion: the forward processes (only pos and cell settings are used here).
     """
@@ -82,7 +90,8 @@ class CrystalSamplingConfig:
             raise ValueError(f"allowed_elements: expected a non-empty tuple of Z in 1..{MAX_Z}")
         if not isinstance(self.guidance, Guidance):
             raise ValueError(
-                f"guidance: expected NoGuidance or ClassifierFree, got {self.guidance}"
+                "guidance: expected NoGuidance, ClassifierFree or GradientGuidance, got "
+                f"{self.guidance}"
             )
 
 
@@ -138,7 +147,7 @@ def _graph_mean_norm(v: Array, graph_mask: Array) -> Array:
     return jnp.sum(jnp.sqrt(jnp.sum(v**2, (-1, -2))) * w) / jnp.maximum(jnp.sum(w), 1.0)
 
 
-def _step(score_fn, config, bias, params, cond, state: SamplerState) -> SamplerState:
+def _step(score_fn, config, bias, params, cond, guide_params, state: SamplerState) -> SamplerState:
     b = state.batch
     s_total = config.steps
     i = state.step
@@ -166,7 +175,15 @@ def _step(score_fn, config, bias, params, cond, state: SamplerState) -> SamplerS
         diag[0] = diag[0] | overflow
         if stats is not None:
             diag[1] = jax.tree.map(jnp.maximum, diag[1], stats)
-        return out.frac / sig_t[:, None], out.lattice / std_t[:, None, None], out.type_logits
+        sp, sc, logits = out.frac / sig_t[:, None], out.lattice / std_t[:, None, None], out.type_logits
+        if isinstance(config.guidance, GradientGuidance):
+            a_t = lattice.alpha(t, dcfg.cell)
+            probs = jax.nn.softmax(logits + bias, axis=-1)
+            est = denoised_estimate(batch, sp, sc, probs, sig_t, a_t, std_t, mu)
+            sp, sc, logits = apply_gradient_guidance(
+                config.guidance, guide_params, est, sp, sc, logits, a_t
+            )
+        return sp, sc, logits
 
     # 1. Langevin corrector (pos: alpha = 1; cell: alpha = abar(t) / abar(s), abar = alpha^2).
     a_corr = (lattice.alpha(t, dcfg.cell) / lattice.alpha(s, dcfg.cell)) ** 2
@@ -229,7 +246,8 @@ def _step(score_fn, config, bias, params, cond, state: SamplerState) -> SamplerS
 
 @functools.lru_cache(maxsize=32)
 def make_sampler(score_fn: ScoreFn, config: CrystalSamplingConfig):
-    """The jitted full trajectory `run(params, state, cond) -> state` (state donated).
+    """The jitted full trajectory `run(params, state, cond, guide_params=None) -> state` (state
+    donated; `guide_params` are the parameters of a `GradientGuidance` loss).
 
     Runs all `steps` steps as one `lax.scan`, so `state` must come fresh from `init_state`.
     Cached per (score_fn, config) so repeated calls reuse the compilation (one compile per
@@ -237,7 +255,9 @@ def make_sampler(score_fn: ScoreFn, config: CrystalSamplingConfig):
     """
     bias = element_logit_bias(config.allowed_elements)
 
-    def run(params: PyTree, state: SamplerState, cond: DosCondition | None) -> SamplerState:
+    def run(
+        params: PyTree, state: SamplerState, cond: DosCondition | None, guide_params=None
+    ) -> SamplerState:
         # The diagnostics' structure is only known from the score function: start from zeros.
         probe = jax.eval_shape(
             lambda: guided_score(
@@ -255,7 +275,7 @@ def make_sampler(score_fn: ScoreFn, config: CrystalSamplingConfig):
             state = state._replace(stats=jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), stats))
 
         def body(st, _):
-            return _step(score_fn, config, bias, params, cond, st), None
+            return _step(score_fn, config, bias, params, cond, guide_params, st), None
 
         state, _ = jax.lax.scan(body, state, None, length=config.steps)
         return state
