@@ -49,6 +49,12 @@ def add_lever_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--width", type=int, default=64, help="GemNet atom/edge width (tiny: 64)")
     p.add_argument("--blocks", type=int, default=2, help="GemNet interaction blocks (tiny: 2)")
+    p.add_argument(
+        "--frac-fourier",
+        type=int,
+        default=0,
+        help="K fractional-offset Fourier edge features, zero-initialised (0 = MatterGen)",
+    )
 
 
 def lever_configs(args) -> tuple[GemNetConfig, DiffusionConfig, LossWeights]:
@@ -60,6 +66,7 @@ def lever_configs(args) -> tuple[GemNetConfig, DiffusionConfig, LossWeights]:
         emb_size_atom=args.width,
         emb_size_edge=args.width,
         latent_dim=args.width,
+        frac_fourier=args.frac_fourier,
     )
     diffusion = DiffusionConfig(types=D3PMConfig(hybrid_coeff=args.type_ce))
     return config, diffusion, LossWeights(pos=args.pos_weight)

@@ -329,3 +329,40 @@ def test_time_scale_and_position_preconditioning(setup):
         dataclasses.replace(COND, time_scale=0.0)
     with pytest.raises(ValueError, match="pos_sigma_ref"):
         dataclasses.replace(COND, pos_sigma_ref=-1.0)
+
+
+def test_frac_fourier_features_start_at_zero_and_see_only_fractional_offsets(setup):
+    """frac_fourier adds a zero-initialised layer: with the base params plus that layer at zero
+    the outputs are the base model's bit for bit; with it perturbed they change, and stay
+    invariant to integer shifts of any atom's fractional coordinates (a periodic image)."""
+    b, p = setup["batch"], setup["params"]
+    cfg = dataclasses.replace(COND, frac_fourier=2)
+    m = GemNetTDenoiser(cfg)
+    fresh = m.init(jax.random.key(3), b, T)["params"]
+    assert not np.any(np.asarray(fresh["gemnet"]["frac_fourier_emb"]["kernel"]))
+    params = {"params": {**p["params"], "gemnet": {**p["params"]["gemnet"]}}}
+    params["params"]["gemnet"]["frac_fourier_emb"] = fresh["gemnet"]["frac_fourier_emb"]
+
+    def out(prm, batch):
+        res = m.apply(prm, batch, T, setup["cond"], setup["props"], mutable=["d"])[0]
+        return jax.device_get(res)
+
+    ref = jax.device_get(
+        GemNetTDenoiser(COND).apply(p, b, T, setup["cond"], setup["props"], mutable=["d"])[0]
+    )
+    got = out(params, b)
+    for f in ref._fields:
+        np.testing.assert_array_equal(getattr(got, f), getattr(ref, f))
+
+    emb = params["params"]["gemnet"]["frac_fourier_emb"]
+    kernel = 0.3 * jax.random.normal(jax.random.key(4), emb["kernel"].shape)
+    params["params"]["gemnet"]["frac_fourier_emb"] = {**emb, "kernel": kernel}
+    moved = out(params, b)
+    assert np.abs(moved.frac - ref.frac).max() > 1e-4
+    shift = np.zeros(b.frac_coords.shape, np.float32)
+    shift[1] = [1.0, -1.0, 0.0]  # the same crystal, one atom written in a neighbouring cell
+    shifted = out(params, b._replace(frac_coords=b.frac_coords + shift))
+    for f in ref._fields:
+        np.testing.assert_allclose(getattr(shifted, f), getattr(moved, f), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="frac_fourier"):
+        dataclasses.replace(COND, frac_fourier=-1)

@@ -54,6 +54,12 @@ class GemNetConfig:
             coordinate noise of the atom: at small noise the network then outputs the
             displacement towards the clean crystal in units of s0 (independent of t) instead of
             a gain of 1 / sigma that must be learned from t.
+        frac_fourier: K > 0 adds sin / cos(2 pi k df), k = 1..K, of each edge's fractional
+            offset df to the edge embedding through a zero-initialised linear layer (0 =
+            MatterGen). The noisy lattice hides the fractional structure from Cartesian
+            features at mid noise (docs/results.md, "looking for the fault"); these features
+            are independent of the lattice and the same for every periodic image. Zero-init keeps
+            a converted MatterGen model's outputs unchanged until training moves it.
     """
 
     num_blocks: int = 4
@@ -78,11 +84,12 @@ class GemNetConfig:
     num_type_classes: int = 101
     time_scale: float = 1.0
     pos_sigma_ref: float | None = None
+    frac_fourier: int = 0
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if type(v) is int and f.name != "dos_dim" and v < 1:
+            if type(v) is int and f.name not in ("dos_dim", "frac_fourier") and v < 1:
                 raise ValueError(f"GemNetConfig.{f.name} must be >= 1, got {v}")
         if self.num_spherical < 2 or self.num_radial < 2:
             raise ValueError("GemNetConfig.num_spherical and num_radial must be >= 2")
@@ -98,6 +105,8 @@ class GemNetConfig:
             raise ValueError(
                 f"GemNetConfig.pos_sigma_ref must be None or > 0, got {self.pos_sigma_ref}"
             )
+        if not 0 <= self.frac_fourier <= 16:
+            raise ValueError(f"GemNetConfig.frac_fourier must be 0..16, got {self.frac_fourier}")
         names = [p.name for p in self.properties]
         if len(set(names)) != len(names):
             raise ValueError(f"GemNetConfig.properties has duplicate names: {names}")

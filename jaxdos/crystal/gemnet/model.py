@@ -47,6 +47,17 @@ def _cosine(a: Array, b: Array, eps: float = 1e-8) -> Array:
     return jnp.sum(a * b, axis=-1) / (na * nb)
 
 
+def _frac_fourier_embedding(cfg, batch: CrystalBatch, graph: PeriodicGraph) -> Array:
+    """`[E, D_edge]` zero-initialised projection of sin / cos(2 pi k df) (config.frac_fourier)."""
+    df = batch.frac_coords[graph.idx_s] - batch.frac_coords[graph.idx_t]  # image-independent
+    k = jnp.arange(1, cfg.frac_fourier + 1, dtype=df.dtype)
+    phase = 2 * jnp.pi * df[:, :, None] * k  # [E, 3, K]
+    feats = jnp.concatenate([jnp.sin(phase), jnp.cos(phase)], axis=-1).reshape(df.shape[0], -1)
+    return nn.Dense(cfg.emb_size_edge, kernel_init=nn.initializers.zeros, name="frac_fourier_emb")(
+        feats
+    )
+
+
 class GemNetT(nn.Module):
     """The GemNet-dT trunk; `adapter_names` lists the properties with adapter stacks (Ctrl)."""
 
@@ -83,6 +94,8 @@ class GemNetT(nn.Module):
         m = jnp.concatenate([m, cosines], axis=-1)
         m = TorchLinear(cfg.emb_size_edge, name="angle_edge_emb_0")(m)
         m = TorchLinear(cfg.emb_size_edge, name="angle_edge_emb_2")(jax.nn.relu(m))
+        if cfg.frac_fourier:
+            m = m + _frac_fourier_embedding(cfg, batch, graph)
         m = m * emask[:, None]
 
         rbf3 = Dense(cfg.emb_size_rbf, name="mlp_rbf3")(rbf)
