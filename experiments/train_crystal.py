@@ -27,12 +27,12 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from experiments.cli import config_error
 from jaxdos.crystal.checkpoint import DEFAULT_DIR
 from jaxdos.crystal.denoiser import GemNetConfig
 from jaxdos.crystal.diffusion.corruption import DiffusionConfig
 from jaxdos.crystal.diffusion.d3pm import D3PMConfig
 from jaxdos.crystal.diffusion.losses import LossWeights
-from experiments.cli import config_error
 from jaxdos.crystal.fit import (
     CrystalFitConfig,
     crystal_train_config,
