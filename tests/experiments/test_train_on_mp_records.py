@@ -34,6 +34,7 @@ def test_load_mp_keeps_every_file(mp_records):
     assert len(records) == 12 and header["meta"]["stages"]["all"] == 12
 
 
+@pytest.mark.slow  # ~70 s on 2 busy CPU cores (diffusion, regressor and eval compiles)
 def test_train_sampler_on_mp_records(mp_records, tmp_path):
     argv = ["train-sampler", "--records", str(mp_records), "--steps", "2",
             "--regressor-steps", "2", "--batch-size", "4", "--warmup", "1", "--eval-every", "100",
