@@ -346,9 +346,11 @@ def _network(config: CrystalFitConfig, base: GemNetConfig | None) -> GemNetConfi
 
 
 def initial_model(config: CrystalFitConfig, budgets, train: Records):
-    """(model, params) of a resolved config (`CrystalFitConfig.resolved`): fresh, or a
+    """(model, params) of a stage (`CrystalFitConfig.resolved` fills `model`): fresh, or a
     conditional model merged with its init (MatterGen's fine-tune init: the base weights; with
     the zero-initialised mix-ins the conditional model starts equal to the base, paper eq. 4)."""
+    if config.model is None or config.diffusion is None:
+        config = config.resolved()
     base = None if config.init is None else CDOSGenModel.load(config.init)
     model = GemNetTDenoiser(_network(config, None if base is None else base.gemnet))
     params = _init_params(model, budgets, train, config.train.seed)

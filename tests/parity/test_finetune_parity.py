@@ -143,6 +143,9 @@ def test_finetune_adapters_only_then_generate_cifs(converted, tmp_path):
         np.testing.assert_array_equal(flat[path], leaf)
     labels = dict(jax.tree_util.tree_leaves_with_path(adapters_only_labels(tuned.params)))
     assert any(labels[p] == "train" for p in flat)
+    # The mix-ins start at zero (eq. 4) and are the first adapter weights a gradient reaches.
+    mixins = [v for p, v in flat.items() if "cond_mixin_layers" in jax.tree_util.keystr(p)]
+    assert mixins and all(np.any(m != 0) for m in mixins)
     dos, _ = load_records(records, oracle_version=None)
     crystals, source = generate_crystals(
         dos.dos[:1], crystals_per_dos=2, steps=3, corrector_steps=0, batch_size=2, model=model_dir
