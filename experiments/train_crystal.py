@@ -4,6 +4,14 @@
     python -m experiments.train_crystal --stage finetune --init runs/crystal_pre/model \
         --steps 200 --workdir runs/crystal_ft [--adapters-only] [--resume]
     python -m experiments.train_crystal --make-default   # both stages -> jaxdos/assets/crystal_tiny
+    python -m experiments.train_crystal --stage finetune --init runs/mattergen_base \
+        --records mp.npz --steps 200 --workdir runs/crystal_mp   # a converted MatterGen model
+
+A fine-tune from --init takes the init's network (sizes, scale factors, graph cutoffs, time and
+output conditioning, any scalar adapters) and forward processes; it adds the paper's DOS embedding
+and zero-initialised adapters (eqs. 2-4) unless the init has them, so at step 0 it scores exactly
+as the init does. --width, --blocks, --time-scale or --pos-sigma-ref contradicting the init is an
+error naming the flag; --type-ce and --pos-weight (loss weights) may change.
 
 Data: the world data set's train/val splits (`jaxdos.data.world.load_world`) unless `--records`
 gives a `Records` .npz (then 10 % of it, seeded, is held out). Batches are packed under
@@ -19,22 +27,30 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from experiments.cli import config_error
 from jaxdos.crystal.checkpoint import DEFAULT_DIR
 from jaxdos.crystal.denoiser import GemNetConfig
 from jaxdos.crystal.diffusion.corruption import DiffusionConfig
 from jaxdos.crystal.diffusion.d3pm import D3PMConfig
 from jaxdos.crystal.diffusion.losses import LossWeights
-from jaxdos.crystal.fit import CrystalFitConfig, crystal_train_config, make_default, run
+from jaxdos.crystal.fit import (
+    CrystalFitConfig,
+    crystal_train_config,
+    init_architecture,
+    make_default,
+    run,
+)
 
 
 def add_lever_flags(p: argparse.ArgumentParser) -> None:
-    """The issue-12 model and loss levers (defaults: MatterGen's); read by `lever_configs`."""
+    """The issue-12 model and loss levers (defaults: MatterGen's); read by `lever_configs`.
+
+    The network flags default to None ("not given") so that a fine-tune from --init, which takes
+    its architecture from the init, can tell a contradicting flag from an absent one."""
     p.add_argument(
-        "--time-scale",
-        type=float,
-        default=1.0,
-        help="t multiplier of the time encoding (1 = MatterGen)",
-    )
+        "--time-scale", type=float, default=None,
+        help="t multiplier of the time encoding (default 1 = MatterGen)",
+    )  # fmt: skip
     p.add_argument(
         "--pos-sigma-ref",
         type=float,
@@ -45,36 +61,84 @@ def add_lever_flags(p: argparse.ArgumentParser) -> None:
         "--pos-weight", type=float, default=0.1, help="coordinate loss weight (MatterGen 0.1)"
     )
     p.add_argument(
-        "--type-ce", type=float, default=0.01, help="D3PM hybrid CE weight (MatterGen 0.01)"
-    )
-    p.add_argument("--width", type=int, default=64, help="GemNet atom/edge width (tiny: 64)")
-    p.add_argument("--blocks", type=int, default=2, help="GemNet interaction blocks (tiny: 2)")
+        "--type-ce", type=float, default=None,
+        help="D3PM hybrid CE weight (default MatterGen's 0.01, or the --init model's)",
+    )  # fmt: skip
+    p.add_argument("--width", type=int, default=None, help="GemNet atom/edge width (tiny: 64)")
+    p.add_argument("--blocks", type=int, default=None, help="GemNet interaction blocks (tiny: 2)")
     p.add_argument(
         "--frac-fourier",
         type=int,
-        default=0,
-        help="K fractional-offset Fourier edge features, zero-initialised (0 = MatterGen)",
+        default=None,
+        help="K fractional-offset Fourier edge features, zero-initialised (default 0 = MatterGen)",
     )
+
+
+def _given(value, default):
+    return default if value is None else value
 
 
 def lever_configs(args) -> tuple[GemNetConfig, DiffusionConfig, LossWeights]:
     """The tiny GemNet config, corruption settings and loss weights that `add_lever_flags` set."""
+    width = _given(args.width, 64)
     config = GemNetConfig.tiny(
-        time_scale=args.time_scale,
+        time_scale=_given(args.time_scale, 1.0),
         pos_sigma_ref=args.pos_sigma_ref,
-        num_blocks=args.blocks,
-        emb_size_atom=args.width,
-        emb_size_edge=args.width,
-        latent_dim=args.width,
-        frac_fourier=args.frac_fourier,
+        num_blocks=_given(args.blocks, 2),
+        emb_size_atom=width,
+        emb_size_edge=width,
+        latent_dim=width,
+        frac_fourier=_given(args.frac_fourier, 0),
     )
-    diffusion = DiffusionConfig(types=D3PMConfig(hybrid_coeff=args.type_ce))
+    diffusion = DiffusionConfig(types=D3PMConfig(hybrid_coeff=_given(args.type_ce, 0.01)))
     return config, diffusion, LossWeights(pos=args.pos_weight)
 
 
+# Network flag -> the GemNetConfig fields it sets (a fine-tune from --init may not change them).
+_NETWORK_FLAGS = {
+    "width": ("--width", ("emb_size_atom", "emb_size_edge", "latent_dim")),
+    "blocks": ("--blocks", ("num_blocks",)),
+    "time_scale": ("--time-scale", ("time_scale",)),
+    "pos_sigma_ref": ("--pos-sigma-ref", ("pos_sigma_ref",)),
+    "frac_fourier": ("--frac-fourier", ("frac_fourier",)),
+}
+
+
+def init_configs(args) -> tuple[GemNetConfig, DiffusionConfig, LossWeights]:
+    """A fine-tune's network and corruption settings, taken from the --init model directory.
+
+    Raises:
+        ValueError: "--init: ..." for a folder that is no cdosgen model; "--width: ..." (etc.)
+            for a network flag that contradicts the init's architecture.
+    """
+    try:
+        gemnet, diffusion = init_architecture(args.init)
+    except (FileNotFoundError, ValueError) as err:
+        raise ValueError(f"--init: {err}") from None
+    for dest, (flag, fields) in _NETWORK_FLAGS.items():
+        value = getattr(args, dest)
+        have = {f: getattr(gemnet, f) for f in fields}
+        if value is not None and any(v != value for v in have.values()):
+            raise ValueError(
+                f"{flag}: {value} contradicts the --init model's architecture ({have}); a "
+                "fine-tune takes its network from --init, drop the flag"
+            )
+    if args.type_ce is not None:  # a loss weight, not architecture: the flag may change it
+        types = dataclasses.replace(diffusion.types, hybrid_coeff=args.type_ce)
+        diffusion = dataclasses.replace(diffusion, types=types)
+    return gemnet, diffusion, LossWeights(pos=args.pos_weight)
+
+
 def stage_config(args, stage: str, steps: int) -> CrystalFitConfig:
-    """One stage's frozen config from the flags (`steps`: per stage under --make-default)."""
-    config, diffusion, weights = lever_configs(args)
+    """One stage's frozen config from the flags (`steps`: per stage under --make-default).
+
+    A fine-tune with --init (not under --make-default) takes the init's architecture
+    (`init_configs`, ValueError naming the flag); otherwise the tiny network of the lever flags.
+    """
+    if stage == "finetune" and args.init is not None and not args.make_default:
+        config, diffusion, weights = init_configs(args)
+    else:
+        config, diffusion, weights = lever_configs(args)
     train = crystal_train_config(
         steps=steps,
         learning_rate=args.lr,
@@ -96,7 +160,7 @@ def stage_config(args, stage: str, steps: int) -> CrystalFitConfig:
     )
 
 
-def parse(argv=None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--stage", choices=("pretrain", "finetune"), default="pretrain")
     p.add_argument("--init", default=None, help="exported model dir to fine-tune from")
@@ -120,18 +184,35 @@ def parse(argv=None) -> argparse.Namespace:
         action="store_true",
         help=f"pre-train then fine-tune, export to {DEFAULT_DIR}",
     )
-    return p.parse_args(argv)
+    return p
+
+
+def parse(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def _checked(parser, args, stage: str, steps: int) -> CrystalFitConfig:
+    """`stage_config`, with a bad flag or --init folder as a one-line usage error (no compute)."""
+    try:
+        config = stage_config(args, stage, steps)
+        if config.records is not None and not Path(config.records).is_file():
+            raise ValueError(f"--records: {config.records} is not a file")
+        return config
+    except ValueError as err:
+        config_error(parser, err)
 
 
 def main(argv=None):
-    args = parse(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     workdir = Path(args.workdir)
     if args.make_default:
         # The pre-training starts fresh; the fine-tune starts from it (not from --init).
-        pre = dataclasses.replace(stage_config(args, "pretrain", args.steps), init=None)
-        ft = stage_config(args, "finetune", args.finetune_steps)
+        pre = dataclasses.replace(_checked(parser, args, "pretrain", args.steps), init=None)
+        ft = _checked(parser, args, "finetune", args.finetune_steps)
         return make_default(pre, ft, workdir, resume=args.resume)
-    return run(stage_config(args, args.stage, args.steps), workdir, resume=args.resume)
+    config = _checked(parser, args, args.stage, args.steps)
+    return run(config, workdir, resume=args.resume)
 
 
 if __name__ == "__main__":

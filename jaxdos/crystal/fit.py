@@ -46,13 +46,15 @@ from jaxdos.crystal.train import (
 from jaxdos.data.budgets import CrystalBudgets
 from jaxdos.data.pipelines import crystal_batches
 from jaxdos.data.records import Records
-from jaxdos.data.world import train_val_records
+from jaxdos.data.world import records_source, train_val_records
 from jaxdos.training import TrainConfig, TrainState
 from jaxdos.typing import PyTree
 
 __all__ = [
     "CrystalFitConfig",
     "crystal_train_config",
+    "init_architecture",
+    "initial_model",
     "RegrowingStep",
     "fit_crystal",
     "validate",
@@ -227,7 +229,7 @@ def validate(model, params, batches, loss: LossConfig, seed: int = 1234) -> dict
         m = fn(params, TrainBatch.from_pipeline(raw), jax.random.key(seed + i))
         return {k: v for k, v in m.items() if k in _LOGGED}
 
-    return training.evaluate(metrics, batches, lambda raw: np.sum(raw.graph_mask))
+    return training.evaluate(metrics, batches, lambda raw: np.sum(raw.crystal.graph_mask))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -236,8 +238,12 @@ class CrystalFitConfig:
 
     Attributes:
         stage: "pretrain" (unconditional) or "finetune" (DOS-conditional, from `init` if set).
-        model: the unconditional network (a fine-tune trains `model.conditional()`).
-        diffusion: corruption processes (the D3PM hybrid CE weight among them).
+        model: the unconditional network (a fine-tune trains `model.conditional()`). None: the
+            architecture of `init` (required then), or `GemNetConfig.tiny()` without one. Given
+            with `init`, it must be the init's network (graph budgets and DOS fields aside).
+        diffusion: corruption processes (the D3PM hybrid CE weight among them). None: the
+            init's (or `DiffusionConfig()`); given with `init`, only the hybrid CE weight and
+            t_min may differ from the init's.
         weights: per-field loss weights.
         train: optimiser and loop settings.
         adapters_only: fine-tune the adapters and the DOS embedding only (pretrain ignores it).
@@ -249,8 +255,8 @@ class CrystalFitConfig:
     """
 
     stage: str = "pretrain"
-    model: GemNetConfig = GemNetConfig.tiny()
-    diffusion: DiffusionConfig = DiffusionConfig()
+    model: GemNetConfig | None = None
+    diffusion: DiffusionConfig | None = None
     weights: LossWeights = LossWeights()
     train: TrainConfig = crystal_train_config(steps=300, learning_rate=1e-3)
     adapters_only: bool = False
@@ -273,7 +279,51 @@ class CrystalFitConfig:
             mode = FinetuneAdapters(p_uncond=self.p_uncond)
         else:
             mode = FinetuneFull(p_uncond=self.p_uncond)
-        return LossConfig(mode=mode, diffusion=self.diffusion, weights=self.weights)
+        diffusion = DiffusionConfig() if self.diffusion is None else self.diffusion
+        return LossConfig(mode=mode, diffusion=diffusion, weights=self.weights)
+
+    def resolved(self) -> "CrystalFitConfig":
+        """This config with `model` and `diffusion` filled in (from `init` where it is set).
+
+        Raises:
+            ValueError: naming the field, if a given `model` / `diffusion` contradicts the init.
+        """
+        if self.init is None:
+            model = GemNetConfig.tiny() if self.model is None else self.model
+            diffusion = DiffusionConfig() if self.diffusion is None else self.diffusion
+            return dataclasses.replace(self, model=model, diffusion=diffusion)
+        base_net, base_diff = init_architecture(self.init)
+        model = base_net if self.model is None else self.model
+        diff = [f for f in _ARCH_FIELDS if getattr(model, f) != getattr(base_net, f)]
+        if diff:
+            pairs = ", ".join(f"{f}={getattr(model, f)!r} (init: {getattr(base_net, f)!r})"
+                              for f in diff)  # fmt: skip
+            raise ValueError(f"model: differs from the architecture of init {self.init}: {pairs}")
+        diffusion = base_diff if self.diffusion is None else self.diffusion
+        loss_only = dict(types=dataclasses.replace(diffusion.types, hybrid_coeff=0.0), t_min=0.0)
+        norm = lambda d: dataclasses.replace(d, **loss_only)
+        if norm(diffusion) != norm(base_diff):
+            raise ValueError(
+                f"diffusion: differs from the forward processes of init {self.init} "
+                f"({diffusion!r} vs {base_diff!r}); leave it None to take the init's"
+            )
+        return dataclasses.replace(self, model=model, diffusion=diffusion)
+
+
+# GemNetConfig fields a model started from `init` may not change: everything its weights assume.
+# The graph budgets only grow, and the DOS embedding is what a fine-tune adds.
+_ARCH_FIELDS = tuple(
+    f.name
+    for f in dataclasses.fields(GemNetConfig)
+    if f.name not in ("graph", "dos_dim", "dos_emb_size")
+)
+
+
+def init_architecture(init) -> tuple[GemNetConfig, DiffusionConfig]:
+    """(network, forward processes) of the model directory `init`: what a model trained from it
+    must keep (ValueError / FileNotFoundError naming the file if it is no "cdosgen" model)."""
+    base = CDOSGenModel.load(init)
+    return base.gemnet, base.diffusion
 
 
 def _init_params(model, budgets, records, seed):
@@ -286,20 +336,26 @@ def _init_params(model, budgets, records, seed):
     return {"params": variables["params"]}
 
 
-def _initial_model(config: CrystalFitConfig, budgets, train: Records):
-    """(model, params): fresh, or a fine-tune's conditional model merged with its base."""
-    gemnet = config.model.conditional() if config.stage == "finetune" else config.model
-    model = GemNetTDenoiser(gemnet)
+def _network(config: CrystalFitConfig, base: GemNetConfig | None) -> GemNetConfig:
+    """The network a (resolved) stage trains: a fine-tune adds the DOS embedding and the adapters
+    (paper eqs. 2-4) unless its init has them already; an init's graph budgets are kept."""
+    gemnet = config.model if base is None else dataclasses.replace(config.model, graph=base.graph)
+    if base is not None and base.dos_dim is not None:
+        return base  # an already conditional init trains on as it is
+    return gemnet.conditional() if config.stage == "finetune" else gemnet
+
+
+def initial_model(config: CrystalFitConfig, budgets, train: Records):
+    """(model, params) of a stage (`CrystalFitConfig.resolved` fills `model`): fresh, or a
+    conditional model merged with its init (MatterGen's fine-tune init: the base weights; with
+    the zero-initialised mix-ins the conditional model starts equal to the base, paper eq. 4)."""
+    if config.model is None or config.diffusion is None:
+        config = config.resolved()
+    base = None if config.init is None else CDOSGenModel.load(config.init)
+    model = GemNetTDenoiser(_network(config, None if base is None else base.gemnet))
     params = _init_params(model, budgets, train, config.train.seed)
-    if config.init is not None:
-        base_model = CDOSGenModel.load(config.init)
-        base, base_cfg = base_model.params, base_model.gemnet
-        params = merge_base_params(params, base)
-        # The base's graph budgets and its time / output conditioning (its weights assume them).
-        keep = ("graph", "time_scale", "pos_sigma_ref")
-        model = model.clone(
-            config=dataclasses.replace(gemnet, **{k: getattr(base_cfg, k) for k in keep})
-        )
+    if base is not None:
+        params = merge_base_params(params, base.params)
     return model, params
 
 
@@ -315,8 +371,9 @@ def run_stage(
 ) -> tuple[Path, dict]:
     """Train one stage under `out` and export `out/model`; returns (that directory, its meta)."""
     out = Path(out)
+    config = config.resolved()
     budgets = CrystalBudgets(atoms=config.atoms, graphs=config.graphs)
-    model, params = _initial_model(config, budgets, train)
+    model, params = initial_model(config, budgets, train)
     loss, seed = config.loss, config.train.seed
 
     def data():
@@ -349,6 +406,8 @@ def run_stage(
         "budgets": {"atoms": config.atoms, "graphs": config.graphs},
         "train_records": len(train),
         "val_records": len(val),
+        "data": records_source(config.records),
+        "init": None if config.init is None else str(Path(config.init).resolve()),
         "val_metrics": val_metrics,
         "val_metrics_dos_dropped": val_uncond,
         "last_train_metrics": last,

@@ -6,6 +6,7 @@ extended without changing earlier records. Files are `Records` .npz (see `record
 meta holds the world name, seed, the per-record split letters ("t", "v", "s") and families.
 """
 
+import hashlib
 from importlib import resources
 from pathlib import Path
 
@@ -27,6 +28,7 @@ __all__ = [
     "load_world_file",
     "load_world_tagged",
     "train_val_records",
+    "records_source",
     "realism_stats",
 ]
 
@@ -130,6 +132,21 @@ def train_val_records(records=None, seed: int = 0) -> tuple[Records, Records]:
     perm = np.random.default_rng(seed).permutation(len(recs))
     n_val = max(1, len(recs) // 10)
     return recs.take(np.sort(perm[n_val:])), recs.take(np.sort(perm[:n_val]))
+
+
+def records_source(records=None) -> dict:
+    """What `train_val_records(records)` trains on, for a model's meta: the world subset, or the
+    records file with its oracle version, record count and sha256 (so a model names its data)."""
+    if records is None:
+        return {"records": "world", "name": WORLD_NAME}
+    path = Path(records)
+    recs, header = load_records(path, oracle_version=None)
+    return {
+        "records": str(path.resolve()),
+        "oracle_version": header.get("oracle_version"),
+        "num_records": len(recs),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+    }
 
 
 def realism_stats(records: Records) -> dict:

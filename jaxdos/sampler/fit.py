@@ -27,7 +27,7 @@ import numpy as np
 
 from jaxdos.data.pipelines import DosBatch, dos_batches
 from jaxdos.data.records import Records
-from jaxdos.data.world import train_val_records
+from jaxdos.data.world import records_source, train_val_records
 from jaxdos.sampler.checkpoint import save_sampler
 from jaxdos.sampler.config import ModelConfig
 from jaxdos.sampler.loss import dce_loss
@@ -264,7 +264,7 @@ def run(config: SamplerFitConfig, out, *, resume: bool = False, log=print) -> Pa
         train = train.take(np.arange(min(config.max_records, len(train))))
     log(f"train {len(train)} records, val {len(val)}; model {config.model}")
     t0 = time.time()
-    meta = {"source": config.records or "world"}
+    meta = {"source": config.records or "world", "data": records_source(config.records)}
     sampler = fit_sampler(config, train, val, out, resume=resume, log=log, meta=meta)
     log(f"sampler written to {sampler} in {time.time() - t0:.0f} s")
     if config.export:

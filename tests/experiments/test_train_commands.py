@@ -3,8 +3,12 @@ parsing leaves the flags untouched (no compute: the training itself is tested in
 tests/sampler and tests/test_training.py)."""
 
 import copy
+import dataclasses
+
+import numpy as np
 
 from experiments import overfit_crystal, train_crystal, train_sampler
+from jaxdos.crystal.denoiser import GemNetConfig
 from jaxdos.crystal.train import FinetuneAdapters, FinetuneFull, Pretrain
 
 
@@ -13,7 +17,7 @@ def test_train_crystal_flags_reach_the_stage_config():
         "--records", "r.npz", "--lr", "3e-4", "--atoms", "40", "--graphs", "5",
         "--ckpt-every", "7", "--seed", "3", "--adapters-only", "--cosine", "--time-scale", "2",
         "--pos-sigma-ref", "0.5", "--pos-weight", "0.3", "--type-ce", "0.02", "--width", "16",
-        "--blocks", "1", "--init", "base", "--steps", "11", "--finetune-steps", "5",
+        "--blocks", "1", "--steps", "11", "--finetune-steps", "5",
     ]  # fmt: skip
     args = train_crystal.parse(argv)
     before = copy.deepcopy(vars(args))
@@ -23,13 +27,44 @@ def test_train_crystal_flags_reach_the_stage_config():
     assert ft.train.steps == ft.train.decay_steps == 5 and pre.train.decay_steps == 11
     assert ft.train.learning_rate == 3e-4 and ft.train.seed == 3 and ft.train.ckpt_every == 7
     assert ft.train.clip_value == 0.5 and ft.train.ema_decay is None  # MatterGen's optimiser
-    assert (ft.atoms, ft.graphs, ft.records, ft.init) == (40, 5, "r.npz", "base")
+    assert (ft.atoms, ft.graphs, ft.records, ft.init) == (40, 5, "r.npz", None)
     assert ft.model.time_scale == 2 and ft.model.pos_sigma_ref == 0.5
     assert ft.model.emb_size_atom == ft.model.latent_dim == 16 and ft.model.num_blocks == 1
     assert ft.weights.pos == 0.3 and ft.diffusion.types.hybrid_coeff == 0.02
     assert isinstance(ft.loss.mode, FinetuneAdapters) and isinstance(pre.loss.mode, Pretrain)
     plain = train_crystal.stage_config(train_crystal.parse([]), "finetune", 3)
     assert isinstance(plain.loss.mode, FinetuneFull) and plain.train.decay_steps is None
+    assert plain.model == GemNetConfig.tiny() and plain.diffusion.types.hybrid_coeff == 0.01
+    # Under --make-default the fine-tune starts from the pre-training (the lever network), never
+    # from an --init folder: nothing is read.
+    both = train_crystal.parse(["--make-default", "--init", "nowhere", "--width", "16"])
+    assert train_crystal.stage_config(both, "finetune", 3).model.emb_size_atom == 16
+
+
+def test_train_crystal_finetune_takes_the_init_architecture(tmp_path, capsys):
+    import pytest
+
+    from jaxdos.crystal.checkpoint import save_model
+    from jaxdos.crystal.diffusion.corruption import DiffusionConfig
+    from jaxdos.crystal.diffusion.d3pm import D3PMConfig
+    from jaxdos.crystal.diffusion.num_atoms import NumAtomsDistribution
+
+    net = GemNetConfig.tiny(num_blocks=1, emb_size_atom=8, emb_size_edge=8, latent_dim=8)
+    diffusion = DiffusionConfig(types=D3PMConfig(hybrid_coeff=0.05))
+    dist = NumAtomsDistribution.from_counts(np.array([2, 3]))
+    save_model(tmp_path / "init", {"params": {"w": np.zeros(2)}}, net, dist, diffusion=diffusion)
+    argv = ["--stage", "finetune", "--init", str(tmp_path / "init")]
+    config = train_crystal.stage_config(train_crystal.parse(argv), "finetune", 2)
+    assert config.model == net and config.diffusion == diffusion
+    assert config.resolved() == config  # consistent with its init
+    with pytest.raises(ValueError, match=r"--blocks: 2 contradicts"):
+        train_crystal.stage_config(train_crystal.parse([*argv, "--blocks", "2"]), "finetune", 2)
+    with pytest.raises(ValueError, match=r"model: differs .* num_blocks=2"):
+        dataclasses.replace(config, model=GemNetConfig.tiny()).resolved()
+    with pytest.raises(SystemExit):
+        train_crystal.main([*argv, "--pos-sigma-ref", "0.3", "--workdir", str(tmp_path / "w")])
+    assert "--pos-sigma-ref: 0.3 contradicts" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
 
 
 def test_train_sampler_flags_reach_the_job_config():

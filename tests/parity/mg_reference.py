@@ -6,6 +6,9 @@ Imported only from tests/parity (torch and mattergen must already be importable;
 `gemnet_scale_file` fixture must be active when a GemNetT is constructed).
 """
 
+import contextlib
+from pathlib import Path
+
 import jax.numpy as jnp
 import numpy as np
 import torch
@@ -30,6 +33,8 @@ __all__ = [
     "chem_batch",
     "jax_batch",
     "graph_from_torch",
+    "mattergen_scales",
+    "write_model_folder",
 ]
 
 # A small GemNet-T with every structural feature of mattergen_base (4 blocks would also work; 2
@@ -367,3 +372,36 @@ def graph_from_torch(gemnet, cells, fracs, num_atoms) -> PeriodicGraph:
         stats=GraphStats(i32(0), i32(len(kept)), i32(k)),
         overflow=jnp.asarray(False),
     )
+
+
+@contextlib.contextmanager
+def mattergen_scales(root):
+    """Construct MatterGen GemNetTs inside: the gemnet-dT.json the wheel lacks, written under
+    `root` (the `gemnet_scale_file` fixture, for module-scoped fixtures and other test folders)."""
+    import json
+
+    import mattergen.common.gemnet.gemnet as mg_gemnet
+    from parity_helpers import GEMNET_DT_SCALES
+
+    path = Path(root) / "common" / "gemnet" / "gemnet-dT.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(GEMNET_DT_SCALES))
+    old, mg_gemnet.MODELS_PROJECT_ROOT = mg_gemnet.MODELS_PROJECT_ROOT, str(root)
+    try:
+        yield
+    finally:
+        mg_gemnet.MODELS_PROJECT_ROOT = old
+
+
+def write_model_folder(folder, size: dict, seed: int, adapt: tuple[str, ...] = ()):
+    """A MatterGen model folder (`config.yaml` + bare `state_dict.pt`) holding a seeded random
+    denoiser, as `experiments.convert_mattergen` reads it; returns (folder, the torch model)."""
+    import yaml
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with mattergen_scales(folder / "scales"):
+        model = build_denoiser(size, seed, adapt)
+    (folder / "config.yaml").write_text(yaml.safe_dump(config_dict(size, adapt)))
+    torch.save(dict(model.state_dict()), folder / "state_dict.pt")
+    return folder, model
