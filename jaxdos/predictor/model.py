@@ -160,6 +160,10 @@ def init_params(key: PRNGKey, config: PredictorConfig) -> PyTree:
     )
     batch = jax.tree.map(jnp.asarray, pack(dummy, num_nodes=2, num_graphs=2))
     module = module_of(config)
-    if isinstance(config, CompositionConfig):
-        return module.init(key, batch)
-    return module.init(key, batch, build_graph(batch, config.graph))
+
+    def init(key):
+        if isinstance(config, CompositionConfig):
+            return module.init(key, batch)
+        return module.init(key, batch, build_graph(batch, config.graph))
+
+    return jax.jit(init)(key)  # eager e3nn dispatches op by op: a minute on a busy CPU
