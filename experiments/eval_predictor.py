@@ -22,7 +22,9 @@ def main(argv=None) -> None:
     p.add_argument("--model", required=True, help="a dos_predictor model directory")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--baseline", default=None, help="a composition-baseline model directory")
-    p.add_argument("--baseline-steps", type=int, default=2000, help="steps of a baseline trained here")
+    p.add_argument(
+        "--baseline-steps", type=int, default=2000, help="steps of a baseline trained here"
+    )
     p.add_argument("--world", default=None, help="world file (default: the packaged subset)")
     p.add_argument("--max-crystals", type=int, default=0, help="cap the test crystals (0: all)")
     p.add_argument("--throughput", type=int, default=64, help="crystals the oracle is timed on")

@@ -1,6 +1,7 @@
 """Imports flow one way (docs/architecture.md): experiments -> pipeline -> sampler / crystal /
 predictor / data -> the ground floor (kernels, neighbors, structures, modeldir, training,
-chunkstore, guidance, sharding, typing). Read from the source with `ast`, so a lazy import inside a function counts too."""
+chunkstore, guidance, sharding, typing). Read from the source with `ast`, so a lazy import inside
+a function counts too."""
 
 import ast
 from pathlib import Path

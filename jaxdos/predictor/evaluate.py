@@ -4,9 +4,10 @@ Per crystal (each a `[M]` array, so every mean gets its bootstrap 95 % interval 
 `jaxdos.kernels.stats.mean`):
 - mae: mean over the 256 bins of |pred - true| (states / eV / atom);
 - mse: `kernels.metrics.mse`;
-- r2: the spectrum's coefficient of determination 1 - sum (pred - true)^2 / sum (true - mean(true))^2
-  over its bins (NaN for a constant reference spectrum, dropped from the mean); Table 7 does not
-  say how it pools R^2, this is the per-spectrum reading;
+- r2: the spectrum's coefficient of determination
+  1 - sum (pred - true)^2 / sum (true - mean(true))^2 over its bins (NaN for a constant
+  reference spectrum, dropped from the mean); Table 7 does not say how it pools R^2, this is the
+  per-spectrum reading;
 - wasserstein: `kernels.metrics.wasserstein1` in eV (shape only, both spectra normalised);
 - cosine: `kernels.metrics.cosine` (issue 16's goal: mean >= 0.9);
 - band_gap, dos_at_fermi, integrated_dos: absolute errors of E_BG (Algorithm 1), DOS(E_F) and
@@ -39,7 +40,9 @@ def per_crystal(pred, true) -> dict[str, np.ndarray]:
     out = {
         "mae": np.mean(np.abs(err), -1),
         "mse": np.asarray(metrics.mse(pred, true), np.float64),
-        "r2": np.where(ss_tot > 0, 1 - np.sum(err**2, -1) / np.where(ss_tot > 0, ss_tot, 1), np.nan),
+        "r2": np.where(
+            ss_tot > 0, 1 - np.sum(err**2, -1) / np.where(ss_tot > 0, ss_tot, 1), np.nan
+        ),
         "wasserstein": np.asarray(metrics.wasserstein1(pred, true), np.float64),
         "cosine": np.asarray(metrics.cosine(pred, true), np.float64),
     }

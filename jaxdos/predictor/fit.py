@@ -133,7 +133,12 @@ class RegrowingStep:
             config = dataclasses.replace(self.config, graph=graph)
             new, metrics = self._step(config)(current[0], batch, key)
             current[0] = new
-            return (new, metrics, config), metrics["overflow"], metrics["stats"], batch.crystal.num_nodes
+            return (
+                (new, metrics, config),
+                metrics["overflow"],
+                metrics["stats"],
+                batch.crystal.num_nodes,
+            )
 
         (new, metrics, self.config), _ = retry_on_overflow(attempt, self.config.graph)
         return new, metrics

@@ -95,7 +95,9 @@ class EquivariantDOS(nn.Module):
         c = self.config
         mask = graph.edge_mask.astype(jnp.float32)
         sh = e3nn.spherical_harmonics(
-            e3nn.Irreps.spherical_harmonics(c.lmax), graph.vec, normalize=True,
+            e3nn.Irreps.spherical_harmonics(c.lmax),
+            graph.vec,
+            normalize=True,
             normalization="component",
         )
         x = graph.dist / c.graph.cutoff

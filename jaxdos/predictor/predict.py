@@ -52,7 +52,9 @@ def check_crystals(crystals) -> Crystals:
         ValueError: naming the field whose shape or values are wrong.
     """
     if not isinstance(crystals, Crystals):
-        raise ValueError(f"crystals: expected jaxdos.structures.Crystals, got {type(crystals).__name__}")
+        raise ValueError(
+            f"crystals: expected jaxdos.structures.Crystals, got {type(crystals).__name__}"
+        )
     z, frac, lat, n = (np.asarray(f) for f in crystals)
     if z.ndim != 2:
         raise ValueError(f"crystals.atomic_numbers: expected [M, A], got shape {z.shape}")
@@ -65,13 +67,19 @@ def check_crystals(crystals) -> Crystals:
         if arr.shape != shape:
             raise ValueError(f"crystals.{name}: expected shape {shape}, got {arr.shape}")
     if m and (n.min() < 1 or n.max() > a):
-        raise ValueError(f"crystals.num_atoms: expected values in [1, {a}], got {n.min()}..{n.max()}")
+        raise ValueError(
+            f"crystals.num_atoms: expected values in [1, {a}], got {n.min()}..{n.max()}"
+        )
     real = np.arange(a)[None, :] < n[:, None]
     if np.any(real & ((z < 1) | (z > MAX_Z))):
-        raise ValueError(f"crystals.atomic_numbers: expected elements Z in 1..{MAX_Z} on real atoms")
+        raise ValueError(
+            f"crystals.atomic_numbers: expected elements Z in 1..{MAX_Z} on real atoms"
+        )
     if not (np.all(np.isfinite(frac)) and np.all(np.isfinite(lat))):
         raise ValueError("crystals: frac_coords and lattice must be finite")
-    return Crystals(z.astype(np.int32), frac.astype(np.float32), lat.astype(np.float32), n.astype(np.int32))
+    return Crystals(
+        z.astype(np.int32), frac.astype(np.float32), lat.astype(np.float32), n.astype(np.int32)
+    )
 
 
 def _with_graph(config, graph: GraphConfig):

@@ -40,7 +40,9 @@ def test_metrics_against_numpy():
     np.testing.assert_allclose(got["band_gap_mae"], np.abs(mp["band_gap"] - mt["band_gap"]))
     # A perfect prediction: zero errors, R^2 = 1, cosine 1; a constant reference gives NaN R^2.
     same = per_crystal(true, true)
-    assert np.all(same["mae"] == 0) and np.allclose(same["r2"], 1) and np.allclose(same["cosine"], 1)
+    assert (
+        np.all(same["mae"] == 0) and np.allclose(same["r2"], 1) and np.allclose(same["cosine"], 1)
+    )
     flat = np.ones((2, 256), np.float32)
     assert np.all(np.isnan(per_crystal(_spectra(2, 2), flat)["r2"]))
     table = table7(pred, true)
