@@ -29,7 +29,9 @@ def parse(argv=None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     p.add_argument("--arch", choices=tuple(ARCHITECTURES), default="equivariant")
     p.add_argument("--preset", choices=("default", "tiny"), default="default")
     p.add_argument("--batch-crystals", type=int, default=16, help="crystals per batch (16)")
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (2e-3)")
+    p.add_argument(
+        "--lr", dest="learning_rate", type=float, default=2e-3, help="peak learning rate (2e-3)"
+    )
     p.add_argument("--eval-every", type=int, default=250, help="validation period (250)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-records", type=int, default=0, help="cap the training set (0: all)")
@@ -47,7 +49,7 @@ def config_of(args: argparse.Namespace) -> PredictorFitConfig:
     cls = ARCHITECTURES[args.arch]
     model = cls.tiny() if args.preset == "tiny" else cls()
     train = predictor_train_config(
-        steps=args.steps, learning_rate=args.lr, seed=args.seed, eval_every=args.eval_every
+        steps=args.steps, learning_rate=args.learning_rate, seed=args.seed, eval_every=args.eval_every
     )
     budgets = CrystalBudgets(
         atoms=max(MAX_ATOMS, 10 * args.batch_crystals), graphs=args.batch_crystals + 1
@@ -65,10 +67,9 @@ def config_of(args: argparse.Namespace) -> PredictorFitConfig:
 def main(argv=None) -> Path:
     p, args = parse(argv)
     try:
-        config = config_of(args)
+        return run(config_of(args), args.out, resume=args.resume)
     except ValueError as err:
         cli.config_error(p, err)
-    return run(config, args.out, resume=args.resume)
 
 
 if __name__ == "__main__":

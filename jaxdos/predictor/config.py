@@ -13,9 +13,11 @@ from jaxdos.neighbors import GraphConfig
 
 __all__ = ["EquivariantConfig", "CompositionConfig", "PredictorConfig", "ARCHITECTURES"]
 
-# Cutoff 5 A: the world's nearest neighbours sit at 2-3.5 A; two shells are enough for a DOS and
-# keep E small on 2 CPU cores. Budgets regrow on overflow (`neighbors.retry_on_overflow`).
-_GRAPH = GraphConfig(cutoff=5.0, max_neighbors=24, edges_per_atom=48, max_in_degree=64)
+# Cutoff 4.5 A: the world's atoms have 18 neighbours within it at the median, 43 at the 95th
+# percentile (400 training crystals), so a kNN cut of 64 almost never binds and the graph is the
+# plain radius graph: a kNN cut would make the DOS jump when rounding reorders tied neighbours.
+# Budgets regrow on overflow (`neighbors.retry_on_overflow`).
+_GRAPH = GraphConfig(cutoff=4.5, max_neighbors=64, edges_per_atom=64, max_in_degree=128)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -41,7 +43,7 @@ class EquivariantConfig:
     num_basis: int = 8
     radial_hidden: int = 32
     readout_hidden: int = 128
-    avg_neighbors: float = 24.0
+    avg_neighbors: float = 20.0
     graph: GraphConfig = _GRAPH
 
     def __post_init__(self):

@@ -238,7 +238,17 @@ def run(config: PredictorFitConfig, out, *, resume: bool = False, log=print) -> 
 
     Returns:
         The model directory (also copied to `config.export` when set).
+
+    Raises:
+        ValueError: naming `out` if it holds a training run and `resume` is False (nothing is
+            overwritten), before any compute.
     """
+    out = Path(out)
+    if not resume and (out / "checkpoints").exists():
+        raise ValueError(
+            f"out: {out} already holds a training run; pass --resume to continue it or choose "
+            "another --out"
+        )
     train, val = train_val_records(config.records, config.train.seed)
     if config.max_records:
         train = train.take(np.arange(min(config.max_records, len(train))))
