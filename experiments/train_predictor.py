@@ -49,7 +49,10 @@ def config_of(args: argparse.Namespace) -> PredictorFitConfig:
     cls = ARCHITECTURES[args.arch]
     model = cls.tiny() if args.preset == "tiny" else cls()
     train = predictor_train_config(
-        steps=args.steps, learning_rate=args.learning_rate, seed=args.seed, eval_every=args.eval_every
+        steps=args.steps,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        eval_every=args.eval_every,
     )
     budgets = CrystalBudgets(
         atoms=max(MAX_ATOMS, 10 * args.batch_crystals), graphs=args.batch_crystals + 1
