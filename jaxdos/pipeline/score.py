@@ -59,7 +59,7 @@ def scorer_name(scorer) -> str:
     if scorer is None or scorer == ORACLE:
         return ORACLE
     if isinstance(scorer, DOSPredictorModel):
-        return f"predictor:{scorer.meta.get('directory', scorer.architecture)}"
+        return f"predictor:{scorer.architecture}"  # an object in memory has no directory
     return f"predictor:{scorer}"
 
 
