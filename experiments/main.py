@@ -20,6 +20,8 @@ COMMANDS = {
     "convert-mattergen": "convert_mattergen",
     "train-sampler": "train_sampler",
     "train-crystal": "train_crystal",
+    "train-predictor": "train_predictor",
+    "eval-predictor": "eval_predictor",
     "overfit-crystal": "overfit_crystal",
 }
 

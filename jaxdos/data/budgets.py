@@ -11,7 +11,7 @@ Edges are counted host-side with numpy (`neighbour_stats`), independently of the
 - `max_neighbors=None`: every directed pair (centre i, neighbour j, periodic image n) with
   1e-2 A < |r_j + n @ L - r_i| <= cutoff. The set is symmetric, so it bounds from above any
   symmetrised subgraph with the same cutoff.
-- `max_neighbors=k`: the graph `jaxdos.crystal.graph` builds (MatterGen's radius_graph_pbc, GemNet's
+- `max_neighbors=k`: the graph `jaxdos.neighbors` builds (MatterGen's radius_graph_pbc, GemNet's
   symmetric reordering): each centre keeps its k nearest candidates (ties to the lower (j, image)
   in lexicographic order), of those the edges with j < i (or j == i and a lexicographically negative
   image) are kept and then mirrored, so E = 2 * kept. Equal up to float32 ties at the k-th
@@ -91,7 +91,7 @@ class CrystalBudgets:
 
     @property
     def edges_per_atom(self) -> int | None:
-        """E / N rounded up to even: `jaxdos.crystal.graph.GraphConfig.edges_per_atom`."""
+        """E / N rounded up to even: `jaxdos.neighbors.GraphConfig.edges_per_atom`."""
         if self.edges is None:
             return None
         per = -(-self.edges // self.atoms)
@@ -120,7 +120,7 @@ def _crystal_stats(frac, lattice, cutoff: float, max_neighbors: int | None) -> t
     nbr = cart[None, :, None, :] + (images @ lattice)[None, None]  # [1, j, S, 3]
     diff = nbr - cart[:, None, None, :]  # [i, j, S, 3]
     d2 = np.einsum("ijsk,ijsk->ijs", diff, diff)
-    ok = (d2 <= cutoff * cutoff) & (d2 > 1e-4)  # 1e-4 A^2: jaxdos.crystal.graph's threshold
+    ok = (d2 <= cutoff * cutoff) & (d2 > 1e-4)  # 1e-4 A^2: jaxdos.neighbors's threshold
     if max_neighbors is not None:
         # The k nearest per centre, ties to the lower candidate index j * S + s (stable sort).
         flat = np.where(ok, d2, np.inf).reshape(n, -1)
@@ -147,7 +147,7 @@ def neighbour_stats(
     Args:
         records: the crystals.
         cutoff: radius in Angstrom.
-        max_neighbors: kNN cut per centre as in `jaxdos.crystal.graph` (None: all pairs).
+        max_neighbors: kNN cut per centre as in `jaxdos.neighbors` (None: all pairs).
 
     Raises:
         ValueError: if `cutoff` or `max_neighbors` is not positive or a lattice is singular.

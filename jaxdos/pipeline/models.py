@@ -1,7 +1,9 @@
 """Load any jaxdos model by its directory; migrate the model folders of earlier versions.
 
-    load(dir)                  -> DOSSamplerModel | CDOSGenModel, by the kind in dir/model.json
-    load_default(kind)         the embedded tiny model of kind "dossampler" or "cdosgen" (cached)
+    load(dir)                  -> DOSSamplerModel | CDOSGenModel | DOSPredictorModel, by the kind
+                               in dir/model.json
+    load_default(kind)         the embedded model of kind "dossampler", "cdosgen" or
+                               "dos_predictor" (cached)
     migrate(old, new)          rewrite an old-format folder in the one format (jaxdos.modeldir)
 
     python -m jaxdos.pipeline.migrate OLD NEW     (the command line of `migrate`)
@@ -20,6 +22,9 @@ from jaxdos import modeldir
 from jaxdos.crystal.checkpoint import KIND as CDOSGEN
 from jaxdos.crystal.checkpoint import CDOSGenModel
 from jaxdos.crystal.checkpoint import load_default as _cdosgen_default
+from jaxdos.predictor.checkpoint import KIND as DOS_PREDICTOR
+from jaxdos.predictor.checkpoint import DOSPredictorModel
+from jaxdos.predictor.checkpoint import load_default as _predictor_default
 from jaxdos.sampler.checkpoint import KIND as DOSSAMPLER
 from jaxdos.sampler.checkpoint import DOSSamplerModel
 from jaxdos.sampler.checkpoint import load_default as _sampler_default
@@ -34,9 +39,13 @@ __all__ = [
     "migrate",
 ]
 
-Model = DOSSamplerModel | CDOSGenModel
-KINDS = {DOSSAMPLER: DOSSamplerModel, CDOSGEN: CDOSGenModel}
-_DEFAULTS = {DOSSAMPLER: _sampler_default, CDOSGEN: _cdosgen_default}
+Model = DOSSamplerModel | CDOSGenModel | DOSPredictorModel
+KINDS = {DOSSAMPLER: DOSSamplerModel, CDOSGEN: CDOSGenModel, DOS_PREDICTOR: DOSPredictorModel}
+_DEFAULTS = {
+    DOSSAMPLER: _sampler_default,
+    CDOSGEN: _cdosgen_default,
+    DOS_PREDICTOR: _predictor_default,
+}
 
 
 def _check_kind(kind: str) -> None:
@@ -62,7 +71,7 @@ def load(directory) -> Model:
 
 @functools.cache  # the embedded models never change within a process; load each once
 def load_default(kind: str) -> Model:
-    """The embedded tiny model of `kind` ("dossampler" or "cdosgen").
+    """The embedded tiny model of `kind` ("dossampler", "cdosgen" or "dos_predictor").
 
     Raises:
         ValueError: on an unknown kind; FileNotFoundError: if the model is not in this checkout.
@@ -76,7 +85,7 @@ def as_model(model, kind: str) -> Model:
 
     Args:
         model: None, a typed model object, or a model directory (str or Path).
-        kind: "dossampler" or "cdosgen".
+        kind: "dossampler", "cdosgen" or "dos_predictor".
 
     Raises:
         ValueError: if `model` is of another kind or type; FileNotFoundError, ValueError from

@@ -1,4 +1,11 @@
-"""Stage 3: score crystals with the tight-binding oracle, the paper's properties and filters.
+"""Stage 3: score crystals with the tight-binding oracle or a learned DOS predictor, then the
+paper's properties and filters.
+
+`score(crystals, scorer=None)`: None or "oracle" is the tight-binding oracle (the offline world's
+ground truth); a `DOSPredictorModel` or a "dos_predictor" model directory scores with that
+predictor instead (the paper's DOSForge role, for crystals outside the world, e.g. after training
+on MP records). `Scores.scorer` says which one produced the results ("oracle", or "predictor:"
+and the model's directory or architecture).
 
 Generated crystals can be degenerate (overlapping atoms, a collapsed cell, an element the oracle
 does not know). Those are reported as invalid with the oracle's reason, never scored as a NaN
@@ -15,9 +22,13 @@ from jaxdos.kernels.filters import TCMResult, tcm_filter
 from jaxdos.kernels.oracle import OracleConfig, oracle_dos
 from jaxdos.kernels.oracle_prep import prepare_crystals
 from jaxdos.kernels.properties import all_properties
+from jaxdos.predictor.checkpoint import DOSPredictorModel
+from jaxdos.predictor.predict import as_predictor, predict_dos
 from jaxdos.structures import Crystals, from_structures
 
-__all__ = ["Scores", "score", "uniqueness_novelty"]
+__all__ = ["ORACLE", "Scores", "score", "scorer_name", "uniqueness_novelty"]
+
+ORACLE = "oracle"
 
 
 class Scores(NamedTuple):
@@ -30,6 +41,8 @@ class Scores(NamedTuple):
         efermi: `[M]` eV.
         properties: name -> `[M]` (band_gap, dos_at_fermi, integrated_dos); NaN when invalid.
         tcm: `TCMResult` of numpy arrays `[M]`; verdicts are False for invalid crystals.
+        scorer: what produced `dos`: "oracle", or "predictor:<model directory or architecture>"
+            (a predictor has no absolute Fermi level: `efermi` is then NaN).
     """
 
     valid: np.ndarray
@@ -38,6 +51,16 @@ class Scores(NamedTuple):
     efermi: np.ndarray
     properties: dict
     tcm: TCMResult
+    scorer: str = ORACLE
+
+
+def scorer_name(scorer) -> str:
+    """The `Scores.scorer` label of a `score(..., scorer=)` argument (no model is loaded)."""
+    if scorer is None or scorer == ORACLE:
+        return ORACLE
+    if isinstance(scorer, DOSPredictorModel):
+        return f"predictor:{scorer.architecture}"  # an object in memory has no directory
+    return f"predictor:{scorer}"
 
 
 def _validity(crystals: Crystals, cfg: OracleConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -52,9 +75,22 @@ def _validity(crystals: Crystals, cfg: OracleConfig) -> tuple[np.ndarray, np.nda
     return valid, reason.astype(str)
 
 
-def score(crystals) -> Scores:
-    """Oracle DOS, properties and TCM verdicts for `jaxdos.structures.Crystals` or a list of
-    Structures."""
+def score(crystals, scorer=None) -> Scores:
+    """DOS, properties and TCM verdicts for `jaxdos.structures.Crystals` or a list of Structures.
+
+    Args:
+        crystals: the crystals.
+        scorer: None or "oracle" (the tight-binding oracle), or a predictor: a
+            `jaxdos.predictor.DOSPredictorModel` or its model directory (str / Path).
+
+    Validity is the oracle's structural check in both cases (known element, sane cell, no
+    overlapping atoms), so the two scorers reject the same crystals and their rates compare.
+
+    Raises:
+        ValueError / FileNotFoundError: naming `scorer` or the model file, before any compute.
+    """
+    name = scorer_name(scorer)
+    predictor = None if name == ORACLE else as_predictor(scorer)
     if not isinstance(crystals, Crystals):
         crystals = from_structures(crystals)
     cfg = OracleConfig.default()
@@ -62,10 +98,13 @@ def score(crystals) -> Scores:
     valid, reason = _validity(crystals, cfg)
     dos = np.zeros((m, 256), np.float32)
     efermi = np.zeros((m,), np.float32)
-    if valid.any():
+    if valid.any() and predictor is None:
         dos[valid], efermi[valid] = oracle_dos(
             *(np.asarray(f)[valid] for f in crystals), config=cfg
         )
+    elif valid.any():
+        dos[valid] = predict_dos(crystals.take(np.flatnonzero(valid)), predictor)
+        efermi[:] = np.nan
     # Invalid crystals have no spectrum: NaN, not the properties of an all-zero DOS.
     props = {k: np.where(valid, np.asarray(v), np.nan) for k, v in all_properties(dos).items()}
     tcm = TCMResult(*(np.asarray(v) for v in tcm_filter(dos)))
@@ -73,7 +112,7 @@ def score(crystals) -> Scores:
         f: getattr(tcm, f) & valid
         for f in ("gap_ok", "metallic", "wide_band", "narrow_band", "type1", "type2", "is_tcm")
     }
-    return Scores(valid, reason, dos, efermi, props, tcm._replace(**verdicts))
+    return Scores(valid, reason, dos, efermi, props, tcm._replace(**verdicts), name)
 
 
 def uniqueness_novelty(

@@ -7,6 +7,7 @@
     audit_dos        AuditConfig           Table 8: DOSSampler audit
     sample_dos       SampleDOSConfig       stage 1 alone: targets -> accepted DOS
     eval_crystal     EvalCrystalConfig     stage 2 alone: issue 12's realism goals
+    eval_predictor   EvalPredictorConfig   Table 7: DOS predictor vs oracle and a baseline
 
 They live in a subpackage, not as `jaxdos.pipeline.<job>`, because `jaxdos.pipeline.sample_dos`
 is already the stage-1 function.
@@ -15,6 +16,7 @@ is already the stage-1 function.
 __all__ = [
     "audit_dos",
     "eval_crystal",
+    "eval_predictor",
     "multi_property",
     "sample_dos",
     "tcm_screen",
