@@ -59,6 +59,17 @@ def _pool(per_atom: Array, batch: CrystalBatch) -> Array:
     return total / jnp.maximum(count, 1.0)[:, None] * batch.graph_mask[:, None]
 
 
+def _embed_types(embed: nn.Embed, batch: CrystalBatch, type_probs: Array | None) -> Array:
+    """Atom embeddings `[N, D]`: a table lookup of Z, or for relaxed types `type_probs`
+    `[N, MAX_Z + 1]` (probabilities over Z, column 0 unused) the expected embedding, which is the
+    lookup again when the probabilities are one-hot (differentiable guidance of stage 2)."""
+    z = jnp.clip(batch.atomic_numbers, 0, MAX_Z)
+    h = embed(z)
+    if type_probs is None:
+        return h
+    return type_probs.astype(h.dtype) @ embed.embedding
+
+
 class Interaction(nn.Module):
     """One message-passing layer: radial-weighted h_s (x) Y(r_st), summed at t, gated."""
 
@@ -91,7 +102,9 @@ class EquivariantDOS(nn.Module):
     config: EquivariantConfig
 
     @nn.compact
-    def __call__(self, batch: CrystalBatch, graph: PeriodicGraph) -> Array:
+    def __call__(
+        self, batch: CrystalBatch, graph: PeriodicGraph, type_probs: Array | None = None
+    ) -> Array:
         c = self.config
         mask = graph.edge_mask.astype(jnp.float32)
         sh = e3nn.spherical_harmonics(
@@ -106,8 +119,8 @@ class EquivariantDOS(nn.Module):
         ) * jnp.sqrt(c.num_basis)
         envelope = e3nn.poly_envelope(5, 2)(x) * mask
         radial = radial * mask[:, None]
-        z = jnp.clip(batch.atomic_numbers, 0, MAX_Z)
-        h = nn.Embed(MAX_Z + 1, c.scalars, name="embed")(z)
+        embed = nn.Embed(MAX_Z + 1, c.scalars, name="embed")
+        h = _embed_types(embed, batch, type_probs)
         h = e3nn.IrrepsArray(f"{c.scalars}x0e", h * batch.node_mask[:, None])
         for i in range(c.layers):
             h = Interaction(c, name=f"interaction_{i}")(h, sh, radial, envelope, graph)
@@ -123,8 +136,11 @@ class CompositionDOS(nn.Module):
     config: CompositionConfig
 
     @nn.compact
-    def __call__(self, batch: CrystalBatch) -> Array:
-        onehot = jax.nn.one_hot(jnp.clip(batch.atomic_numbers, 0, MAX_Z), MAX_Z + 1)
+    def __call__(self, batch: CrystalBatch, type_probs: Array | None = None) -> Array:
+        if type_probs is None:
+            onehot = jax.nn.one_hot(jnp.clip(batch.atomic_numbers, 0, MAX_Z), MAX_Z + 1)
+        else:
+            onehot = type_probs
         frac = _pool(onehot, batch)  # [G, MAX_Z + 1]
         h = frac
         for i, width in enumerate(self.config.hidden):
@@ -141,15 +157,16 @@ def module_of(config: PredictorConfig) -> nn.Module:
     raise ValueError(f"config: expected an EquivariantConfig or CompositionConfig, got {config!r}")
 
 
-def forward(config: PredictorConfig, params: PyTree, batch: CrystalBatch):
+def forward(config: PredictorConfig, params: PyTree, batch: CrystalBatch, type_probs=None):
     """`(dos [G, L], overflow [], stats)` of a flat crystal batch (jittable, differentiable in
-    coordinates and lattice). A True `overflow` means the neighbour list was truncated: the DOS
-    must not be used; grow `config.graph` (`jaxdos.neighbors.retry_on_overflow`) and rerun."""
+    coordinates, lattice and, given as `type_probs [N, MAX_Z + 1]` over Z, relaxed types).
+    A True `overflow` means the neighbour list was truncated: the DOS must not be used; grow
+    `config.graph` (`jaxdos.neighbors.retry_on_overflow`) and rerun."""
     module = module_of(config)
     if isinstance(config, CompositionConfig):
-        return module.apply(params, batch), jnp.zeros((), bool), None
+        return module.apply(params, batch, type_probs), jnp.zeros((), bool), None
     graph = build_graph(batch, config.graph)
-    return module.apply(params, batch, graph), graph.overflow, graph.stats
+    return module.apply(params, batch, graph, type_probs), graph.overflow, graph.stats
 
 
 def init_params(key: PRNGKey, config: PredictorConfig) -> PyTree:

@@ -75,7 +75,9 @@ class DenoisedEstimate(NamedTuple):
     batch: CrystalBatch
 
 
-# (guide_params, estimate) -> [G] loss per crystal (padding graphs: anything finite).
+# (guide_params, estimate) -> ([G] loss per crystal (padding graphs: anything finite), [] bool
+# overflow: True when a static budget of the loss (e.g. a predictor's neighbour list) was
+# exceeded; the sampler ORs it into its overflow flag, so the trajectory is never silently wrong).
 GuideLoss = Callable[[PyTree, DenoisedEstimate], Array]
 
 
@@ -88,11 +90,14 @@ class GradientGuidance:
             static argument of the jitted sampler, its parameters are passed separately.
         strength: s >= 0; s = 0 gives the `base` sampler's crystals bit for bit.
         base: the network guidance underneath (`NoGuidance()` or `ClassifierFree(...)`).
+        t_max: no guidance at t > t_max (the loss is not even evaluated there): near t = 1 the
+            cell estimate divides by alpha ~ 0.007 and is no crystal a predictor can read.
     """
 
     loss: GuideLoss
     strength: float
     base: NoGuidance | ClassifierFree = NoGuidance()
+    t_max: float = 0.5
 
     def __post_init__(self):
         if not callable(self.loss):
@@ -101,6 +106,8 @@ class GradientGuidance:
             raise ValueError(f"strength: expected a finite float >= 0, got {self.strength!r}")
         if not isinstance(self.base, NoGuidance | ClassifierFree):
             raise ValueError(f"base: expected NoGuidance or ClassifierFree, got {self.base!r}")
+        if not 0 < self.t_max <= 1:
+            raise ValueError(f"t_max: expected in (0, 1], got {self.t_max!r}")
 
 
 Guidance = NoGuidance | ClassifierFree | GradientGuidance
@@ -132,8 +139,9 @@ def apply_gradient_guidance(
     cell_score: Array,
     logits: Array,
     alpha_t: Array,
-) -> tuple[Array, Array, Array]:
-    """The three scores with s w(t) grad(loss) subtracted (module docstring), w = alpha_t^2.
+) -> tuple[Array, Array, Array, Array]:
+    """The three scores with s w(t) grad(loss) subtracted (module docstring), w = alpha_t^2,
+    and the loss's overflow flag.
 
     Each crystal's loss depends only on its own atoms, so summing the losses of the real crystals
     gives every crystal its own gradient.
@@ -142,9 +150,10 @@ def apply_gradient_guidance(
 
     def total(type_probs, frac, lat):
         est = estimate._replace(type_probs=type_probs, frac=frac, lattice=lat)
-        return jnp.sum(jnp.where(gm, guidance.loss(guide_params, est), 0.0))
+        loss, overflow = guidance.loss(guide_params, est)
+        return jnp.sum(jnp.where(gm, loss, 0.0)), overflow
 
-    g_types, g_frac, g_lat = jax.grad(total, argnums=(0, 1, 2))(
+    (g_types, g_frac, g_lat), overflow = jax.grad(total, argnums=(0, 1, 2), has_aux=True)(
         estimate.type_probs, estimate.frac, estimate.lattice
     )
     w = guidance.strength * alpha_t**2
@@ -153,6 +162,7 @@ def apply_gradient_guidance(
         pos_score - w * jnp.where(nm, g_frac, 0.0),
         cell_score - (w / alpha_t) * jnp.where(gm[:, None, None], g_lat, 0.0),
         logits - w * jnp.where(nm, g_types, 0.0),
+        jnp.asarray(overflow, bool),
     )
 
 

@@ -176,13 +176,24 @@ def _step(score_fn, config, bias, params, cond, guide_params, state: SamplerStat
         if stats is not None:
             diag[1] = jax.tree.map(jnp.maximum, diag[1], stats)
         sp, sc, logits = out.frac / sig_t[:, None], out.lattice / std_t[:, None, None], out.type_logits
-        if isinstance(config.guidance, GradientGuidance):
+        guide = config.guidance
+        if isinstance(guide, GradientGuidance) and guide.strength > 0:
             a_t = lattice.alpha(t, dcfg.cell)
-            probs = jax.nn.softmax(logits + bias, axis=-1)
-            est = denoised_estimate(batch, sp, sc, probs, sig_t, a_t, std_t, mu)
-            sp, sc, logits = apply_gradient_guidance(
-                config.guidance, guide_params, est, sp, sc, logits, a_t
+
+            def guided(scores3):
+                est = denoised_estimate(
+                    batch, scores3[0], scores3[1], jax.nn.softmax(scores3[2] + bias, axis=-1),
+                    sig_t, a_t, std_t, mu,
+                )  # fmt: skip
+                return apply_gradient_guidance(guide, guide_params, est, *scores3, a_t)
+
+            def plain(scores3):
+                return (*scores3, jnp.bool_(False))
+
+            sp, sc, logits, guide_overflow = jax.lax.cond(
+                t <= guide.t_max, guided, plain, (sp, sc, logits)
             )
+            diag[0] = diag[0] | guide_overflow
         return sp, sc, logits
 
     # 1. Langevin corrector (pos: alpha = 1; cell: alpha = abar(t) / abar(s), abar = alpha^2).

@@ -1,0 +1,76 @@
+"""CDOSGen sampling guided by a learned crystal -> DOS predictor (issue 16).
+
+The crystal stage knows only `GradientGuidance(loss=..., strength=...)` and a loss of its denoised
+estimate; the predictor knows only crystals. This module is where the two meet (the stages never
+import each other): `PredictorDosLoss` runs the predictor on the estimate, relaxed types included,
+and compares its DOS with a target DOS per crystal.
+
+    guidance, guide_params = predictor_guidance(model, target_dos, strength=1.0)
+    gen = generate(score_fn, params, key=..., num_atoms=..., config=replace(cfg, guidance=guidance),
+                   guide_params=guide_params)
+"""
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdos.crystal.diffusion.guidance import ClassifierFree, DenoisedEstimate, GradientGuidance, NoGuidance
+from jaxdos.kernels.grid import check_dos
+from jaxdos.predictor.checkpoint import DOSPredictorModel
+from jaxdos.predictor.config import PredictorConfig
+from jaxdos.predictor.model import forward
+from jaxdos.structures import MAX_Z
+from jaxdos.typing import Array, PyTree
+
+__all__ = ["PredictorDosLoss", "predictor_guidance"]
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictorDosLoss:
+    """Per crystal, the mean squared difference over the 256 bins between the predictor's DOS of
+    the estimate and `guide_params["target"]` `[G, 256]` (states / eV / atom).
+
+    The estimate's type probabilities (class k = Z - 1, the mask class last) become the
+    predictor's probabilities over Z (column 0 unused); the mask class has probability 0 after
+    the sampler's element mask.
+    """
+
+    config: PredictorConfig
+
+    def __call__(self, guide_params: PyTree, est: DenoisedEstimate) -> tuple[Array, Array]:
+        n = est.type_probs.shape[0]
+        probs = jnp.concatenate([jnp.zeros((n, 1)), est.type_probs[:, :MAX_Z]], axis=1)
+        batch = est.batch._replace(frac_coords=est.frac, lattice=est.lattice)
+        dos, overflow, _ = forward(self.config, guide_params["predictor"], batch, probs)
+        return jnp.mean((dos - guide_params["target"]) ** 2, axis=-1), overflow
+
+
+def predictor_guidance(
+    model: DOSPredictorModel,
+    target_dos,
+    *,
+    strength: float,
+    base: NoGuidance | ClassifierFree = NoGuidance(),
+    t_max: float = 0.5,
+) -> tuple[GradientGuidance, PyTree]:
+    """The guidance and its parameters for `generate(..., guide_params=...)`.
+
+    Args:
+        model: a trained predictor.
+        target_dos: `[G, 256]` target per-atom DOS, one row per crystal of the batch to generate
+            (e.g. the stage-1 DOS that also conditions the classifier-free `base`).
+        strength, base, t_max: as `GradientGuidance`.
+
+    Raises:
+        ValueError: naming `target_dos` if it is not `[G, 256]`, finite and >= 0.
+    """
+    target = check_dos(target_dos, "target_dos")
+    if target.ndim != 2:
+        raise ValueError(f"target_dos: expected [G, 256], got shape {target.shape}")
+    if np.any(target < 0):
+        raise ValueError("target_dos: expected a DOS >= 0 (states / eV / atom)")
+    guidance = GradientGuidance(
+        loss=PredictorDosLoss(model.config), strength=strength, base=base, t_max=t_max
+    )
+    return guidance, {"predictor": model.params, "target": jnp.asarray(target, jnp.float32)}

@@ -1,0 +1,87 @@
+"""CDOSGen guided by a DOS predictor: relaxed types reduce to the lookup, guidance lowers the
+predictor's distance to the target, bad targets are refused."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdos.crystal.batch import ScoreOutput
+from jaxdos.crystal.diffusion.num_atoms import prior_batch
+from jaxdos.crystal.diffusion.sampler import CrystalSamplingConfig
+from jaxdos.crystal.generate import generate
+from jaxdos.pipeline.guided import predictor_guidance
+from jaxdos.predictor.checkpoint import DOSPredictorModel
+from jaxdos.predictor.config import CompositionConfig, EquivariantConfig
+from jaxdos.predictor.model import forward, init_params
+from jaxdos.structures import MAX_Z
+from tests.crystal.test_crystal_sampler import toy_params, toy_score
+
+G = 8
+
+
+def test_relaxed_one_hot_types_equal_the_lookup():
+    cfg = EquivariantConfig.tiny()
+    params = init_params(jax.random.key(0), cfg)
+    b = prior_batch(np.array([3, 2]))
+    rng = np.random.default_rng(0)
+    n = b.num_nodes
+    z = np.where(b.node_mask, rng.integers(1, 60, n), 0).astype(np.int32)
+    b = jax.tree.map(jnp.asarray, b._replace(
+        atomic_numbers=z,
+        frac_coords=rng.uniform(0, 1, (n, 3)).astype(np.float32),
+        lattice=np.tile(3.5 * np.eye(3, dtype=np.float32), (b.num_graphs, 1, 1)),
+    ))  # fmt: skip
+    ref, _, _ = forward(cfg, params, b)
+    soft, _, _ = forward(cfg, params, b, jax.nn.one_hot(z, MAX_Z + 1))
+    np.testing.assert_allclose(np.asarray(soft), np.asarray(ref), rtol=1e-5, atol=1e-6)
+
+
+def flat_type_score(params, batch, t, cond, key):
+    """The toy geometry score with uninformative type logits: types are left to the guidance."""
+    out = toy_score(params, batch, t, cond, key)
+    return ScoreOutput(out.frac, out.lattice, jnp.zeros_like(out.type_logits))
+
+
+def test_predictor_guidance_moves_crystals_towards_the_target_dos():
+    cfg = CompositionConfig.tiny()
+    # A random predictor whose DOS depends strongly on composition (larger output weights).
+    params = jax.tree.map(lambda x: 10.0 * x, init_params(jax.random.key(1), cfg))
+    model = DOSPredictorModel(params=params, config=cfg)
+    # The target: the predictor's own DOS of pure oxygen crystals.
+    oxygen = prior_batch(np.full(G, 4))
+    oxygen = jax.tree.map(jnp.asarray, oxygen._replace(
+        atomic_numbers=np.where(oxygen.node_mask, 8, 0).astype(np.int32)
+    ))  # fmt: skip
+    target = np.asarray(forward(cfg, model.params, oxygen)[0])[:G]
+
+    def run(strength):
+        guidance, gp = predictor_guidance(model, target, strength=strength, t_max=1.0)
+        gen = generate(
+            flat_type_score,
+            toy_params(G),
+            key=jax.random.key(2),
+            num_atoms=np.full(G, 4),
+            config=CrystalSamplingConfig(steps=8, guidance=guidance),
+            guide_params=gp,
+        ).batch
+        dos = np.asarray(forward(cfg, model.params, jax.tree.map(jnp.asarray, gen))[0])[:G]
+        return np.mean((dos - target) ** 2, axis=-1), np.mean(gen.atomic_numbers[gen.node_mask] == 8)
+
+    d0, o0 = run(0.0)
+    d1, o1 = run(50.0)
+    assert d1.mean() < 0.5 * d0.mean(), (d0, d1)
+    assert o1 > o0 + 0.2, (o0, o1)
+
+
+def test_bad_target_dos_is_refused():
+    cfg = CompositionConfig.tiny()
+    model = DOSPredictorModel(params=init_params(jax.random.key(1), cfg), config=cfg)
+    with pytest.raises(ValueError, match="target_dos"):
+        predictor_guidance(model, np.zeros((2, 10)), strength=1.0)
+    with pytest.raises(ValueError, match="target_dos"):
+        predictor_guidance(model, -np.ones((2, 256)), strength=1.0)
+    with pytest.raises(ValueError, match="target_dos"):
+        predictor_guidance(model, np.full((2, 256), np.nan), strength=1.0)
