@@ -41,13 +41,14 @@ def main(argv=None):
     cli.add_sampling_flags(ap)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--baseline-trials", type=int, default=20, help="unique-nearest self-baseline")
-    ap.add_argument("--checkpoint", help="a DOSSampler model directory (default: embedded tiny)")
+    cli.add_model_flags(ap, crystal=False, dest="checkpoint")
     ap.add_argument("--world", help="world file (default: the committed subset)")
     ap.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated subset")
     ap.add_argument("--out", default="runs/audit_dos")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
-    cfg = AuditConfig(
+    try:
+        cfg = AuditConfig(
         samples=args.samples,
         budget_factor=args.budget_factor,
         batch_size=args.batch_size,
@@ -60,8 +61,11 @@ def main(argv=None):
         world=args.world,
         settings=tuple(s for s in args.settings.split(",") if s),
         progress=not args.quiet,
-    )
-    print(run(cfg, args.out))
+        )
+        report = run(cfg, args.out)
+    except ValueError as err:
+        cli.config_error(ap, err)
+    print(report)
 
 
 if __name__ == "__main__":

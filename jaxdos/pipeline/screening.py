@@ -24,7 +24,7 @@ from jaxdos.pipeline.crystals import (
     DEFAULT_STEPS,
     generate_crystals,
 )
-from jaxdos.pipeline.models import as_model
+from jaxdos.pipeline.models import load_checked
 from jaxdos.pipeline.rundir import RunDir
 from jaxdos.pipeline.score import score, uniqueness_novelty
 from jaxdos.structures import Crystals, to_structures
@@ -32,7 +32,6 @@ from jaxdos.structures import Crystals, to_structures
 __all__ = [
     "CrystalSettings",
     "crystal_stage",
-    "load_model",
     "METRIC_ROWS",
     "conditioning_estimates",
     "conditioning_metrics",
@@ -80,16 +79,7 @@ class CrystalSettings:
 
     def check_crystal_model(self):
         """The CDOSGen model of these settings, loaded once; ValueError names `crystal_model`."""
-        return load_model("crystal_model", self.crystal_model, CDOSGEN)
-
-
-def load_model(field: str, directory, kind: str):
-    """`models.as_model(directory, kind)` with any loading error as one line naming `field`
-    (the config field, which the commands turn into their flag)."""
-    try:
-        return as_model(directory, kind)
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{field}: {err}") from None
+        return load_checked("crystal_model", self.crystal_model, CDOSGEN)
 
 
 @functools.lru_cache(maxsize=1)

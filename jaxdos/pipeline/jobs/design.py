@@ -26,7 +26,8 @@ from tqdm import tqdm
 from jaxdos.pipeline.dos import sample_dos
 from jaxdos.pipeline.rundir import RunDir
 from jaxdos.pipeline.score import target_verdicts
-from jaxdos.pipeline.screening import CrystalSettings, crystal_stage, load_model
+from jaxdos.pipeline.models import load_checked
+from jaxdos.pipeline.screening import CrystalSettings, crystal_stage
 from jaxdos.pipeline.writers import write_generation
 from jaxdos.sampler.checkpoint import KIND as DOSSAMPLER
 from jaxdos.sampler.config import DOSSamplingConfig
@@ -173,7 +174,7 @@ def run(cfg: DesignConfig, out, *, resume: bool = False, force: bool = False) ->
     """Run the design into `out`; returns the summary (also written as summary.json)."""
     # Everything a user can get wrong is checked before the folder is claimed.
     targets = cfg.targets()
-    sampler = load_model("dos_model", cfg.dos_model, DOSSAMPLER)
+    sampler = load_checked("dos_model", cfg.dos_model, DOSSAMPLER)
     cfg.check_crystal_model()
     rd = RunDir(out, dataclasses.asdict(cfg), resume=resume, force=force)
     folder = rd.path / "dos"
