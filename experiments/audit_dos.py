@@ -49,18 +49,18 @@ def main(argv=None):
     args = ap.parse_args(argv)
     try:
         cfg = AuditConfig(
-        samples=args.samples,
-        budget_factor=args.budget_factor,
-        batch_size=args.batch_size,
-        gamma=args.gamma,
-        # a bad sampling option fails here, before the model loads
-        sampling=cli.sampling_config(args),
-        seed=args.seed,
-        baseline_trials=args.baseline_trials,
-        checkpoint=args.checkpoint,
-        world=args.world,
-        settings=tuple(s for s in args.settings.split(",") if s),
-        progress=not args.quiet,
+            samples=args.samples,
+            budget_factor=args.budget_factor,
+            batch_size=args.batch_size,
+            gamma=args.gamma,
+            # a bad sampling option fails here, before the model loads
+            sampling=cli.sampling_config(args),
+            seed=args.seed,
+            baseline_trials=args.baseline_trials,
+            checkpoint=args.checkpoint,
+            world=args.world,
+            settings=tuple(s for s in args.settings.split(",") if s),
+            progress=not args.quiet,
         )
         report = run(cfg, args.out)
     except ValueError as err:

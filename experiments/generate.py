@@ -1,9 +1,9 @@
 """Stage 2 alone: crystals from a source of DOS (the counterpart of `mattergen-generate`).
 
-    jaxdos generate runs/bg2 --crystals-per-dos 4 --out runs/gen          # a sample_dos folder
-    jaxdos generate data/mp.npz --crystals-per-dos 2 --out runs/gen_mp    # records (load-mp)
-    jaxdos generate mp_dos_json/ --crystals-per-dos 4 --out runs/y        # MP Dos / CompleteDos JSON
-    jaxdos generate refs_cif/ --crystals-per-dos 4 --crystal-model DIR --out runs/z   # CIF files
+    jaxdos generate runs/bg2 --crystals-per-dos 4 --out runs/gen        # a sample_dos folder
+    jaxdos generate data/mp.npz --crystals-per-dos 2 --out runs/gen_mp  # records (load-mp)
+    jaxdos generate mp_dos_json/ --crystals-per-dos 4 --out runs/y      # MP Dos / CompleteDos
+    jaxdos generate refs_cif/ --crystal-model DIR --out runs/z          # CIF files
 
 SOURCE: an accepted-DOS folder written by `sample_dos`, a records .npz (jaxdos.data Records), a
 folder of MP-style pymatgen Dos / CompleteDos JSON (resampled by the MP loader; each needs its

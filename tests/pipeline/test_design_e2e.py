@@ -13,9 +13,9 @@ from pymatgen.core import Structure
 from experiments import design as design_cli
 from experiments import generate as generate_cli
 from experiments import main as jaxdos_main
+from jaxdos.crystal.checkpoint import DEFAULT_DIR as CRYSTAL_DIR
 from jaxdos.pipeline import screening
 from jaxdos.pipeline.score import score
-from jaxdos.crystal.checkpoint import DEFAULT_DIR as CRYSTAL_DIR
 
 # 2 DOS x 2 crystals in one chunk, 4 CDOSGen steps without corrector.
 TINY = ["--crystals", "4", "--crystals-per-dos", "2", "--crystal-batch", "4", "--steps", "4"]
@@ -123,9 +123,6 @@ def test_generate_from_cifs_and_records(designed, tmp_path):
     save_records(tmp_path / "r.npz", load_world("test").take(np.arange(1)), oracle_version="t")
     generate_cli.main([str(tmp_path / "r.npz"), *gen, "--out", str(tmp_path / "gr")])
     table = _table(tmp_path / "gr")
-    assert len(table) == 2 and {r["source_dos"] for r in table} == {
-        str(load_world("test").ids[0])
-    }
+    assert len(table) == 2 and {r["source_dos"] for r in table} == {str(load_world("test").ids[0])}
     summary = json.loads((tmp_path / "gr" / "summary.json").read_text())
     assert summary["source_kind"] == "records" and summary["crystals"] == 2
-

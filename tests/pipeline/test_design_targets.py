@@ -32,7 +32,9 @@ def test_plain_value_is_the_paper_tolerance():
     t = parse_target("integrated_dos", "2")
     x = np.linspace(1.5, 2.5, 101)
     inside = (x >= t.interval[0] - 1e-9) & (x <= t.interval[1] + 1e-9)
-    np.testing.assert_array_equal(inside, within_tolerance(x, 2.0) | np.isclose(x, 1.8) | np.isclose(x, 2.2))
+    np.testing.assert_array_equal(
+        inside, within_tolerance(x, 2.0) | np.isclose(x, 1.8) | np.isclose(x, 2.2)
+    )
 
 
 def test_range_target_accepts_exactly_its_interval():
@@ -152,7 +154,11 @@ def test_corrupt_model_file_is_named_by_its_flag(capsys, tmp_path):
     )
     assert "a 'cdosgen' model, expected a 'dossampler'" in line
     _fails(
-        generate_cli.main, [str(tmp_path), "--crystal-model", str(bad)], capsys, "corrupt", tmp_path / "r2"
+        generate_cli.main,
+        [str(tmp_path), "--crystal-model", str(bad)],
+        capsys,
+        "corrupt",
+        tmp_path / "r2",
     )
 
 

@@ -24,9 +24,9 @@ import numpy as np
 from tqdm import tqdm
 
 from jaxdos.pipeline.dos import sample_dos
+from jaxdos.pipeline.models import load_checked
 from jaxdos.pipeline.rundir import RunDir
 from jaxdos.pipeline.score import target_verdicts
-from jaxdos.pipeline.models import load_checked
 from jaxdos.pipeline.screening import CrystalSettings, crystal_stage
 from jaxdos.pipeline.writers import write_generation
 from jaxdos.sampler.checkpoint import KIND as DOSSAMPLER
@@ -89,8 +89,9 @@ class DesignConfig(CrystalSettings):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
         if self.proposals is not None and self.proposals < self.accept:
-            raise ValueError(f"proposals: expected >= {self.accept} (DOS to accept), got "
-                             f"{self.proposals}")
+            raise ValueError(
+                f"proposals: expected >= {self.accept} (DOS to accept), got {self.proposals}"
+            )
         if not (math.isfinite(self.gamma) and self.gamma >= 0):
             raise ValueError(f"gamma: expected a finite value >= 0, got {self.gamma}")
         if self.filter is not None and self.filter not in FILTER_NAMES:
@@ -98,7 +99,9 @@ class DesignConfig(CrystalSettings):
         if (self.filter == "te") != (self.te_reference is not None):
             raise ValueError("te_reference: expected a CIF file exactly when filter is 'te'")
         if all(getattr(self, f) is None for f in (*FIELDS, "filter")):
-            raise ValueError("band_gap: expected at least one target (band_gap, dos_ef, n_ef, filter)")
+            raise ValueError(
+                "band_gap: expected at least one target (band_gap, dos_ef, n_ef, filter)"
+            )
         # Every rule of `Targets` is checked now; the TE reference's DOS comes later (oracle).
         self.targets(np.zeros(256, np.float32))
 
@@ -147,7 +150,9 @@ def reference_dos(paths, field: str) -> tuple[np.ndarray, list[str]]:
         try:
             s = Structure.from_file(str(p))
         except Exception as err:  # noqa: BLE001 - pymatgen raises many types on a bad file
-            raise ValueError(f"{field}: {p}: pymatgen cannot read it ({type(err).__name__})") from None
+            raise ValueError(
+                f"{field}: {p}: pymatgen cannot read it ({type(err).__name__})"
+            ) from None
         if not 1 <= len(s) <= MAX_ATOMS:
             raise ValueError(f"{field}: {p}: {len(s)} atoms, expected 1..{MAX_ATOMS}")
         structures.append(s)

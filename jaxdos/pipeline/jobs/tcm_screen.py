@@ -7,7 +7,8 @@
 
 `run(ScreenConfig(...), out)` fills the run folder `out` (`jaxdos.pipeline.rundir`): the DOS runs
 in `dos_type*/`, the crystal stages in `stages/`, table4.md / .csv, summary.json, structures_*/
-(every generated crystal, `_hit` in the file name of those that pass) and tcm_*.png (hits first); `python -m experiments.tcm_screen` is its command line.
+(every generated crystal, `_hit` in the file name of those that pass) and tcm_*.png (hits
+first); `python -m experiments.tcm_screen` is its command line.
 """
 
 import dataclasses
