@@ -86,6 +86,7 @@ def test_te_translation_end_to_end_and_resume(tmp_path, capsys):
         "steps": 2,
         "corrector_steps": 0,
         "crystal_batch": 1,
+        "crystal_model": None,
         "references": 2,
         "cif": [],
         "seed": 0,
@@ -171,6 +172,8 @@ def test_multi_property_end_to_end_sweep_and_resume(tmp_path, capsys):
         "dos_batch": 32,
         "sweep": [1, 2],
         "seed": 0,
+        "crystal_model": None,
+        "dos_model": None,
     }
 
     # Table 1: the two baselines, then each setting that accepted a DOS, then its derived row.

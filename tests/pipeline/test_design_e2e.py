@@ -75,6 +75,15 @@ def test_table_matches_the_oracle_on_the_written_cifs(designed):
     assert len(Structure.from_file(str(designed / rows[0]["cif"]))) == int(rows[0]["atoms"])
 
 
+def test_the_accepted_dos_folder_is_a_generate_source(designed):
+    from jaxdos.pipeline.jobs.generate import load_source
+
+    dos, names, kind = load_source(designed / "dos")
+    assert kind == "accepted" and len(dos) == 2
+    assert set(names) == {r["source_dos"] for r in _table(designed)}
+    assert np.all(dos >= 0) and dos.shape == (2, 256)
+
+
 @pytest.mark.slow
 def test_killed_design_resumes_to_the_same_table(tmp_path, monkeypatch):
     design_cli.main([*CHUNKED, "--out", str(tmp_path / "whole")])
@@ -126,3 +135,13 @@ def test_generate_from_cifs_and_records(designed, tmp_path):
     assert len(table) == 2 and {r["source_dos"] for r in table} == {str(load_world("test").ids[0])}
     summary = json.loads((tmp_path / "gr" / "summary.json").read_text())
     assert summary["source_kind"] == "records" and summary["crystals"] == 2
+
+    from test_generate_sources import write_mp_folder
+
+    write_mp_folder(tmp_path / "mp")
+    jaxdos_main.main(["generate", str(tmp_path / "mp"), *gen, "--out", str(tmp_path / "gm")])
+    table = _table(tmp_path / "gm")
+    assert [r["source_dos"] for r in table] == ["mp-1", "mp-1", "mp-2", "mp-2"]
+    assert len(list((tmp_path / "gm" / "structures").glob("*.cif"))) == sum(
+        bool(r["cif"]) for r in table
+    )
