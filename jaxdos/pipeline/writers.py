@@ -8,12 +8,14 @@ Every structure file of every command goes through `_structures` below and the w
 import csv
 import dataclasses
 import json
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from jaxdos.kernels.grid import bin_centres
+from jaxdos.kernels.metrics import cosine
 from jaxdos.structures import Crystals, to_structures, unpack, write_cif, write_extxyz
 
 __all__ = [
@@ -136,10 +138,7 @@ def _formula(z: np.ndarray) -> str:
     from pymatgen.core import Composition, Element
 
     try:
-        counts: dict = {}
-        for v in z:
-            counts[Element.from_Z(int(v))] = counts.get(Element.from_Z(int(v)), 0) + 1
-        return Composition(counts).reduced_formula
+        return Composition(Counter(Element.from_Z(int(v)) for v in z)).reduced_formula
     except ValueError:  # a mask-state atom of an unfinished trajectory
         return "?"
 
@@ -167,8 +166,6 @@ def write_generation(
         {"rows": table rows, "header": columns, "best": rows of the figure, "files": names}.
     """
     folder = Path(folder)
-    from jaxdos.kernels.metrics import cosine
-
     m = len(stage["num_atoms"])
     cond = stage["conditioning"][stage["source"]]
     cos = np.where(stage["valid"], np.asarray(cosine(cond, stage["oracle_dos"])), np.nan)

@@ -100,7 +100,8 @@ class DesignConfig(CrystalSettings):
             raise ValueError("te_reference: expected a CIF file exactly when filter is 'te'")
         if all(getattr(self, f) is None for f in (*FIELDS, "filter")):
             raise ValueError(
-                "band_gap: expected at least one target (band_gap, dos_ef, n_ef, filter)"
+                "targets: expected at least one target (band_gap, dos_ef, n_ef or filter: "
+                "--band-gap, --dos-ef, --n-ef, --filter)"
             )
         # Every rule of `Targets` is checked now; the TE reference's DOS comes later (oracle).
         self.targets(np.zeros(256, np.float32))
