@@ -41,27 +41,31 @@ def main(argv=None):
     cli.add_sampling_flags(ap)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--baseline-trials", type=int, default=20, help="unique-nearest self-baseline")
-    ap.add_argument("--checkpoint", help="a DOSSampler model directory (default: embedded tiny)")
+    cli.add_model_flags(ap, crystal=False, dest="checkpoint")
     ap.add_argument("--world", help="world file (default: the committed subset)")
     ap.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated subset")
     ap.add_argument("--out", default="runs/audit_dos")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
-    cfg = AuditConfig(
-        samples=args.samples,
-        budget_factor=args.budget_factor,
-        batch_size=args.batch_size,
-        gamma=args.gamma,
-        # a bad sampling option fails here, before the model loads
-        sampling=cli.sampling_config(args),
-        seed=args.seed,
-        baseline_trials=args.baseline_trials,
-        checkpoint=args.checkpoint,
-        world=args.world,
-        settings=tuple(s for s in args.settings.split(",") if s),
-        progress=not args.quiet,
-    )
-    print(run(cfg, args.out))
+    try:
+        cfg = AuditConfig(
+            samples=args.samples,
+            budget_factor=args.budget_factor,
+            batch_size=args.batch_size,
+            gamma=args.gamma,
+            # a bad sampling option fails here, before the model loads
+            sampling=cli.sampling_config(args),
+            seed=args.seed,
+            baseline_trials=args.baseline_trials,
+            checkpoint=args.checkpoint,
+            world=args.world,
+            settings=tuple(s for s in args.settings.split(",") if s),
+            progress=not args.quiet,
+        )
+        report = run(cfg, args.out)
+    except ValueError as err:
+        cli.config_error(ap, err)
+    print(report)
 
 
 if __name__ == "__main__":

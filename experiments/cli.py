@@ -4,6 +4,7 @@
     add_crystal_flags(parser, settings)      # --crystals-per-dos, --guidance, --steps,
                                              # --corrector-steps, --crystal-batch
     crystal_settings(args)                   # those flags as keyword arguments
+    add_model_flags(parser)                  # --dos-model, --crystal-model (model directories)
     add_sampling_flags(parser)               # DOSSampler options: --unmask-order, --temperature,
                                              # --final-argmax, --top-p, --noise-length
     sampling_config(args)                    # a DOSSamplingConfig of those (and --steps), or None
@@ -21,6 +22,7 @@ __all__ = [
     "add_run_flags",
     "add_crystal_flags",
     "crystal_settings",
+    "add_model_flags",
     "add_sampling_flags",
     "sampling_config",
     "add_multihost_flags",
@@ -68,16 +70,39 @@ def crystal_settings(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in _CRYSTAL_FLAGS}
 
 
+def add_model_flags(
+    parser: argparse.ArgumentParser,
+    *,
+    dos: bool = True,
+    crystal: bool = True,
+    dest: str = "dos_model",
+) -> None:
+    """--dos-model DIR (a "dossampler" model) and --crystal-model DIR (a "cdosgen" one, e.g. a
+    converted MatterGen); unset: the embedded defaults. `dest` keeps an older field name
+    (`checkpoint`), whose `--checkpoint` flag stays an alias of --dos-model."""
+    if dos:
+        names = ("--dos-model",) if dest == "dos_model" else ("--checkpoint", "--dos-model")
+        parser.add_argument(
+            *names, dest=dest, metavar="DIR", help="DOSSampler model directory (default: embedded)"
+        )
+    if crystal:
+        parser.add_argument(
+            "--crystal-model",
+            metavar="DIR",
+            help="CDOSGen model directory, e.g. a converted MatterGen (default: embedded)",
+        )
+
+
 def config_error(parser: argparse.ArgumentParser, err: ValueError):
-    """Exit with `err` as a one-line usage error, its leading config field ("cfg_scale: ...")
-    replaced by the flag that sets it ("--guidance: ...")."""
+    """Exit with `err` as a one-line usage error, its leading config fields ("cfg_scale: ...",
+    "band_gap, dos_ef: ...") replaced by the flags that set them ("--guidance: ...")."""
     msg = str(err)
-    field, sep, rest = msg.partition(":")
-    for action in parser._actions:
-        if sep and action.dest == field.strip() and action.option_strings:
-            msg = f"{action.option_strings[-1]}:{rest}"
-            break
-    parser.error(msg)
+    head, sep, rest = msg.partition(":")
+    flags = {a.dest: a.option_strings[-1] for a in parser._actions if a.option_strings}
+    fields = [f.strip() for f in head.split(",")]
+    if sep and all(f in flags for f in fields):
+        msg = f"{', '.join(flags[f] for f in fields)}:{rest}"
+    parser.error(msg.splitlines()[0] if msg else msg)
 
 
 def add_sampling_flags(parser: argparse.ArgumentParser) -> None:

@@ -9,6 +9,8 @@ import sys
 
 # subcommand -> experiments module (each has `main(argv)`)
 COMMANDS = {
+    "design": "design",
+    "generate": "generate",
     "sample-dos": "sample_dos",
     "tcm-screen": "tcm_screen",
     "te-translation": "te_translation",

@@ -43,6 +43,7 @@ def main(argv=None) -> None:
     p.add_argument("--dos-batch", type=int, default=32, help="DOSSampler proposals per batch")
     p.add_argument("--sweep", type=int, nargs="*", default=())
     cli.add_crystal_flags(p, MultiPropertyConfig)
+    cli.add_model_flags(p, dos=True)
     cli.add_run_flags(p, out="runs/multi_property")
     cli.add_multihost_flags(p)
     a = p.parse_args(argv)
@@ -55,6 +56,8 @@ def main(argv=None) -> None:
             sweep=tuple(a.sweep),
             **cli.crystal_settings(a),
             seed=a.seed,
+            crystal_model=a.crystal_model,
+            dos_model=a.dos_model,
         )
         cli.start_multihost(a)
         tables = run(cfg, a.out, resume=a.resume, force=a.force)

@@ -69,7 +69,7 @@ def _parser():
     ap.add_argument("--gamma", type=float, default=1.0, help="guidance strength (0: none)")
     ap.add_argument("--steps", type=int, help="denoising steps (default: DOSSamplingConfig)")
     cli.add_sampling_flags(ap)
-    ap.add_argument("--checkpoint", help="a DOSSampler model directory (default: embedded tiny)")
+    cli.add_model_flags(ap, crystal=False, dest="checkpoint")
     ap.add_argument("--devices", type=int, help="use the first N local devices (default all)")
     ap.add_argument(
         "--flush-seconds",

@@ -52,6 +52,7 @@ def main(argv=None) -> None:
     )
     cli.add_crystal_flags(p, ScreenConfig)
     p.add_argument("--devices", type=int, default=None, help="use the first N local devices")
+    cli.add_model_flags(p, dos=True)
     cli.add_run_flags(p, out="runs/tcm_screen")
     cli.add_multihost_flags(p)
     a = p.parse_args(argv)
@@ -65,6 +66,8 @@ def main(argv=None) -> None:
             noise_length=a.noise_length,
             **cli.crystal_settings(a),
             seed=a.seed,
+            crystal_model=a.crystal_model,
+            dos_model=a.dos_model,
             devices=a.devices,
         )
         cli.start_multihost(a)

@@ -34,6 +34,7 @@ def main(argv=None) -> None:
     p.add_argument("--references", type=int, default=8)
     p.add_argument("--cif", nargs="*", default=(), help="reference CIF files (instead of world)")
     cli.add_crystal_flags(p, TranslationConfig)
+    cli.add_model_flags(p, dos=False)
     cli.add_run_flags(p, out="runs/te_translation")
     cli.add_multihost_flags(p)
     a = p.parse_args(argv)
@@ -43,6 +44,7 @@ def main(argv=None) -> None:
             cif=tuple(a.cif),
             **cli.crystal_settings(a),
             seed=a.seed,
+            crystal_model=a.crystal_model,
         )
         cli.start_multihost(a)
         result = run(cfg, a.out, resume=a.resume, force=a.force)

@@ -4,6 +4,7 @@
                                in dir/model.json
     load_default(kind)         the embedded model of kind "dossampler", "cdosgen" or
                                "dos_predictor" (cached)
+    load_checked(field, m, k)  `as_model`, its errors as one line naming a config field / flag
     migrate(old, new)          rewrite an old-format folder in the one format (jaxdos.modeldir)
 
     python -m jaxdos.pipeline.migrate OLD NEW     (the command line of `migrate`)
@@ -35,6 +36,7 @@ __all__ = [
     "load",
     "load_default",
     "as_model",
+    "load_checked",
     "read_old",
     "migrate",
 ]
@@ -102,6 +104,15 @@ def as_model(model, kind: str) -> Model:
             f"{type(model).__name__}"
         )
     return model
+
+
+def load_checked(field: str, model, kind: str) -> Model:
+    """`as_model(model, kind)` with any loading error (wrong kind, missing or corrupt file) as one
+    ValueError line naming `field`, the config field the commands turn into their flag."""
+    try:
+        return as_model(model, kind)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{field}: {err}") from None
 
 
 # --- old formats: read for `migrate` only ------------------------------------------------------

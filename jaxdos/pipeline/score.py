@@ -24,9 +24,10 @@ from jaxdos.kernels.oracle_prep import prepare_crystals
 from jaxdos.kernels.properties import all_properties
 from jaxdos.predictor.checkpoint import DOSPredictorModel
 from jaxdos.predictor.predict import as_predictor, predict_dos
+from jaxdos.sampler.targets import FILTER_NAMES, Targets, acceptance
 from jaxdos.structures import Crystals, from_structures
 
-__all__ = ["ORACLE", "Scores", "score", "scorer_name", "uniqueness_novelty"]
+__all__ = ["ORACLE", "Scores", "score", "scorer_name", "target_verdicts", "uniqueness_novelty"]
 
 ORACLE = "oracle"
 
@@ -113,6 +114,29 @@ def score(crystals, scorer=None) -> Scores:
         for f in ("gap_ok", "metallic", "wide_band", "narrow_band", "type1", "type2", "is_tcm")
     }
     return Scores(valid, reason, dos, efermi, props, tcm._replace(**verdicts), name)
+
+
+def target_verdicts(targets: Targets, dos, valid) -> dict:
+    """Does each crystal meet each target? Stage 1's acceptance rule, applied to the oracle DOS.
+
+    Args:
+        targets: the run's `Targets`.
+        dos: `[M, 256]` oracle DOS of the crystals.
+        valid: `[M]` bool; an invalid crystal meets nothing.
+
+    Returns:
+        {"<property>_ok" or "<filter>_ok" (tcm1, tcm2, te): `[M]` bool, ..., "meets_targets":
+        `[M]` bool (all of them)}.
+    """
+    valid = np.asarray(valid, bool)
+    out = {}
+    for p in targets.properties:
+        out[f"{p.name}_ok"] = np.asarray(acceptance(Targets(properties=(p,)), dos)[0]) & valid
+    for f in targets.filters:
+        name = next(k for k, v in FILTER_NAMES.items() if isinstance(f, v))
+        out[f"{name}_ok"] = np.asarray(acceptance(Targets(filters=(f,)), dos)[0]) & valid
+    out["meets_targets"] = np.asarray(acceptance(targets, dos)[0]) & valid
+    return out
 
 
 def uniqueness_novelty(

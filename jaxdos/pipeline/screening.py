@@ -15,6 +15,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from jaxdos.crystal.checkpoint import KIND as CDOSGEN
 from jaxdos.data.world import load_world
 from jaxdos.kernels import stats
 from jaxdos.kernels.pairing import METRIC_ROWS, conditioning_estimates, derangement
@@ -23,6 +24,7 @@ from jaxdos.pipeline.crystals import (
     DEFAULT_STEPS,
     generate_crystals,
 )
+from jaxdos.pipeline.models import load_checked
 from jaxdos.pipeline.rundir import RunDir
 from jaxdos.pipeline.score import score, uniqueness_novelty
 from jaxdos.structures import Crystals, to_structures
@@ -53,6 +55,8 @@ class CrystalSettings:
         steps: CDOSGen sampler steps (>= 2; MatterGen 1000).
         corrector_steps: Langevin corrector iterations per step (0..10; MatterGen 1).
         crystal_batch: crystals per jitted CDOSGen batch (>= 1).
+        crystal_model: a "cdosgen" model directory (None: the embedded default); loaded and
+            checked by `check_crystal_model` before a run folder is claimed.
     """
 
     crystals_per_dos: int = 4
@@ -60,6 +64,7 @@ class CrystalSettings:
     steps: int = DEFAULT_STEPS
     corrector_steps: int = DEFAULT_CORRECTOR_STEPS
     crystal_batch: int = 32
+    crystal_model: str | None = None
 
     def __post_init__(self):
         for name in ("crystals_per_dos", "crystal_batch"):
@@ -71,6 +76,10 @@ class CrystalSettings:
             raise ValueError(f"corrector_steps: expected 0..10, got {self.corrector_steps}")
         if not np.isfinite(self.cfg_scale) or self.cfg_scale < 0:
             raise ValueError(f"cfg_scale: expected a finite value >= 0, got {self.cfg_scale}")
+
+    def check_crystal_model(self):
+        """The CDOSGen model of these settings, loaded once; ValueError names `crystal_model`."""
+        return load_checked("crystal_model", self.crystal_model, CDOSGEN)
 
 
 @functools.lru_cache(maxsize=1)
@@ -96,6 +105,7 @@ def crystal_stage(
         per_chunk = cfg.crystal_batch
         total = n
     n_chunks = -(-total // per_chunk)
+    model = cfg.check_crystal_model()  # once, not per chunk: one denoiser, one compile
     bar = tqdm(total=len(rd.my_chunks(n_chunks)), desc=name, unit="chunk", disable=not rd.main)
 
     def work(i):
@@ -110,6 +120,7 @@ def crystal_stage(
                 corrector_steps=cfg.corrector_steps,
                 seed=seed * 100003 + i,
                 batch_size=cfg.crystal_batch,
+                model=model,
             )
             source = rows[source]
         else:
@@ -119,6 +130,7 @@ def crystal_stage(
                 corrector_steps=cfg.corrector_steps,
                 seed=seed * 100003 + i,
                 batch_size=cfg.crystal_batch,
+                model=model,
             )
         seconds = time.perf_counter() - t0
         s = score(crystals)

@@ -8,12 +8,14 @@ Every structure file of every command goes through `_structures` below and the w
 import csv
 import dataclasses
 import json
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from jaxdos.kernels.grid import bin_centres
+from jaxdos.kernels.metrics import cosine
 from jaxdos.structures import Crystals, to_structures, unpack, write_cif, write_extxyz
 
 __all__ = [
@@ -22,7 +24,11 @@ __all__ = [
     "write_structure_files",
     "write_structures",
     "write_outputs",
+    "write_every_structure",
+    "write_generation",
+    "TABLE_COLUMNS",
     "plot_dos_pairs",
+    "plot_property_histograms",
     "plot_nearest_grid",
 ]
 
@@ -90,6 +96,109 @@ def write_structures(folder: Path, stage: dict, select: np.ndarray, limit: int =
     write_structure_files(_structures(crystals), folder, names, "crystals.extxyz")
 
 
+def write_every_structure(folder, stage: dict, tags: Sequence[str] | None = None) -> list[str]:
+    """A CIF of every crystal of a stage, `crystal_<row>[_<tag>].cif`, and all of them in
+    `crystals.extxyz`; returns the file name per row.
+
+    A crystal whose cell pymatgen cannot hold (a singular lattice, a mask-state atom) gets no file
+    and the name "" (its row in the table says why); every other one is written, hit or not.
+    """
+    tags = tags if tags is not None else [""] * len(stage["num_atoms"])
+    structures, names = [], []
+    for j, tag in enumerate(tags):
+        crystal = Crystals(*(stage[f][j : j + 1] for f in Crystals._fields))
+        try:
+            structures.append(to_structures(crystal)[0])
+        except ValueError:
+            names.append("")
+            continue
+        names.append(f"crystal_{j:05d}{'_' + tag if tag else ''}.cif")
+    written = [n for n in names if n]
+    if written:
+        write_structure_files(structures, folder, written, "crystals.extxyz")
+    return names
+
+
+# The table of `write_generation`, one row per crystal (a verdict column per target follows).
+TABLE_COLUMNS = (
+    "id",
+    "formula",
+    "atoms",
+    "source_dos",
+    "valid",
+    "reason",
+    "band_gap",
+    "dos_at_fermi",
+    "integrated_dos",
+    "cosine_to_condition",
+)
+
+
+def _formula(z: np.ndarray) -> str:
+    from pymatgen.core import Composition, Element
+
+    try:
+        return Composition(Counter(Element.from_Z(int(v)) for v in z)).reduced_formula
+    except ValueError:  # a mask-state atom of an unfinished trajectory
+        return "?"
+
+
+def write_generation(
+    folder,
+    stage: dict,
+    *,
+    source_ids: Sequence[str],
+    verdicts: dict,
+    intervals: dict,
+    best: int = 6,
+) -> dict:
+    """Every output of a design / generate run: structures, the table, figures.
+
+    Args:
+        folder: the run folder.
+        stage: a `jaxdos.pipeline.screening.crystal_stage` result with `conditioning` [S, 256].
+        source_ids: the name of each conditioning DOS row.
+        verdicts: column -> `[M]` bool (each target / filter, then `meets_targets`).
+        intervals: property -> (lo, hi) of its target, for the histograms (absent: untargeted).
+        best: crystals in the DOS-pair figure: target hits first, then by cosine to the condition.
+
+    Returns:
+        {"rows": table rows, "header": columns, "best": rows of the figure, "files": names}.
+    """
+    folder = Path(folder)
+    m = len(stage["num_atoms"])
+    cond = stage["conditioning"][stage["source"]]
+    cos = np.where(stage["valid"], np.asarray(cosine(cond, stage["oracle_dos"])), np.nan)
+    hits = verdicts.get("meets_targets", np.zeros(m, bool))
+    files = write_every_structure(folder / "structures", stage, ["hit" if h else "" for h in hits])
+    header = [*TABLE_COLUMNS, *verdicts, "cif"]
+    rows = []
+    for j in range(m):
+        n = int(stage["num_atoms"][j])
+        rows.append(
+            [
+                f"crystal_{j:05d}",
+                _formula(stage["atomic_numbers"][j, :n]),
+                n,
+                source_ids[int(stage["source"][j])],
+                bool(stage["valid"][j]),
+                str(stage["reason"][j]),
+                *(float(stage[k][j]) for k in ("band_gap", "dos_at_fermi", "integrated_dos")),
+                float(cos[j]),
+                *(bool(v[j]) for v in verdicts.values()),
+                f"structures/{files[j]}" if files[j] else "",
+            ]
+        )
+    write_table(folder, "crystals", header, rows)
+    valid = np.flatnonzero(stage["valid"])
+    order = valid[np.lexsort((-cos[valid], ~hits[valid]))][:best]
+    plot_dos_pairs(
+        folder / "dos_pairs.png", stage, order, title="condition vs generated", limit=best
+    )
+    plot_property_histograms(folder / "properties.png", stage, intervals)
+    return {"rows": rows, "header": header, "best": order.tolist(), "files": files}
+
+
 def _jsonable(x):
     if dataclasses.is_dataclass(x) and not isinstance(x, type):
         return {
@@ -141,8 +250,11 @@ def write_outputs(generated, outdir, *, prefix: str = "gen", extra: dict | None 
 
 
 def plot_dos_pairs(path: Path, stage: dict, select: np.ndarray, *, title: str, limit: int = 6):
-    """Conditioning DOS vs the oracle DOS of the generated crystal (Figure 3 of the paper)."""
-    idx = np.flatnonzero(select)[:limit]
+    """Conditioning DOS vs the oracle DOS of the generated crystal (Figure 3 of the paper).
+
+    `select` is a `[M]` bool mask (its first `limit` rows) or the rows themselves, in order."""
+    select = np.asarray(select)
+    idx = (np.flatnonzero(select) if select.dtype == bool else select.astype(int))[:limit]
     if idx.size == 0 or "conditioning" not in stage:
         return
     import matplotlib
@@ -199,4 +311,29 @@ def plot_nearest_grid(grids: dict, path: Path, per_row: int = 4) -> None:
     fig.supxlabel("E - E_F (eV)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_property_histograms(path: Path, stage: dict, intervals: dict) -> None:
+    """Histogram of each oracle property over the valid crystals, the target interval shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    units = {"band_gap": "eV", "dos_at_fermi": "states/eV/atom", "integrated_dos": "states/atom"}
+    valid = np.asarray(stage["valid"], bool)
+    fig, axes = plt.subplots(1, len(units), figsize=(3.4 * len(units), 2.6), squeeze=False)
+    for ax, (name, unit) in zip(axes[0], units.items(), strict=True):
+        values = np.asarray(stage[name])[valid]
+        if values.size:
+            ax.hist(values, bins=20, color="tab:blue", alpha=0.8)
+        if name in intervals:
+            lo, hi = intervals[name]
+            ax.axvspan(lo, hi, color="tab:orange", alpha=0.3, label="target")
+            ax.legend(fontsize=6)
+        ax.set_xlabel(f"{name} ({unit})")
+    axes[0][0].set_ylabel(f"valid crystals (n={int(valid.sum())})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     plt.close(fig)

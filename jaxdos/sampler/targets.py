@@ -44,6 +44,8 @@ from jaxdos.sampler.guidance import ClassifierGuidance, NoGuidance
 
 __all__ = [
     "PropertyTarget",
+    "parse_target",
+    "FILTER_NAMES",
     "TCMType1",
     "TCMType2",
     "Thermoelectric",
@@ -147,7 +149,54 @@ def _check_offset(offset, criteria):
         raise ValueError(f"gap_offset: expected in [0, {room:.3f}] eV, got {offset}")
 
 
+def parse_target(name: str, text: str) -> PropertyTarget:
+    """A `PropertyTarget` from its command-line form, the one spelling of every command.
+
+    `VALUE` takes the paper's tolerance (±10 %, or 0.1 absolute for 0; `kernels.properties`),
+    `VALUE+-TOL` an absolute half-width, `LO:HI` the closed interval itself. A half-width or an
+    interval is stored as the centre with the relative tolerance that gives exactly that interval
+    (absolute for a zero centre), so acceptance, the prior and guidance read it unchanged.
+
+    Raises:
+        ValueError: naming `name`, for unparsable text, LO > HI or a value outside its range.
+    """
+    text = str(text).strip()
+    hi_max = _MAX_VALUE.get(name)
+    if hi_max is None:
+        raise ValueError(f"name: expected one of {PROPERTY_NAMES}, got {name!r}")
+    forms = "VALUE, VALUE+-TOL or LO:HI"
+    try:
+        if ":" in text:
+            lo, hi = (float(v) for v in text.split(":"))
+            tol = None
+        elif "+-" in text:
+            value, tol = (float(v) for v in text.split("+-"))
+        else:
+            return PropertyTarget(name=name, value=float(text))
+    except ValueError as err:
+        if str(err).startswith(f"{name}:"):
+            raise
+        raise ValueError(f"{name}: expected {forms}, got {text!r}") from None
+    if tol is not None:
+        if not (math.isfinite(tol) and tol > 0):
+            raise ValueError(f"{name}: expected a tolerance > 0 in {text!r}, got {tol}")
+        if not (math.isfinite(value) and 0.0 <= value <= hi_max):
+            raise ValueError(f"{name}: expected a finite value in [0, {hi_max}], got {value}")
+        lo, hi = max(0.0, value - tol), value + tol
+    for v in (lo, hi):
+        if not (math.isfinite(v) and 0.0 <= v <= hi_max):
+            raise ValueError(f"{name}: expected LO and HI in [0, {hi_max}], got {text!r}")
+    if not lo < hi:
+        raise ValueError(f"{name}: expected LO < HI, got {text!r}")
+    if tol is not None and value == 0.0:
+        return PropertyTarget(name=name, value=0.0, abs_tol=tol)
+    centre = (lo + hi) / 2
+    return PropertyTarget(name=name, value=centre, rel_tol=(hi - lo) / (hi + lo))
+
+
 Filter = TCMType1 | TCMType2 | Thermoelectric
+# The filters' short names, as the commands spell them (`--filter tcm1`) and tables head them.
+FILTER_NAMES = {"tcm1": TCMType1, "tcm2": TCMType2, "te": Thermoelectric}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, eq=False)

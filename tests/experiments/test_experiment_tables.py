@@ -64,7 +64,7 @@ def cells(markdown: str) -> list[list[str]]:
 def no_generation(monkeypatch):
     for module in (tcm_screen, te_translation, multi_property):
         monkeypatch.setattr(module, "crystal_stage", fake_stage)
-        for name in ("write_structures", "plot_dos_pairs"):
+        for name in ("write_structures", "write_every_structure", "plot_dos_pairs"):
             if hasattr(module, name):
                 monkeypatch.setattr(module, name, lambda *a, **k: None)
     monkeypatch.setattr(tcm_screen, "sample_dos", FakeAccepted)

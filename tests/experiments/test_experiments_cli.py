@@ -76,6 +76,13 @@ def test_tcm_screen_end_to_end_and_resume(tmp_path):
     ]
     for t in summary["types"].values():
         assert 0.0 <= t["acceptance_rate"] <= 1.0
+    # Every crystal is written, not only the hits (tagged `_hit`); here the unconditional ones.
+    chunks = sorted((out / "stages" / "crystals_uncond").glob("chunk-*.npz"))
+    valid = np.concatenate([np.load(c)["valid"] for c in chunks])
+    is_tcm = np.concatenate([np.load(c)["is_tcm"] for c in chunks])
+    cifs = sorted((out / "structures_uncond").glob("crystal_*.cif"))
+    assert valid.sum() <= len(cifs) <= len(valid)
+    assert sum("_hit" in p.name for p in cifs) == is_tcm.sum()
     # Interrupt: lose the unconditional stage's last chunk and the tables, then resume.
     shutil.rmtree(out / "stages" / "crystals_uncond")
     (out / "table4.md").unlink()

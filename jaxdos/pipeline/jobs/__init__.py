@@ -1,6 +1,8 @@
 """The pipeline's jobs: each is a frozen config and `run(config, out)`, and each command in
 `experiments/` only parses its flags into that config and calls `run`.
 
+    design           DesignConfig          targets -> DOS -> crystals -> oracle -> CIF / table
+    generate         GenerateConfig        stage 2 alone from a DOS source (folder, .npz, CIF)
     tcm_screen       ScreenConfig          Table 4: TCM screen against unconditional CDOSGen
     te_translation   TranslationConfig     Table 5: crystal-to-crystal translation (TE-like)
     multi_property   MultiPropertyConfig   Tables 1, 3, 11: multi-property inverse design
@@ -15,6 +17,8 @@ is already the stage-1 function.
 
 __all__ = [
     "audit_dos",
+    "design",
+    "generate",
     "eval_crystal",
     "eval_predictor",
     "multi_property",

@@ -230,9 +230,9 @@ class AuditConfig:
 def run(cfg: AuditConfig, out) -> str:
     """Audit into `out` (created); returns the markdown report."""
     from jaxdos.data.world import load_world
-    from jaxdos.pipeline.models import as_model
+    from jaxdos.pipeline.models import load_checked
 
-    sampler = as_model(cfg.checkpoint, "dossampler")
+    sampler = load_checked("checkpoint", cfg.checkpoint, "dossampler")
     records = load_world("test", cfg.world)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

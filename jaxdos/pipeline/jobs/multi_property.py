@@ -19,6 +19,7 @@ from jaxdos.data.world import load_world
 from jaxdos.kernels import stats
 from jaxdos.kernels.properties import PROPERTY_NAMES, within_tolerance
 from jaxdos.pipeline.dos import sample_dos
+from jaxdos.pipeline.models import load_checked
 from jaxdos.pipeline.rundir import RunDir
 from jaxdos.pipeline.screening import (
     CrystalSettings,
@@ -28,6 +29,7 @@ from jaxdos.pipeline.screening import (
     metric_intervals,
     unique_novel,
 )
+from jaxdos.sampler.checkpoint import KIND as DOSSAMPLER
 from jaxdos.sampler.config import DOSSamplingConfig
 from jaxdos.sampler.targets import Targets
 
@@ -60,6 +62,7 @@ class MultiPropertyConfig(CrystalSettings):
         sweep: crystals-per-DOS values for the Table 11 sweep on E_BG = 2.0 (empty: skip).
         seed: run seed.
         crystals_per_dos: CDOSGen crystals per DOS in the Table 1/3 settings (default 1 here).
+        dos_model: a "dossampler" model directory (None: the embedded default).
     """
 
     samples: int = 8
@@ -69,6 +72,7 @@ class MultiPropertyConfig(CrystalSettings):
     sweep: tuple[int, ...] = ()
     seed: int = 0
     crystals_per_dos: int = 1
+    dos_model: str | None = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -132,6 +136,8 @@ def _sweep_table(rd: RunDir, cfg: MultiPropertyConfig, acc) -> str:
 
 
 def run(cfg: MultiPropertyConfig, out, *, resume: bool = False, force: bool = False) -> dict:
+    sampler = load_checked("dos_model", cfg.dos_model, DOSSAMPLER)  # before the folder is claimed
+    cfg.check_crystal_model()
     rd = RunDir(out, dataclasses.asdict(cfg), resume=resume, force=force)
     test = load_world("test")
     ref_idx = np.random.default_rng(cfg.seed).permutation(len(test))[: cfg.samples]
@@ -147,6 +153,7 @@ def run(cfg: MultiPropertyConfig, out, *, resume: bool = False, force: bool = Fa
             proposals=cfg.proposals,
             sampling_config=DOSSamplingConfig(steps=cfg.dos_steps),
             batch_size=cfg.dos_batch,
+            sampler=sampler,
             seed=cfg.seed + 10 + i,
             out=folder,
             resume=folder.exists(),
@@ -190,6 +197,7 @@ def run(cfg: MultiPropertyConfig, out, *, resume: bool = False, force: bool = Fa
             proposals=cfg.proposals,
             sampling_config=DOSSamplingConfig(steps=cfg.dos_steps),
             batch_size=cfg.dos_batch,
+            sampler=sampler,
             seed=cfg.seed + 10,
             out=rd.path / "dos_s2_x_x",
             resume=True,

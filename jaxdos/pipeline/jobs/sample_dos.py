@@ -8,6 +8,8 @@ the targets and leaves `out/shard-NNN/` (chunks + manifest per process) and `out
 import dataclasses
 
 from jaxdos.pipeline.dos import AcceptedDOS, sample_dos
+from jaxdos.pipeline.models import load_checked
+from jaxdos.sampler.checkpoint import KIND
 from jaxdos.sampler.config import DOSSamplingConfig
 from jaxdos.sampler.rejection import RejectionConfig, merge
 from jaxdos.sampler.targets import Targets
@@ -60,7 +62,8 @@ class SampleDOSConfig:
 
 def run(cfg: SampleDOSConfig, out, *, resume: bool = False) -> AcceptedDOS:
     """Sample into `out` (resume: continue the run there); returns the accepted candidates."""
-    sampler = cfg.checkpoint  # a model directory or None (embedded default); sample_dos loads it
+    # A wrong kind or a missing / corrupt file fails here, named by its flag, before compute.
+    sampler = load_checked("checkpoint", cfg.checkpoint, KIND)
     return sample_dos(
         cfg.targets,
         accept=cfg.accept,

@@ -7,7 +7,8 @@
 
 `run(ScreenConfig(...), out)` fills the run folder `out` (`jaxdos.pipeline.rundir`): the DOS runs
 in `dos_type*/`, the crystal stages in `stages/`, table4.md / .csv, summary.json, structures_*/
-and tcm_*.png; `python -m experiments.tcm_screen` is its command line.
+(every generated crystal, `_hit` in the file name of those that pass) and tcm_*.png (hits
+first); `python -m experiments.tcm_screen` is its command line.
 """
 
 import dataclasses
@@ -17,9 +18,11 @@ import numpy as np
 
 from jaxdos.kernels import stats
 from jaxdos.pipeline.dos import sample_dos
+from jaxdos.pipeline.models import load_checked
 from jaxdos.pipeline.rundir import RunDir
 from jaxdos.pipeline.screening import CrystalSettings, crystal_stage, unique_novel
-from jaxdos.pipeline.writers import plot_dos_pairs, write_structures
+from jaxdos.pipeline.writers import plot_dos_pairs, write_every_structure
+from jaxdos.sampler.checkpoint import KIND as DOSSAMPLER
 from jaxdos.sampler.config import DOSSamplingConfig
 from jaxdos.sampler.targets import Targets, TCMType1, TCMType2
 
@@ -42,6 +45,7 @@ class ScreenConfig(CrystalSettings):
             Algorithm 2 (`DOSSamplingConfig.noise_length`, an option for smoother spectra).
         seed: the run seed.
         devices: devices for the DOSSampler (None: all).
+        dos_model: a "dossampler" model directory (None: the embedded default).
     """
 
     accept: int = 4
@@ -52,6 +56,7 @@ class ScreenConfig(CrystalSettings):
     noise_length: float = 0.0
     seed: int = 0
     devices: int | None = None
+    dos_model: str | None = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -82,12 +87,19 @@ def _lift(hits: np.ndarray, base: np.ndarray) -> stats.Estimate:
     return stats.rate_ratio(hits.sum(), hits.size, base.sum(), base.size)
 
 
+def _tags(hits: np.ndarray) -> list[str]:
+    """File-name tags: `crystal_<row>_hit.cif` for a crystal that passes the screen."""
+    return ["hit" if h else "" for h in hits]
+
+
 def _fmt_lift(lift: stats.Estimate) -> str:
     return stats.fmt(lift, digits=2, unit="x")
 
 
 def run(cfg: ScreenConfig, out, *, resume: bool = False, force: bool = False) -> dict:
     """Run the screen into `out`; returns the summary dict (also written as summary.json)."""
+    sampler = load_checked("dos_model", cfg.dos_model, DOSSAMPLER)  # before the folder is claimed
+    cfg.check_crystal_model()
     rd = RunDir(out, dataclasses.asdict(cfg), resume=resume, force=force)
     summary: dict = {"types": {}}
     stages = {}
@@ -104,6 +116,7 @@ def run(cfg: ScreenConfig, out, *, resume: bool = False, force: bool = False) ->
             devices=cfg.devices,
             batch_size=cfg.dos_batch,
             sampling_config=cfg.dos_sampling(),
+            sampler=sampler,
         )
         dos_seconds = time.perf_counter() - t0
         summary["types"][name] = {
@@ -180,9 +193,14 @@ def run(cfg: ScreenConfig, out, *, resume: bool = False, force: bool = False) ->
             novel=s["novel"],
             novel_ci=novel.ci(),
         )
-        if rd.main:
-            write_structures(rd.path / f"structures_{name}", s, s[name])
-            plot_dos_pairs(rd.path / f"tcm_{name}.png", s, s[name], title=f"TCM {name} hits")
+        if rd.main:  # every crystal, hits tagged; the figure shows hits first
+            hits = np.asarray(s[name], bool)
+            write_every_structure(rd.path / f"structures_{name}", s, _tags(hits))
+            order = np.lexsort((np.arange(hits.size), ~hits))
+            plot_dos_pairs(rd.path / f"tcm_{name}.png", s, order, title=f"TCM {name}: hits first")
+    if rd.main:
+        hits = np.asarray(base["is_tcm"], bool)
+        write_every_structure(rd.path / "structures_uncond", base, _tags(hits))
     unique, novel = unique_novel(base)
     summary["uncond"] = {
         "crystals": n_base,

@@ -5,7 +5,8 @@ reference crystals (TE-like in the world's test split, or CIF files) -> their or
     -> CDOSGen (crystals_per_dos per reference) -> oracle DOS of each generated crystal
     -> cosine, Pearson, JS, E_BG MAE, DOS(E_F) MAE, TE-filter pass rate
 against the random-pairing baseline of Section 5.3. `run(TranslationConfig(...), out)` writes
-table5.md / .csv, summary.json, structures/ and translation.png into the run folder `out`;
+table5.md / .csv, summary.json, structures/ (every crystal,
+`_hit` in the name of TE-filter passes) and translation.png into the run folder `out`;
 `python -m experiments.te_translation` is its command line.
 """
 
@@ -28,7 +29,7 @@ from jaxdos.pipeline.screening import (
     metric_intervals,
     unique_novel,
 )
-from jaxdos.pipeline.writers import plot_dos_pairs, write_structures
+from jaxdos.pipeline.writers import plot_dos_pairs, write_every_structure
 
 __all__ = ["TranslationConfig", "reference_dos", "run"]
 
@@ -80,8 +81,9 @@ def reference_dos(cfg: TranslationConfig) -> tuple[np.ndarray, list[str]]:
 
 
 def run(cfg: TranslationConfig, out, *, resume: bool = False, force: bool = False) -> dict:
-    rd = RunDir(out, dataclasses.asdict(cfg), resume=resume, force=force)
     refs, names = reference_dos(cfg)
+    cfg.check_crystal_model()  # before the folder is claimed
+    rd = RunDir(out, dataclasses.asdict(cfg), resume=resume, force=force)
     stage = crystal_stage(rd, "crystals", dos=refs, cfg=cfg, seed=cfg.seed)
     stage["conditioning"] = refs
     valid = stage["valid"]
@@ -99,9 +101,12 @@ def run(cfg: TranslationConfig, out, *, resume: bool = False, force: bool = Fals
     rows.append(["TE-filter pass rate", _pct(passed), _pct(passed_random)])
     rows.append(["valid crystals", _pct(valid_rate), "-"])
     table = rd.write_table("table5", ["metric", "translation", "random pairing"], rows)
-    if rd.main:
-        write_structures(rd.path / "structures", stage, valid)
-        plot_dos_pairs(rd.path / "translation.png", stage, valid, title="reference vs translated")
+    if rd.main:  # every crystal, TE-filter passes tagged `_hit`; the figure shows them first
+        hits = np.zeros(n, bool)
+        hits[valid] = te
+        write_every_structure(rd.path / "structures", stage, ["hit" if h else "" for h in hits])
+        order = np.lexsort((np.arange(n), ~valid, ~hits))
+        plot_dos_pairs(rd.path / "translation.png", stage, order, title="reference vs translated")
     unique, novel = unique_novel(stage)
     summary = {
         "references": names,
