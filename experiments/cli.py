@@ -2,7 +2,7 @@
 
     add_run_flags(parser, out="runs/name")   # --out, --resume, --force, --seed
     add_crystal_flags(parser, settings)      # --crystals-per-dos, --guidance, --steps,
-                                             # --corrector-steps, --crystal-batch
+                                             # --corrector-steps, --crystal-batch, --scorer
     crystal_settings(args)                   # those flags as keyword arguments
     add_model_flags(parser)                  # --dos-model, --crystal-model (model directories)
     add_sampling_flags(parser)               # DOSSampler options: --unmask-order, --temperature,
@@ -55,6 +55,12 @@ _CRYSTAL_FLAGS = {
         "Langevin corrector iterations per CDOSGen step (MatterGen: 1)",
     ),
     "crystal_batch": ("--crystal-batch", int, "crystals per jitted CDOSGen batch"),
+    "scorer": (
+        "--scorer",
+        str,
+        "'oracle' (the world's tight-binding oracle) or a dos_predictor model directory "
+        "(jaxdos train-predictor)",
+    ),
 }
 
 
@@ -62,7 +68,8 @@ def add_crystal_flags(parser: argparse.ArgumentParser, defaults) -> None:
     """The `jaxdos.pipeline.screening.CrystalSettings` fields as flags, defaults from `defaults`."""
     for name, (flag, kind, text) in _CRYSTAL_FLAGS.items():
         value = getattr(defaults, name)
-        parser.add_argument(flag, dest=name, type=kind, default=value, help=f"{text} ({value})")
+        shown = "oracle" if name == "scorer" and value is None else value
+        parser.add_argument(flag, dest=name, type=kind, default=value, help=f"{text} ({shown})")
 
 
 def crystal_settings(args: argparse.Namespace) -> dict:

@@ -1,7 +1,7 @@
 """The screening jobs' stage runner: generate + score crystals in resumable chunks.
 
 A chunk generates crystals (for a slice of the conditioning DOS, or unconditionally), scores them
-with the oracle right away, and is written atomically as one chunk of the run folder's stage
+right away (the oracle, or the learned predictor of `CrystalSettings.scorer`), and is written atomically as one chunk of the run folder's stage
 (`jaxdos.pipeline.rundir.RunDir.stage`), so a killed run loses at most the chunk in progress.
 Chunk i is seeded by `seed * 100003 + i` alone, so neither a resume nor the process count changes
 a result. In a multi-host run each process generates its share of the chunks and process 0 alone
@@ -16,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from jaxdos.crystal.checkpoint import KIND as CDOSGEN
+from jaxdos.predictor.checkpoint import KIND as DOS_PREDICTOR
 from jaxdos.data.world import load_world
 from jaxdos.kernels import stats
 from jaxdos.kernels.pairing import METRIC_ROWS, conditioning_estimates, derangement
@@ -26,7 +27,7 @@ from jaxdos.pipeline.crystals import (
 )
 from jaxdos.pipeline.models import load_checked
 from jaxdos.pipeline.rundir import RunDir
-from jaxdos.pipeline.score import score, uniqueness_novelty
+from jaxdos.pipeline.score import ORACLE, score, scorer_name, uniqueness_novelty
 from jaxdos.structures import Crystals, to_structures
 
 __all__ = [
@@ -57,6 +58,10 @@ class CrystalSettings:
         crystal_batch: crystals per jitted CDOSGen batch (>= 1).
         crystal_model: a "cdosgen" model directory (None: the embedded default); loaded and
             checked by `check_crystal_model` before a run folder is claimed.
+        scorer: None or "oracle" (the world's tight-binding oracle), or a "dos_predictor" model
+            directory (`jaxdos.predictor`, e.g. trained on MP records); checked with the model.
+            The scores' source is recorded in run.json (this field) and in each stage's
+            `scorer` column.
     """
 
     crystals_per_dos: int = 4
@@ -65,6 +70,7 @@ class CrystalSettings:
     corrector_steps: int = DEFAULT_CORRECTOR_STEPS
     crystal_batch: int = 32
     crystal_model: str | None = None
+    scorer: str | None = None
 
     def __post_init__(self):
         for name in ("crystals_per_dos", "crystal_batch"):
@@ -78,8 +84,16 @@ class CrystalSettings:
             raise ValueError(f"cfg_scale: expected a finite value >= 0, got {self.cfg_scale}")
 
     def check_crystal_model(self):
-        """The CDOSGen model of these settings, loaded once; ValueError names `crystal_model`."""
+        """The CDOSGen model of these settings, loaded once (the scorer checked too);
+        ValueError names `crystal_model` or `scorer`."""
+        self.scorer_model()
         return load_checked("crystal_model", self.crystal_model, CDOSGEN)
+
+    def scorer_model(self):
+        """None for the oracle, else the predictor model; ValueError names `scorer`."""
+        if self.scorer is None or self.scorer == ORACLE:
+            return None
+        return load_checked("scorer", self.scorer, DOS_PREDICTOR)
 
 
 @functools.lru_cache(maxsize=1)
@@ -106,6 +120,7 @@ def crystal_stage(
         total = n
     n_chunks = -(-total // per_chunk)
     model = cfg.check_crystal_model()  # once, not per chunk: one denoiser, one compile
+    scorer = cfg.scorer_model()
     bar = tqdm(total=len(rd.my_chunks(n_chunks)), desc=name, unit="chunk", disable=not rd.main)
 
     def work(i):
@@ -133,7 +148,7 @@ def crystal_stage(
                 model=model,
             )
         seconds = time.perf_counter() - t0
-        s = score(crystals)
+        s = score(crystals, scorer=scorer)
         m = len(source)
         return {
             **crystals._asdict(),

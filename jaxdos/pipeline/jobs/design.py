@@ -13,8 +13,8 @@ DOS in `dos/` (the `sample_dos` layout), the crystal chunks in `stages/`, every 
 stages are chunked and seeded by chunk, so the result equals an uninterrupted run.
 
 Targets are the strings of the command line (`VALUE`, `VALUE+-TOL`, `LO:HI`; parsed by
-`jaxdos.sampler.targets.parse_target`), so run.json records them as typed. Scores come from the
-oracle only; a learned DOS predictor is not a scorer here yet.
+`jaxdos.sampler.targets.parse_target`), so run.json records them as typed. Scores come from
+`scorer`: the world's oracle (default) or a learned DOS predictor directory.
 """
 
 import dataclasses
@@ -26,7 +26,7 @@ from tqdm import tqdm
 from jaxdos.pipeline.dos import sample_dos
 from jaxdos.pipeline.models import load_checked
 from jaxdos.pipeline.rundir import RunDir
-from jaxdos.pipeline.score import target_verdicts
+from jaxdos.pipeline.score import scorer_name, target_verdicts
 from jaxdos.pipeline.screening import CrystalSettings, crystal_stage
 from jaxdos.pipeline.writers import write_generation
 from jaxdos.sampler.checkpoint import KIND as DOSSAMPLER
@@ -125,7 +125,9 @@ class DesignConfig(CrystalSettings):
         filters = ()
         if self.filter == "te":
             if te_reference_dos is None:
-                te_reference_dos = reference_dos(self.te_reference, "te_reference")[0][0]
+                te_reference_dos = reference_dos(
+                    self.te_reference, "te_reference", self.scorer_model()
+                )[0][0]
             filters = (Thermoelectric(reference=te_reference_dos),)
         elif self.filter is not None:
             filters = (FILTER_NAMES[self.filter](),)
@@ -135,9 +137,10 @@ class DesignConfig(CrystalSettings):
             raise _renamed(err) from None
 
 
-def reference_dos(paths, field: str) -> tuple[np.ndarray, list[str]]:
-    """`[R, 256]` oracle DOS of CIF files and their names; ValueError names `field` and the file
-    when pymatgen cannot read one, it has more than MAX_ATOMS atoms or the oracle rejects it."""
+def reference_dos(paths, field: str, scorer=None) -> tuple[np.ndarray, list[str]]:
+    """`[R, 256]` DOS of CIF files by `scorer` (None: the oracle) and their names; ValueError
+    names `field` and the file when pymatgen cannot read one, it has more than MAX_ATOMS atoms or
+    the oracle's structural check rejects it."""
     from pathlib import Path
 
     from pymatgen.core import Structure
@@ -157,7 +160,7 @@ def reference_dos(paths, field: str) -> tuple[np.ndarray, list[str]]:
         if not 1 <= len(s) <= MAX_ATOMS:
             raise ValueError(f"{field}: {p}: {len(s)} atoms, expected 1..{MAX_ATOMS}")
         structures.append(s)
-    s = score(structures)
+    s = score(structures, scorer=scorer)
     for p, ok, why in zip(paths, s.valid, s.reason, strict=True):
         if not ok:
             raise ValueError(f"{field}: {p}: the oracle cannot score it ({why})")
@@ -200,7 +203,7 @@ def run(cfg: DesignConfig, out, *, resume: bool = False, force: bool = False) ->
         "targets": targets.describe(),
         "dos_accepted": len(acc),
         "dos_proposals": int(acc.proposals),
-        "scorer": "oracle",
+        "scorer": scorer_name(cfg.scorer),
     }
     if len(acc) == 0:
         tqdm.write(f"{targets.describe()}: no DOS accepted within {acc.proposals} proposals")

@@ -8,7 +8,7 @@ SOURCE is one of (`load_source`):
 - a folder of MP-style pymatgen `Dos` / `CompleteDos` JSON: resampled onto the paper's grid by
   the MP loader (`jaxdos.data.mp.load_mp_dir`, which needs each file's structure for the per-atom
   normalisation);
-- a folder of CIF files: their DOS computed by the world's oracle (the scorer of this job).
+- a folder of CIF files: their DOS computed by the job's scorer (the world's oracle by default).
 
 `run(GenerateConfig(...), out)` writes what `design` writes (`writers.write_generation`): every
 crystal as CIF (+ `crystals.extxyz`), `crystals.csv` / `.md` with the source DOS of each crystal
@@ -24,6 +24,7 @@ import numpy as np
 from jaxdos.crystal.generate import check_condition_dos
 from jaxdos.pipeline.jobs.design import reference_dos, summarise
 from jaxdos.pipeline.rundir import RunDir
+from jaxdos.pipeline.score import scorer_name
 from jaxdos.pipeline.screening import CrystalSettings, crystal_stage
 from jaxdos.pipeline.writers import write_generation
 
@@ -67,8 +68,9 @@ def _kind(path: Path) -> str:
     raise ValueError(f"source: {path}: holds no index.json, *.cif or *.json DOS files")
 
 
-def load_source(source) -> tuple[np.ndarray, list[str], str]:
-    """(`[S, 256]` DOS, a name per row, the source kind), checked: ValueError names the source
+def load_source(source, scorer=None) -> tuple[np.ndarray, list[str], str]:
+    """(`[S, 256]` DOS, a name per row, the source kind), checked (a CIF folder's DOS by `scorer`,
+    None: the oracle): ValueError names the source
     (and the file) for a DOS of the wrong length, NaN or negative values, an unreadable CIF or
     one of more than MAX_ATOMS atoms."""
     path = Path(source)
@@ -90,7 +92,7 @@ def load_source(source) -> tuple[np.ndarray, list[str], str]:
             raise ValueError(f"source: {path}: not a finished sample_dos run ({err})") from None
         dos, names = acc.dos, [f"dos_{int(i):06d}" for i in acc.index]
     elif kind == "cif":
-        dos, names = reference_dos(sorted(path.glob("*.cif")), "source")
+        dos, names = reference_dos(sorted(path.glob("*.cif")), "source", scorer)
     else:
         from jaxdos.data.mp import load_mp_dir
 
@@ -112,14 +114,19 @@ def load_source(source) -> tuple[np.ndarray, list[str], str]:
 
 def run(cfg: GenerateConfig, out, *, resume: bool = False, force: bool = False) -> dict:
     """Generate into `out`; returns the summary (also written as summary.json)."""
-    dos, names, kind = load_source(cfg.source)
+    dos, names, kind = load_source(cfg.source, cfg.scorer_model())
     cfg.check_crystal_model()
     rd = RunDir(out, dataclasses.asdict(cfg), resume=resume, force=force)
     stage = crystal_stage(rd, "crystals", dos=dos, cfg=cfg, seed=cfg.seed)
     stage["conditioning"] = dos
     # No targets, so no verdict columns: validity and the oracle's properties are the table.
     verdicts = {}
-    summary = {"source": str(cfg.source), "source_kind": kind, "dos": len(dos), "scorer": "oracle"}
+    summary = {
+        "source": str(cfg.source),
+        "source_kind": kind,
+        "dos": len(dos),
+        "scorer": scorer_name(cfg.scorer),
+    }
     if rd.main:
         written = write_generation(
             rd.path, stage, source_ids=names, verdicts=verdicts, intervals={}, best=cfg.best
