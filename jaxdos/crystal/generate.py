@@ -23,11 +23,11 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
+from jaxdos import sharding
 from jaxdos.crystal.batch import DosCondition
 from jaxdos.crystal.denoiser import GemNetTDenoiser
 from jaxdos.crystal.diffusion.guidance import ClassifierFree, NoGuidance
 from jaxdos.crystal.diffusion.losses import ScoreFn, ScoreWithDiagnostics
-from jaxdos import sharding
 from jaxdos.crystal.diffusion.num_atoms import (
     ALEX_MP_20,
     NumAtomsDistribution,
@@ -162,7 +162,9 @@ def generate(
         cond = None if cond is None else sharding.place(cond, mesh, split=True)
     out = make_sampler(score_fn, config)(params, state, cond)
     host = _merge(CrystalBatch(*(np.asarray(x) for x in out.batch)))
-    stats = None if out.stats is None else jax.tree.map(lambda x: x.max(0), jax.device_get(out.stats))
+    stats = (
+        None if out.stats is None else jax.tree.map(lambda x: x.max(0), jax.device_get(out.stats))
+    )
     flags = np.asarray(out.overflow)
     return Generated(
         host, dos, requested, bool(flags.any()), stats, flags, int(stacked.atomic_numbers.shape[1])

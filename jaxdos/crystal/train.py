@@ -204,7 +204,9 @@ def make_stacked_loss(score_fn: ScoreFn, config: LossConfig):
         w = jnp.sum(batch.crystal.graph_mask, axis=1).astype(jnp.float32)
         total = jnp.maximum(jnp.sum(w), 1.0)
         out = {
-            name: jnp.sum(v * w) / total for name, v in m.items() if name not in ("overflow", "stats")
+            name: jnp.sum(v * w) / total
+            for name, v in m.items()
+            if name not in ("overflow", "stats")
         }
         out["overflow"] = jnp.any(m["overflow"])
         if "stats" in m:

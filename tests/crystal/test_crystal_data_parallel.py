@@ -18,8 +18,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_sub_batches_must_be_a_multiple_of_the_devices(tmp_path):
     with pytest.raises(ValueError, match="sub_batches"):
-        fit_crystal(None, {}, _data(synthetic_records()), LossConfig(),
-                    crystal_train_config(steps=1), tmp_path, sub_batches=0, log=None)
+        fit_crystal(
+            None,
+            {},
+            _data(synthetic_records()),
+            LossConfig(),
+            crystal_train_config(steps=1),
+            tmp_path,
+            sub_batches=0,
+            log=None,
+        )
 
 
 @pytest.mark.slow  # about a minute of CPU, several minutes of wall time on 2 busy cores

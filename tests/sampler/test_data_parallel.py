@@ -18,8 +18,9 @@ def test_batch_size_must_split_over_the_devices(tmp_path):
     from sampler_toy import toy_records
 
     with pytest.raises(ValueError, match="devices"):
-        run_stage("diffusion", SamplerFitConfig(), toy_records(4), None, tmp_path, resume=False,
-                  devices=2)
+        run_stage(
+            "diffusion", SamplerFitConfig(), toy_records(4), None, tmp_path, resume=False, devices=2
+        )
 
 
 @pytest.mark.slow  # about 45 s of CPU, over 3 minutes of wall time on 2 busy cores
@@ -38,7 +39,8 @@ def test_one_and_eight_devices_train_alike_and_resume(tmp_path):
         root = Path({str(tmp_path)!r})
 
         def train(name, devices, **kw):
-            state = run_stage("diffusion", job, recs, None, root / name, resume=kw.pop("resume", False),
+            resume = kw.pop("resume", False)
+            state = run_stage("diffusion", job, recs, None, root / name, resume=resume,
                               log=None, devices=devices, **kw)
             rows = (root / name / "diffusion" / "metrics.jsonl").read_text().splitlines()
             return state, [json.loads(r)["loss"] for r in rows]
