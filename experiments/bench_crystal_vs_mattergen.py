@@ -16,9 +16,14 @@ because `mattergen.diffusion.sampling.pc_sampler` imports pytorch_lightning and 
 Lightning-module type hint), which the parity extra does not install; the copy is the same calls
 in the same order (prior, then per step: score, correctors, score, predictors), minus the tqdm bar.
 Both samplers run the whole trajectory on their own geometry: no reset of positions or cells.
-Random weights drive the cells wherever their scores point; mattergen's GemNet fails on a crystal
-without edges, so the radius graph uses a cutoff (`--cutoff`, default 7 A as MatterGen) that must
-keep every cell connected, and a crash is reported (its error) instead of a figure.
+With random weights the network's lattice score is nearly zero, so the Langevin corrector's step
+size 2 a (snr |eps| / |score|)^2 is huge and one corrector step inflates the cells from ~15 to
+1e4-1e5 A^3 per atom (measured at G=4): the crystals lose every edge, whatever the cutoff (7, 12 and
+20 A all fail within 4 steps), and mattergen's GemNet fails on empty index tensors. MatterGen's
+own clip of that step size, `max_step_size` (1e6 in its released config), is therefore a flag
+(`--max-step-size`, applied identically to both samplers; 1e-2 keeps the cells physical), as is
+the cutoff (`--cutoff`, 7 A as MatterGen); a mattergen crash is reported (its error) instead of a
+figure.
 jaxdos side:
 `jaxdos.crystal.generate.generate_with_model` with `CrystalSamplingConfig(steps=N)`: the whole
 trajectory as one jitted `lax.scan`. Same num_atoms per crystal (drawn from ALEX_MP_20), same batch
@@ -55,7 +60,7 @@ def _missing() -> str | None:
     return None
 
 
-def _mattergen_sampler(denoiser, steps: int):
+def _mattergen_sampler(denoiser, steps: int, max_step_size: float = 1e6):
     """mattergen's PredictorCorrector with its released default partials (module docstring)."""
     import torch
     from mattergen.common.diffusion.corruption import (
@@ -121,14 +126,14 @@ def _mattergen_sampler(denoiser, steps: int):
             score_fn=None,
             n_steps=1,
             snr=0.4,
-            max_step_size=1e6,
+            max_step_size=max_step_size,
         ),
         "cell": LatticeLangevinDiffCorrector(
             corruption=corruption.corruptions["cell"],
             score_fn=None,
             n_steps=1,
             snr=0.2,
-            max_step_size=1e6,
+            max_step_size=max_step_size,
         ),
     }
     eps_t, max_t = 1e-3, corruption.T
@@ -174,7 +179,9 @@ def _mattergen_sampler(denoiser, steps: int):
     return sample
 
 
-def bench(g: int, steps: int, repeats: int, seed: int = 0, cutoff: float = 7.0) -> dict:
+def bench(
+    g: int, steps: int, repeats: int, seed: int = 0, cutoff: float = 7.0, max_step_size=1e6
+) -> dict:
     import jax
     import mattergen.common.gemnet.gemnet as mg_gemnet
     import numpy as np
@@ -209,7 +216,7 @@ def bench(g: int, steps: int, repeats: int, seed: int = 0, cutoff: float = 7.0) 
     # mattergen: conditioning data only fixes shapes (num_atoms); the prior overwrites the rest.
     cells, fracs = random_crystals(np.random.default_rng(seed), list(num_atoms))
     cond = chem_batch(cells, fracs, list(num_atoms), np.ones(len(fracs), int))
-    sampler = _mattergen_sampler(denoiser, steps)
+    sampler = _mattergen_sampler(denoiser, steps, max_step_size)
     torch.set_float32_matmul_precision("highest")
 
     def mg_run(r):
@@ -228,7 +235,7 @@ def bench(g: int, steps: int, repeats: int, seed: int = 0, cutoff: float = 7.0) 
         mg_error = f"{type(e).__name__}: {str(e)[:200]}"
 
     model = GemNetTDenoiser(gcfg)
-    config = CrystalSamplingConfig(steps=steps, guidance=NoGuidance())
+    config = CrystalSamplingConfig(steps=steps, guidance=NoGuidance(), max_step_size=max_step_size)
 
     def jx_run(model, r):
         with jax.default_matmul_precision("highest"):
@@ -252,6 +259,7 @@ def bench(g: int, steps: int, repeats: int, seed: int = 0, cutoff: float = 7.0) 
     return {
         "network": "TINY GemNet-T (parity suite), unconditional, random seeded weights, no reset",
         "cutoff": cutoff,
+        "max_step_size": max_step_size,
         "batch": g,
         "steps": steps,
         "corrector_steps": 1,
@@ -282,6 +290,9 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--cutoff", type=float, default=7.0, help="radius graph cutoff, A (> 0)")
+    p.add_argument(
+        "--max-step-size", type=float, default=1e-2, help="corrector step clip, both sides (> 0)"
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.batch, args.steps, args.repeats = [4], 4, 1
@@ -289,6 +300,8 @@ def main(argv=None):
         raise ValueError(f"--steps >= 2 and --batch >= 1 expected, got {args.steps}, {args.batch}")
     if not args.cutoff > 0:
         raise ValueError(f"--cutoff: expected > 0 (Angstrom), got {args.cutoff}")
+    if not args.max_step_size > 0:
+        raise ValueError(f"--max-step-size: expected > 0, got {args.max_step_size}")
     missing = _missing()
     if missing:
         msg = f"skipped: {missing} not importable (install it with scripts/install_parity.sh)"
@@ -300,7 +313,7 @@ def main(argv=None):
 
     rows = []
     for g in args.batch:
-        r = bench(g, args.steps, args.repeats, cutoff=args.cutoff)
+        r = bench(g, args.steps, args.repeats, cutoff=args.cutoff, max_step_size=args.max_step_size)
         rows.append(r)
         if r["mattergen_error"]:
             versus = f"mattergen failed ({r['mattergen_error']})"
@@ -311,7 +324,7 @@ def main(argv=None):
             )
         benchio.summary(
             f"crystal PC sampler TINY G={g} N={args.steps} K=1 no-CFG fp32 cutoff "
-            f"{args.cutoff:g} A, no reset: jaxdos {r['jax_structures_per_s']:.3f} struct/s vs "
+            f"{args.cutoff:g} A, max step {args.max_step_size:g}, no reset: jaxdos {r['jax_structures_per_s']:.3f} struct/s vs "
             f"{versus}; padding waste {100 * r['jax_padding_waste']:.0f}% ({r['atoms']} atoms in "
             f"{r['jax_atom_slots']} slots), {r['jax_compiled_shapes']} compiled shape(s), "
             f"first call {r['jax_first_call_s']:.1f}s"

@@ -148,7 +148,7 @@ def test_generate_crystals_compiles_once_per_bucket(recorder):
 def test_overflowing_batches_rerun_alone_once_per_bucket(recorder, monkeypatch):
     # Budgets far too small and no presizing: every batch overflows, is re-run alone with grown
     # budgets, and the next batch starts again from the small ones. Each budget bucket compiles
-    # once for the whole run and is used once per batch.
+    # once for the whole run, however many batches use it.
     import jaxdos.pipeline.crystals as crystals_mod
 
     monkeypatch.setattr(crystals_mod, "presize_budgets", lambda config, *a: config)
@@ -167,4 +167,6 @@ def test_overflowing_batches_rerun_alone_once_per_bucket(recorder, monkeypatch):
     assert np.all(crystals.num_atoms == 3)
     buckets = rec.check(log, min_calls=6)
     assert buckets >= 2
-    assert all(len(sigs) == 3 for _, sigs in rec.calls.values())  # every bucket once per batch
+    calls = [len(sigs) for _, sigs in rec.calls.values()]
+    assert calls[0] == 3  # every batch starts from the small budgets (the first bucket)
+    assert sum(calls) >= 6  # and each was re-run with larger ones
