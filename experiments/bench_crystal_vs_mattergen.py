@@ -324,7 +324,8 @@ def main(argv=None):
             )
         benchio.summary(
             f"crystal PC sampler TINY G={g} N={args.steps} K=1 no-CFG fp32 cutoff "
-            f"{args.cutoff:g} A, max step {args.max_step_size:g}, no reset: jaxdos {r['jax_structures_per_s']:.3f} struct/s vs "
+            f"{args.cutoff:g} A, max step {args.max_step_size:g}, no reset: jaxdos "
+            f"{r['jax_structures_per_s']:.3f} struct/s vs "
             f"{versus}; padding waste {100 * r['jax_padding_waste']:.0f}% ({r['atoms']} atoms in "
             f"{r['jax_atom_slots']} slots), {r['jax_compiled_shapes']} compiled shape(s), "
             f"first call {r['jax_first_call_s']:.1f}s"
