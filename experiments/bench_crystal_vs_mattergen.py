@@ -21,8 +21,9 @@ size 2 a (snr |eps| / |score|)^2 is huge and one corrector step inflates the cel
 1e4-1e5 A^3 per atom (measured at G=4): the crystals lose every edge, whatever the cutoff (7, 12 and
 20 A all fail within 4 steps), and mattergen's GemNet fails on empty index tensors. MatterGen's
 own clip of that step size, `max_step_size` (1e6 in its released config), is therefore a flag
-(`--max-step-size`, applied identically to both samplers; with 1e-2 a 20-step G=4 mattergen
-trajectory kept its edges, though one cell still drifted to 2500 A^3 per atom), as is
+(`--max-step-size`, applied identically to both samplers; with 1e-2 three 20-step G=4 mattergen
+trajectories ran to the end, though cells still drifted to 3-3e5 A^3 per atom, while the 4-step
+`--quick` trajectory, with its larger time steps, still loses its edges), as is
 the cutoff (`--cutoff`, 7 A as MatterGen); a mattergen crash is reported (its error) instead of a
 figure.
 jaxdos side:
