@@ -14,13 +14,19 @@ t=1 to 1e-3 — driven by a copy of the loop of `PredictorCorrector._sample_mayb
 1.0.3, record=False, no inpainting mask), eager PyTorch under `torch.no_grad()`. The loop is copied
 because `mattergen.diffusion.sampling.pc_sampler` imports pytorch_lightning and hydra (through its
 Lightning-module type hint), which the parity extra does not install; the copy is the same calls
-in the same order (prior, then per step: score, correctors, score, predictors), minus the tqdm bar,
-with one deviation: pos and cell are reset to the prior sample after every update (types are
-carried), because with random weights mattergen's trajectory reaches edgeless cells within a few
-steps and its GemNet then fails on empty index tensors. So the mattergen figure is the cost of
-MatterGen's score-network + corrector + predictor step loop on prior-like geometry (at the
-prior's limit density, 0.0577 atoms/A^3, ~83 atoms fall within the 7 A cutoff on average, so the
-50-neighbour cap binds as in real crystals), not of a trajectory that converges. jaxdos side:
+in the same order (prior, then per step: score, correctors, score, predictors), minus the tqdm bar.
+Both samplers run the whole trajectory on their own geometry: no reset of positions or cells.
+With random weights the network's lattice score is nearly zero, so the Langevin corrector's step
+size 2 a (snr |eps| / |score|)^2 is huge and one corrector step inflates the cells from ~15 to
+1e4-1e5 A^3 per atom (measured at G=4): the crystals lose every edge, whatever the cutoff (7, 12 and
+20 A all fail within 4 steps), and mattergen's GemNet fails on empty index tensors. MatterGen's
+own clip of that step size, `max_step_size` (1e6 in its released config), is therefore a flag
+(`--max-step-size`, applied identically to both samplers; with 1e-2 three 20-step G=4 mattergen
+trajectories ran to the end, though cells still drifted to 3-3e5 A^3 per atom, while the 4-step
+`--quick` trajectory, with its larger time steps, still loses its edges), as is
+the cutoff (`--cutoff`, 7 A as MatterGen); a mattergen crash is reported (its error) instead of a
+figure.
+jaxdos side:
 `jaxdos.crystal.generate.generate_with_model` with `CrystalSamplingConfig(steps=N)`: the whole
 trajectory as one jitted `lax.scan`. Same num_atoms per crystal (drawn from ALEX_MP_20), same batch
 G, same steps, no guidance on either side (mattergen has no DOS conditioning; a CFG comparison
@@ -56,7 +62,7 @@ def _missing() -> str | None:
     return None
 
 
-def _mattergen_sampler(denoiser, steps: int):
+def _mattergen_sampler(denoiser, steps: int, max_step_size: float = 1e6):
     """mattergen's PredictorCorrector with its released default partials (module docstring)."""
     import torch
     from mattergen.common.diffusion.corruption import (
@@ -122,14 +128,14 @@ def _mattergen_sampler(denoiser, steps: int):
             score_fn=None,
             n_steps=1,
             snr=0.4,
-            max_step_size=1e6,
+            max_step_size=max_step_size,
         ),
         "cell": LatticeLangevinDiffCorrector(
             corruption=corruption.corruptions["cell"],
             score_fn=None,
             n_steps=1,
             snr=0.2,
-            max_step_size=1e6,
+            max_step_size=max_step_size,
         ),
     }
     eps_t, max_t = 1e-3, corruption.T
@@ -144,11 +150,6 @@ def _mattergen_sampler(denoiser, steps: int):
                 for k, c in corruption.corruptions.items()
             }
         )
-        # Random weights drive cells to degenerate shapes within a few steps, and mattergen's
-        # GemNet crashes on a crystal without edges; so pos and cell are reset to the prior sample
-        # after every update (computed in full, then discarded). Cost stays representative: at the
-        # prior's limit density the 50-neighbour cap binds, as it does in real crystals.
-        geometry = {"pos": batch.pos.clone(), "cell": batch.cell.clone()}
         mean_batch = batch.clone()
         timesteps = torch.linspace(max_t, eps_t, steps)
         dt = -torch.tensor((max_t - eps_t) / (steps - 1))
@@ -163,7 +164,7 @@ def _mattergen_sampler(denoiser, steps: int):
                 score=score,
                 batch_idx=batch_idx,
             )
-            batch = batch.replace(**{**{k: v[0] for k, v in out.items()}, **geometry})
+            batch = batch.replace(**{k: v[0] for k, v in out.items()})
             mean_batch = mean_batch.replace(**{k: v[1] for k, v in out.items()})
             score = module.score_fn(batch, t)
             out = apply(
@@ -173,14 +174,16 @@ def _mattergen_sampler(denoiser, steps: int):
                 broadcast={"t": t, "batch": batch, "dt": dt},
                 batch_idx=batch_idx,
             )
-            batch = batch.replace(**{**{k: v[0] for k, v in out.items()}, **geometry})
+            batch = batch.replace(**{k: v[0] for k, v in out.items()})
             mean_batch = mean_batch.replace(**{k: v[1] for k, v in out.items()})
         return batch, mean_batch
 
     return sample
 
 
-def bench(g: int, steps: int, repeats: int, seed: int = 0) -> dict:
+def bench(
+    g: int, steps: int, repeats: int, seed: int = 0, cutoff: float = 7.0, max_step_size=1e6
+) -> dict:
     import jax
     import mattergen.common.gemnet.gemnet as mg_gemnet
     import numpy as np
@@ -204,18 +207,18 @@ def bench(g: int, steps: int, repeats: int, seed: int = 0) -> dict:
         path.write_text(json.dumps(GEMNET_DT_SCALES))
         old_root, mg_gemnet.MODELS_PROJECT_ROOT = mg_gemnet.MODELS_PROJECT_ROOT, root
         try:
-            denoiser = build_denoiser(TINY, seed)
+            denoiser = build_denoiser(TINY, seed, cutoff=cutoff)
         finally:
             mg_gemnet.MODELS_PROJECT_ROOT = old_root
     tensors = {k: v.numpy() for k, v in denoiser.state_dict().items()}
     params, gcfg, _, _ = convert_checkpoint(
-        config_dict(TINY), Checkpoint(tensors, {}, None, "memory")
+        config_dict(TINY, cutoff=cutoff), Checkpoint(tensors, {}, None, "memory")
     )
 
     # mattergen: conditioning data only fixes shapes (num_atoms); the prior overwrites the rest.
     cells, fracs = random_crystals(np.random.default_rng(seed), list(num_atoms))
     cond = chem_batch(cells, fracs, list(num_atoms), np.ones(len(fracs), int))
-    sampler = _mattergen_sampler(denoiser, steps)
+    sampler = _mattergen_sampler(denoiser, steps, max_step_size)
     torch.set_float32_matmul_precision("highest")
 
     def mg_run(r):
@@ -223,15 +226,18 @@ def bench(g: int, steps: int, repeats: int, seed: int = 0) -> dict:
         with torch.no_grad():
             return sampler(cond)
 
-    mg_run(0)  # warm-up
-    mg_times = []
-    for r in range(repeats):
-        t0 = time.perf_counter()
-        mg_run(r + 1)
-        mg_times.append(time.perf_counter() - t0)
+    mg_times, mg_error = [], None
+    try:
+        mg_run(0)  # warm-up
+        for r in range(repeats):
+            t0 = time.perf_counter()
+            mg_run(r + 1)
+            mg_times.append(time.perf_counter() - t0)
+    except (RuntimeError, IndexError, ValueError) as e:  # an edgeless cell (module docstring)
+        mg_error = f"{type(e).__name__}: {str(e)[:200]}"
 
     model = GemNetTDenoiser(gcfg)
-    config = CrystalSamplingConfig(steps=steps, guidance=NoGuidance())
+    config = CrystalSamplingConfig(steps=steps, guidance=NoGuidance(), max_step_size=max_step_size)
 
     def jx_run(model, r):
         with jax.default_matmul_precision("highest"):
@@ -249,26 +255,30 @@ def bench(g: int, steps: int, repeats: int, seed: int = 0) -> dict:
         gen, model = jx_run(model, r + 1)
         jx_times.append(time.perf_counter() - t0)
     compiled = make_sampler(denoiser_score_fn(model), config)._cache_size()
-    mg_s, jx_s = float(np.median(mg_times)), float(np.median(jx_times))
+    jx_s = float(np.median(jx_times))
+    mg_s = float(np.median(mg_times)) if mg_times else None
     real = int(num_atoms.sum())
     return {
-        "network": "TINY GemNet-T (parity suite), unconditional, random seeded weights",
+        "network": "TINY GemNet-T (parity suite), unconditional, random seeded weights, no reset",
+        "cutoff": cutoff,
+        "max_step_size": max_step_size,
         "batch": g,
         "steps": steps,
         "corrector_steps": 1,
         "guidance": "none",
         "precision": "float32, matmul precision highest",
         "atoms": real,
-        "jax_atom_slots": int(gen.batch.num_nodes),
-        "jax_padding_waste": 1 - real / int(gen.batch.num_nodes),
+        "jax_atom_slots": int(gen.atoms_per_device),
+        "jax_padding_waste": 1 - real / int(gen.atoms_per_device),
         "jax_bucket": int(atom_bucket(real)),
         "jax_compiled_shapes": int(compiled),
         "jax_first_call_s": first_s,
         "jax_s": jx_s,
         "mattergen_s": mg_s,
+        "mattergen_error": mg_error,
         "jax_structures_per_s": g / jx_s,
-        "mattergen_structures_per_s": g / mg_s,
-        "ratio_jax_over_mattergen": mg_s / jx_s,
+        "mattergen_structures_per_s": None if mg_s is None else g / mg_s,
+        "ratio_jax_over_mattergen": None if mg_s is None else mg_s / jx_s,
         "torch_threads": torch.get_num_threads(),
         "device": benchio.device_kind(),
     }
@@ -281,11 +291,19 @@ def main(argv=None):
     p.add_argument("--batch", type=int, nargs="+", default=[8, 32])
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--cutoff", type=float, default=7.0, help="radius graph cutoff, A (> 0)")
+    p.add_argument(
+        "--max-step-size", type=float, default=1e-2, help="corrector step clip, both sides (> 0)"
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.batch, args.steps, args.repeats = [4], 4, 1
     if args.steps < 2 or min(args.batch) < 1:
         raise ValueError(f"--steps >= 2 and --batch >= 1 expected, got {args.steps}, {args.batch}")
+    if not args.cutoff > 0:
+        raise ValueError(f"--cutoff: expected > 0 (Angstrom), got {args.cutoff}")
+    if not args.max_step_size > 0:
+        raise ValueError(f"--max-step-size: expected > 0, got {args.max_step_size}")
     missing = _missing()
     if missing:
         msg = f"skipped: {missing} not importable (install it with scripts/install_parity.sh)"
@@ -297,14 +315,20 @@ def main(argv=None):
 
     rows = []
     for g in args.batch:
-        r = bench(g, args.steps, args.repeats)
+        r = bench(g, args.steps, args.repeats, cutoff=args.cutoff, max_step_size=args.max_step_size)
         rows.append(r)
+        if r["mattergen_error"]:
+            versus = f"mattergen failed ({r['mattergen_error']})"
+        else:
+            versus = (
+                f"mattergen {r['mattergen_structures_per_s']:.3f} struct/s = "
+                f"{r['ratio_jax_over_mattergen']:.2f}x"
+            )
         benchio.summary(
-            f"crystal PC sampler TINY G={g} N={args.steps} K=1 no-CFG fp32: jaxdos "
-            f"{r['jax_structures_per_s']:.3f} struct/s vs mattergen "
-            f"{r['mattergen_structures_per_s']:.3f} struct/s = "
-            f"{r['ratio_jax_over_mattergen']:.2f}x; padding waste "
-            f"{100 * r['jax_padding_waste']:.0f}% ({r['atoms']} atoms in "
+            f"crystal PC sampler TINY G={g} N={args.steps} K=1 no-CFG fp32 cutoff "
+            f"{args.cutoff:g} A, max step {args.max_step_size:g}, no reset: jaxdos "
+            f"{r['jax_structures_per_s']:.3f} struct/s vs "
+            f"{versus}; padding waste {100 * r['jax_padding_waste']:.0f}% ({r['atoms']} atoms in "
             f"{r['jax_atom_slots']} slots), {r['jax_compiled_shapes']} compiled shape(s), "
             f"first call {r['jax_first_call_s']:.1f}s"
         )

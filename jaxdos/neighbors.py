@@ -57,6 +57,7 @@ __all__ = [
     "build_graph_jit",
     "build_graph_checked",
     "grow_budgets",
+    "presize_budgets",
     "retry_on_overflow",
     "image_offsets",
 ]
@@ -318,6 +319,38 @@ def grow_budgets(config: GraphConfig, stats: GraphStats, num_nodes: int) -> Grap
         max_atoms_per_crystal=max(config.max_atoms_per_crystal, int(stats.atoms_needed)),
         edges_per_atom=edges,
         max_in_degree=config.max_in_degree if deg <= config.max_in_degree else pow2(deg),
+    )
+
+
+def presize_budgets(config: GraphConfig, num_atoms, limit_density: float) -> GraphConfig:
+    """Budgets for a sampling run, sized before it from its atom counts and the cutoff (never
+    smaller than `config`'s; overflow stays detected and handled by `retry_on_overflow`).
+
+    - atoms per crystal: the largest count of the run;
+    - images: ceil(cutoff / side) for the smallest crystal's prior cell (side = (n / rho)^(1/3),
+      the VP limit, lattice.py), capped at MatterGen's per-direction cap;
+    - edges: k = min(max_neighbors, rho 4/3 pi cutoff^3) neighbours per centre; symmetrised k-NN
+      lists give about k directed edges per atom (bounded by 2k), so 5/4 k edge slots and 3/2 k
+      in-degree slots, rounded up to powers of two (few distinct buckets).
+    """
+    n = np.asarray(num_atoms, np.int64)
+    if n.size == 0 or n.min() < 1:
+        raise ValueError("num_atoms: expected a non-empty array of ints >= 1")
+    if not limit_density > 0:
+        raise ValueError(f"limit_density: expected > 0, got {limit_density}")
+
+    def pow2(x: float) -> int:
+        return 1 << max(1, math.ceil(math.log2(max(x, 1.0))))
+
+    side = (float(n.min()) / limit_density) ** (1.0 / 3.0)
+    images = min(config.max_cell_images_per_dim, math.ceil(config.cutoff / side))
+    k = min(config.max_neighbors, limit_density * 4.0 / 3.0 * math.pi * config.cutoff**3)
+    return dataclasses.replace(
+        config,
+        max_atoms_per_crystal=max(config.max_atoms_per_crystal, int(n.max())),
+        image_budget=max(config.image_budget, images),
+        edges_per_atom=max(config.edges_per_atom, pow2(1.25 * k)),
+        max_in_degree=max(config.max_in_degree, pow2(1.5 * k)),
     )
 
 

@@ -29,6 +29,8 @@ from jax.sharding import PartitionSpec as P
 __all__ = [
     "DATA_AXIS",
     "make_mesh",
+    "local_mesh",
+    "place",
     "batch_sharding",
     "replicated_sharding",
     "padded_size",
@@ -64,6 +66,46 @@ def make_mesh(devices=None, *, axis_type: AxisType = AxisType.Auto) -> Mesh:
     if not devices:
         raise ValueError(f"devices: expected in [1, {len(available)}] devices, got none")
     return Mesh(np.asarray(devices), (DATA_AXIS,), axis_types=(axis_type,))
+
+
+def local_mesh(devices=None, *, name: str = "devices") -> Mesh:
+    """A 1-D `data` mesh over devices of this process (default: all of them).
+
+    Work that each process does on its own (a crystal chunk of a screen, a training run) uses this
+    mesh; `make_mesh` spans every process.
+
+    Args:
+        devices: None, an int n (the first n of `jax.local_devices()`) or a list of local devices.
+        name: the argument named in errors.
+
+    Raises:
+        ValueError: naming `name`, if the count is out of range or a device is not this process's.
+    """
+    available = jax.local_devices()
+    if devices is None:
+        devices = available
+    elif isinstance(devices, int | np.integer):
+        if not 1 <= int(devices) <= len(available):
+            raise ValueError(f"{name}: expected in [1, {len(available)}], got {devices}")
+        devices = available[: int(devices)]
+    devices = list(devices)
+    if not devices:
+        raise ValueError(f"{name}: expected in [1, {len(available)}] devices, got none")
+    foreign = [d for d in devices if d.process_index != jax.process_index()]
+    if foreign:
+        raise ValueError(
+            f"{name}: {foreign} belong to other processes; this call runs on its own process's "
+            "devices (multi-host runs split the work by chunks, docs/multihost.md)"
+        )
+    return Mesh(np.asarray(devices), (DATA_AXIS,), axis_types=(AxisType.Auto,))
+
+
+def place(tree, mesh: Mesh, *, split: bool):
+    """Single-process placement of a pytree: every leaf's leading axis split over `data` (`split`)
+    or the whole tree on every device. Unlike `shard_batch` / `replicate` it keeps jax arrays on
+    device and takes typed PRNG keys."""
+    sharding = batch_sharding(mesh) if split else replicated_sharding(mesh)
+    return jax.device_put(tree, sharding)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

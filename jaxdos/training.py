@@ -16,6 +16,13 @@ atomic write of `jaxdos.chunkstore`).
   unchanged and the host may grow its budgets and redo the step.
 - EMA of the parameters with the warm-started decay min(decay, (1 + s) / (10 + s)), so short runs
   are not dominated by the initialisation.
+- Data parallelism: `fit(..., mesh=...)` replicates the state on a `data` mesh
+  (`jaxdos.sharding`) and places each batch with `split_batch` (default: every leaf's leading axis
+  split over the devices); the jitted step then computes each device's share and XLA all-reduces
+  the gradients (no hand-written collectives). The random draws of a loss are the same arrays
+  whatever their sharding (threefry is partitionable), so a run on D devices follows the one-device
+  loss curve to float tolerance, and a checkpoint of one resumes on the other: the device count is
+  not part of the run's identity.
 - `fit`: the loop. orbax `CheckpointManager` checkpoints hold the state, the grain iterator state
   (`get_state()`, a JSON dict) and a JSON identity of the run, so `resume=True` continues bit for
   bit (same batches, same keys, same parameters as an uninterrupted run); progress lines, a
@@ -36,6 +43,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
+from jaxdos import sharding
 from jaxdos.chunkstore import atomic_write
 from jaxdos.typing import Array, PRNGKey, PyTree
 
@@ -51,6 +59,7 @@ __all__ = [
     "evaluate",
     "fit",
     "latest_checkpoint",
+    "split_over",
 ]
 
 LossFn = Callable[[PyTree, Any, PRNGKey], tuple[Array, dict]]
@@ -310,6 +319,22 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
     atomic_write(path, "".join(json.dumps(r) + "\n" for r in rows).encode())
 
 
+def split_over(batch, mesh):
+    """Every leaf's leading axis split over the `data` axis of `mesh` (the default `split_batch`).
+
+    Raises:
+        ValueError: naming the batch size and the device count if they do not divide.
+    """
+    size = mesh.devices.size
+    for leaf in jax.tree.leaves(batch):
+        if np.ndim(leaf) == 0 or np.shape(leaf)[0] % size:
+            raise ValueError(
+                f"batch_size: {np.shape(leaf)[:1]} rows do not split over {size} devices; use a "
+                f"multiple of {size} or fewer devices (devices=)"
+            )
+    return sharding.place(batch, mesh, split=True)
+
+
 def fit(
     step: Callable[[TrainState, Any, PRNGKey], tuple[TrainState, dict]],
     state: TrainState,
@@ -328,6 +353,8 @@ def fit(
     stop_after: int | None = None,
     log: Callable[[str], None] | None = print,
     name: str = "train",
+    mesh=None,
+    split_batch: Callable[[Any, Any], Any] = split_over,
 ) -> FitResult:
     """Train from `state` (or the latest checkpoint under `workdir` if `resume`) to `cfg.steps`.
 
@@ -351,6 +378,9 @@ def fit(
         stop_after: stop after the checkpoint at this step, as a kill would (tests).
         log: progress lines (None: silent).
         name: the prefix of progress lines.
+        mesh: a `data` mesh (`sharding.local_mesh`) to train data-parallel on; None: one device.
+        split_batch: `split_batch(batch, mesh)` places a prepared batch on `mesh` (default
+            `split_over`; a stage whose batch carries replicated fields passes its own).
 
     Returns:
         FitResult(state, rows logged by this call, export's return value).
@@ -381,6 +411,12 @@ def fit(
         if log is not None:
             log(f"[{name}] resumed at step {int(state.step)}")
     _write_rows(log_path, rows_before)
+    if mesh is not None:
+        state = sharding.place(state, mesh, split=False)
+        on_host = prepare
+
+        def prepare(raw):
+            return split_batch(on_host(raw), mesh)
 
     def save():
         meta = {**run_id, "extra": save_extra() if save_extra is not None else {}}

@@ -142,3 +142,31 @@ def test_generate_crystals_compiles_once_per_bucket(recorder):
         )
     assert np.all(crystals.num_atoms == 3)
     assert rec.check(log, min_calls=3) == 1
+
+
+@pytest.mark.slow  # two or three GemNet compilations: a few minutes on 2 busy cores
+def test_overflowing_batches_rerun_alone_once_per_bucket(recorder, monkeypatch):
+    # Budgets far too small and no presizing: every batch overflows, is re-run alone with grown
+    # budgets, and the next batch starts again from the small ones. Each budget bucket compiles
+    # once for the whole run, however many batches use it.
+    import jaxdos.pipeline.crystals as crystals_mod
+
+    monkeypatch.setattr(crystals_mod, "presize_budgets", lambda config, *a: config)
+    rec = recorder(crystal_generate, "make_sampler")
+    model = untrained_model(16, [3])
+    graph = dataclasses.replace(model.gemnet.graph, edges_per_atom=2, max_in_degree=1)
+    model = dataclasses.replace(
+        model,
+        gemnet=dataclasses.replace(model.gemnet, graph=graph),
+        num_atoms=NumAtomsDistribution.from_counts([3]),
+    )
+    with compile_log() as log:
+        crystals, _ = generate_crystals(
+            None, num_samples=6, batch_size=2, steps=2, corrector_steps=0, model=model
+        )
+    assert np.all(crystals.num_atoms == 3)
+    buckets = rec.check(log, min_calls=6)
+    assert buckets >= 2
+    calls = [len(sigs) for _, sigs in rec.calls.values()]
+    assert calls[0] == 3  # every batch starts from the small budgets (the first bucket)
+    assert sum(calls) >= 6  # and each was re-run with larger ones

@@ -6,6 +6,13 @@ batches and its export, plus one stage-specific hook: `RegrowingStep` redoes a s
 graph overflowed its static budgets with larger ones (`graph.retry_on_overflow`), and checkpoints
 the budgets so that a resumed run uses the same ones.
 
+Data parallelism: a step takes K consecutive pipeline batches (`sub_batches`, default the device
+count), stacked (`train.stack_batches`) and split over the devices of `devices` (default every
+local device; K a multiple of the count): each device trains on whole crystals with the pipeline's
+own budgets, parameters replicated, gradients reduced by the sharded jit (`training.fit`). K fixes
+the trajectory, the device count does not: K = 8 on 1 or 8 devices gives the same losses to float
+tolerance, and a checkpoint resumes on either. K = 1 is the plain one-batch step.
+
 `run(config, out)` is the whole job behind `experiments/train_crystal.py`: records, parameter
 init, the base-weight merge of a fine-tune, training, validation (with the DOS dropped too: the
 issue-12 gate) and the export (`checkpoint.save_model`, called only here).
@@ -22,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdos import training
+from jaxdos import sharding, training
 from jaxdos.crystal.batch import DosCondition
 from jaxdos.crystal.checkpoint import DEFAULT_DIR, CDOSGenModel, merge_base_params, save_model
 from jaxdos.crystal.denoiser import GemNetConfig, GemNetTDenoiser
@@ -40,7 +47,8 @@ from jaxdos.crystal.train import (
     adapters_only_labels,
     check_adapters,
     eval_loss,
-    make_loss,
+    make_stacked_loss,
+    stack_batches,
     symmetrized,
 )
 from jaxdos.data.budgets import CrystalBudgets
@@ -106,10 +114,12 @@ class RegrowingStep:
         self.model, self._loss, self._train, self._labels = model, loss, train, labels
 
     def _step(self, model):
-        loss_fn = make_loss(score_fn_of(model), self._loss)
+        loss_fn = make_stacked_loss(score_fn_of(model), self._loss)
         return training.make_train_step(loss_fn, self._train, self._labels)
 
     def __call__(self, state: TrainState, batch: TrainBatch, key) -> tuple[TrainState, dict]:
+        if np.ndim(batch.dos) == 2:  # one plain batch: K = 1
+            batch = stack_batches([batch])
         if not isinstance(self.model, GemNetTDenoiser):  # no graph, no budgets
             return self._step(self.model)(state, batch, key)
         # The step donates its state on accelerators: a redo takes the state the step returned
@@ -121,7 +131,9 @@ class RegrowingStep:
             new, metrics = self._step(model)(current[0], batch, key)
             current[0] = new
             result = (new, metrics, model)
-            return result, metrics["overflow"], metrics["stats"], batch.crystal.num_nodes
+            # Budgets are per sub-batch: N is the atom slots of one.
+            n = batch.crystal.atomic_numbers.shape[-1]
+            return result, metrics["overflow"], metrics["stats"], n
 
         (new, metrics, self.model), _ = retry_on_overflow(run, self.model.config.graph)
         return new, metrics
@@ -155,12 +167,39 @@ def presize_graph(
     return _with_graph(model, graph)
 
 
-def _identity(model, loss: LossConfig) -> dict:
-    """What a resumed run must share with its checkpoint (the budgets may differ: they grow)."""
+def _identity(model, loss: LossConfig, sub_batches: int) -> dict:
+    """What a resumed run must share with its checkpoint (the budgets may differ: they grow; the
+    device count may differ: it does not change the trajectory)."""
     config = getattr(model, "config", None)
     fields = {} if config is None else dataclasses.asdict(config)
     fields.pop("graph", None)
-    return {"loss": repr(loss), "model": repr(fields)}
+    out = {"loss": repr(loss), "model": repr(fields)}
+    if sub_batches != 1:  # K = 1 keeps the identity of runs from before data parallelism
+        out["sub_batches"] = sub_batches
+    return out
+
+
+class _Grouped:
+    """K consecutive batches of a grain iterator per `next`; its state is the inner iterator's."""
+
+    def __init__(self, inner, k: int):
+        self._inner, self._k = inner, k
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return [next(self._inner) for _ in range(self._k)]
+
+    def get_state(self):
+        return self._inner.get_state()
+
+    def set_state(self, state):
+        self._inner.set_state(state)
+
+
+def _stacked(group) -> TrainBatch:
+    return stack_batches(TrainBatch.from_pipeline(b) for b in group)
 
 
 def fit_crystal(
@@ -173,6 +212,8 @@ def fit_crystal(
     *,
     resume: bool = False,
     log=print,
+    devices=None,
+    sub_batches: int | None = None,
 ) -> tuple[TrainState, GemNetTDenoiser, list[dict]]:
     """Train `model` from `params` (or the latest checkpoint in `workdir` if `resume`).
 
@@ -186,32 +227,43 @@ def fit_crystal(
         workdir: where checkpoints and `metrics.jsonl` go.
         resume: continue from the latest checkpoint (ValueError if there is none).
         log: progress lines (None: silent).
+        devices: None (every local device), an int n or a list of local devices.
+        sub_batches: K pipeline batches per step (default: the device count; a multiple of it).
 
     Returns:
         (final state, the model actually used (grown budgets), rows logged by this call).
+
+    Raises:
+        ValueError: naming `sub_batches` / `devices` if K is not a positive multiple of the count.
     """
+    mesh = sharding.local_mesh(devices)
+    d = mesh.devices.size
+    k = d if sub_batches is None else int(sub_batches)
+    if k < 1 or k % d:
+        raise ValueError(f"sub_batches: expected a positive multiple of the {d} devices, got {k}")
     check_adapters(loss.mode, params)
     labels = adapters_only_labels if isinstance(loss.mode, FinetuneAdapters) else None
     state = training.init_train_state(params, training.make_optimizer(train, labels), train)
     if resume and training.latest_checkpoint(workdir) is None:
         raise ValueError(f"resume: no checkpoint under {workdir}")
-    identity = _identity(model, loss)
+    identity = _identity(model, loss, k)
     if not resume:
         model = presize_graph(model, TrainBatch.from_pipeline(next(data())), loss)
     step = RegrowingStep(model, loss, train, labels)
     result = training.fit(
         step,
         state,
-        data(),
+        _Grouped(data(), k),
         train,
         workdir,
-        prepare=TrainBatch.from_pipeline,
+        prepare=_stacked,
         identity=identity,
         save_extra=step.budgets,
         load_extra=step.set_budgets,
         resume=resume,
         log=log,
         name="train_crystal",
+        mesh=mesh,
     )
     return result.state, step.model, result.history
 
@@ -368,8 +420,11 @@ def run_stage(
     resume: bool = False,
     extra_meta: dict | None = None,
     log=print,
+    devices=None,
 ) -> tuple[Path, dict]:
-    """Train one stage under `out` and export `out/model`; returns (that directory, its meta)."""
+    """Train one stage under `out` and export `out/model`; returns (that directory, its meta).
+
+    `devices`: data-parallel over these local devices (`fit_crystal`; default every one)."""
     out = Path(out)
     config = config.resolved()
     budgets = CrystalBudgets(atoms=config.atoms, graphs=config.graphs)
@@ -381,7 +436,7 @@ def run_stage(
 
     t0 = time.time()
     state, model, history = fit_crystal(
-        model, params, data, loss, config.train, out, resume=resume, log=log
+        model, params, data, loss, config.train, out, resume=resume, log=log, devices=devices
     )
     train_s = time.time() - t0
     val_batches = list(crystal_batches(val, budgets, num_epochs=1, shuffle=False))

@@ -7,6 +7,13 @@ The sampler and trainer only know `score_fn(params, batch, t, cond, key)`. `deno
 binds the network: its graph-overflow flag and statistics are returned as `ScoreWithDiagnostics`,
 the sampler ORs / max-accumulates them over the trajectory, and `generate_with_model` re-runs the
 whole batch with grown budgets if anything overflowed (never a silently truncated graph).
+
+Devices. `generate(..., mesh=...)` cuts the batch into one sub-batch per device of the mesh
+(`num_atoms.device_prior_batch`: whole crystals, contiguous in global order, the same atom budget
+on every device), places the sub-batches on the `data` axis and the parameters on every device,
+and runs the one jitted trajectory; each device reports its own overflow flag
+(`Generated.device_overflow`). The crystals for a seed are the same on any device count (per-crystal
+keys; the corrector's global means reduced across devices, `diffusion/sampler.py`).
 """
 
 import dataclasses
@@ -16,6 +23,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
+from jaxdos import sharding
 from jaxdos.crystal.batch import DosCondition
 from jaxdos.crystal.denoiser import GemNetTDenoiser
 from jaxdos.crystal.diffusion.guidance import ClassifierFree, GradientGuidance, NoGuidance
@@ -24,7 +32,8 @@ from jaxdos.crystal.diffusion.num_atoms import (
     ALEX_MP_20,
     NumAtomsDistribution,
     check_num_atoms,
-    prior_batch,
+    device_prior_batch,
+    device_split,
 )
 from jaxdos.crystal.diffusion.sampler import CrystalSamplingConfig, init_state, make_sampler
 from jaxdos.crystal.graph import GraphConfig, retry_on_overflow
@@ -49,7 +58,9 @@ class Generated(NamedTuple):
         dos: `[G, 256]` conditioning DOS, or None (unconditional).
         config: the sampler settings used.
         overflow: True if a network call overflowed a static budget (the batch is invalid).
-        stats: max over the trajectory of the score function's diagnostics (or None).
+        stats: max over the trajectory (and the devices) of the score function's diagnostics.
+        device_overflow: `[D]` the overflow flag of each device's sub-batch.
+        atoms_per_device: N_d, the atom slots of each device's sub-batch.
     """
 
     batch: CrystalBatch
@@ -57,6 +68,8 @@ class Generated(NamedTuple):
     config: CrystalSamplingConfig
     overflow: bool = False
     stats: object = None
+    device_overflow: np.ndarray | None = None
+    atoms_per_device: int = 0
 
 
 def check_condition_dos(dos, num_graphs: int) -> np.ndarray:
@@ -87,7 +100,9 @@ def generate(
     distribution: NumAtomsDistribution = ALEX_MP_20,
     max_atoms: int = 100,
     atom_budget: int | None = None,
+    mesh=None,
     guide_params: PyTree = None,
+    guide_targets: PyTree = None,
 ) -> Generated:
     """Sample crystals with the predictor-corrector sampler.
 
@@ -101,8 +116,10 @@ def generate(
         config: sampler settings (default `CrystalSamplingConfig()`: 1000 steps, unconditional).
         distribution: the training distribution of `num_atoms`.
         max_atoms: largest allowed atoms per crystal.
-        atom_budget: padded atom slots (default: a power-of-two bucket).
-        guide_params: parameters of a `GradientGuidance` loss (e.g. a DOS predictor's).
+        atom_budget: padded atom slots per device (default: a power-of-two bucket).
+        guide_params: shared parameters of a `GradientGuidance` loss (e.g. a DOS predictor's).
+        guide_targets: its per-crystal targets, leaves with a leading `[G]` axis.
+        mesh: a `data` mesh of this process's devices (`sharding.local_mesh`); None: one device.
 
     Raises:
         ValueError: on any invalid argument (named in the message).
@@ -141,12 +158,61 @@ def generate(
             config = dataclasses.replace(config, guidance=with_base(NoGuidance()))
         else:
             cond = DosCondition(dos=dos, use_cond=np.ones(n.size, bool))
-    batch = prior_batch(n, atom_budget)
-    state = init_state(k_init, batch, config)
-    out = make_sampler(score_fn, config)(params, state, cond, guide_params)
-    host = CrystalBatch(*(np.asarray(x) for x in out.batch))
-    stats = None if out.stats is None else jax.device_get(out.stats)
-    return Generated(host, dos, requested, bool(out.overflow), stats)
+    d = 1 if mesh is None else mesh.devices.size
+    stacked = device_prior_batch(n, d, atom_budget)
+    state = init_state(k_init, stacked, config)
+    if cond is not None:
+        cond = _stack_condition(cond, d)
+    if guide_targets is not None:
+        if any(np.shape(x)[0] != n.size for x in jax.tree.leaves(guide_targets)):
+            raise ValueError(f"guide_targets: expected a leading axis of {n.size} crystals")
+        guide_targets = jax.tree.map(lambda x: _stack_rows(np.asarray(x), d), guide_targets)
+    if mesh is not None:
+        state = state._replace(
+            batch=sharding.place(state.batch, mesh, split=True),
+            overflow=sharding.place(state.overflow, mesh, split=True),
+            key=sharding.place(state.key, mesh, split=False),
+            step=sharding.place(state.step, mesh, split=False),
+        )
+        params = sharding.place(params, mesh, split=False)
+        cond = None if cond is None else sharding.place(cond, mesh, split=True)
+        guide_params = sharding.place(guide_params, mesh, split=False)
+        guide_targets = sharding.place(guide_targets, mesh, split=True)
+    out = make_sampler(score_fn, config)(params, state, cond, guide_params, guide_targets)
+    host = _merge(CrystalBatch(*(np.asarray(x) for x in out.batch)))
+    stats = (
+        None if out.stats is None else jax.tree.map(lambda x: x.max(0), jax.device_get(out.stats))
+    )
+    flags = np.asarray(out.overflow)
+    return Generated(
+        host, dos, requested, bool(flags.any()), stats, flags, int(stacked.atomic_numbers.shape[1])
+    )
+
+
+def _stack_rows(x: np.ndarray, devices: int) -> np.ndarray:
+    """`[G, ...]` -> `[D, G_d, ...]` in `device_prior_batch`'s order, padded with zeros."""
+    g = x.shape[0]
+    per = device_split(g, devices)
+    x = np.concatenate([x, np.zeros((per * devices - g,) + x.shape[1:], x.dtype)])
+    return x.reshape((devices, per) + x.shape[1:])
+
+
+def _stack_condition(cond: DosCondition, devices: int) -> DosCondition:
+    """The condition stacked like the crystals (padding graphs: unconditioned)."""
+    return DosCondition(
+        _stack_rows(np.asarray(cond.dos), devices),
+        _stack_rows(np.asarray(cond.use_cond, bool), devices),
+    )
+
+
+def _merge(stacked: CrystalBatch) -> CrystalBatch:
+    """`D` stacked sub-batches -> one flat batch, graphs in global order (D = 1: unchanged)."""
+    d, g = stacked.lattice.shape[:2]
+    if d == 1:
+        return CrystalBatch(*(x[0] for x in stacked))
+    offset = (np.arange(d, dtype=np.int32) * g)[:, None]
+    flat = stacked._replace(batch=stacked.batch + offset)
+    return CrystalBatch(*(x.reshape((-1,) + x.shape[2:]) for x in flat))
 
 
 @functools.lru_cache(maxsize=64)
@@ -189,7 +255,8 @@ def generate_with_model(
         cfg = cfg.base if isinstance(cfg, GradientGuidance) else cfg
         # Classifier-free guidance runs the network on the batch twice (conditional + not).
         doubled = isinstance(cfg, ClassifierFree) and cfg.cfg_scale != 0.0
-        return (gen, m), gen.overflow, gen.stats, gen.batch.num_nodes * (2 if doubled else 1)
+        # Budgets are per device: size them for one device's atom slots.
+        return (gen, m), gen.overflow, gen.stats, gen.atoms_per_device * (2 if doubled else 1)
 
     result, _ = retry_on_overflow(run, model.config.graph, max_tries)
     return result

@@ -14,6 +14,7 @@ from jaxdos.neighbors import (
     build_graph_jit,
     grow_budgets,
     image_offsets,
+    presize_budgets,
     retry_on_overflow,
 )
 
@@ -25,6 +26,7 @@ __all__ = [
     "build_graph_jit",
     "build_graph_checked",
     "grow_budgets",
+    "presize_budgets",
     "retry_on_overflow",
     "image_offsets",
 ]

@@ -9,6 +9,12 @@ are always unconditional, MatterGen's `SetEmbeddingType`), corrupt, score, Matte
 loss. Adapters-only fine-tuning freezes every non-adapter parameter through the core optimiser's
 labels (`adapters_only_labels`). A network-budget overflow sets `metrics["overflow"]`: the core
 step then keeps the state and `jaxdos.crystal.fit` grows the budgets and redoes the step.
+
+Data parallelism: a step's batch is K sub-batches stacked on a leading axis (`stack_batches`), each
+a whole pipeline batch with its own static budgets; `make_stacked_loss` vmaps the loss over them
+(sub-batch k draws from `fold_in(key, k)`, or from `key` itself when K = 1, the plain loss) and
+weights each by its real crystals, so the loss is the mean over every crystal of the step. The
+layout fixes the result: the K sub-batches give the same losses on any device count dividing K.
 """
 
 import dataclasses
@@ -17,6 +23,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxdos.crystal.batch import DosCondition
 from jaxdos.crystal.diffusion.corruption import DiffusionConfig
@@ -36,6 +43,8 @@ __all__ = [
     "adapters_only_labels",
     "check_adapters",
     "make_loss",
+    "make_stacked_loss",
+    "stack_batches",
     "cfg_mask",
     "symmetrized",
     "eval_loss",
@@ -164,6 +173,45 @@ def make_loss(score_fn: ScoreFn, config: LossConfig):
         return diffusion_loss(
             score_fn, params, crystal, cond, k_loss, config.diffusion, config.weights
         )
+
+    return loss_fn
+
+
+def stack_batches(batches) -> TrainBatch:
+    """K `TrainBatch`es with equal budgets -> one with `[K, ...]` leaves."""
+    batches = list(batches)
+    if not batches:
+        raise ValueError("batches: expected at least one")
+    return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *batches)
+
+
+@functools.lru_cache(maxsize=32)
+def make_stacked_loss(score_fn: ScoreFn, config: LossConfig):
+    """`loss_fn(params, TrainBatch [K, ...], key)`: `make_loss` over K sub-batches (module doc).
+
+    metrics: the crystal-weighted means of the sub-batches' metrics, `overflow` if any sub-batch
+    overflowed, `stats` the elementwise max.
+    """
+    inner = make_loss(score_fn, config)
+
+    def loss_fn(params: PyTree, batch: TrainBatch, key: PRNGKey):
+        k = batch.dos.shape[0]
+        if k == 1:
+            keys = key[None]
+        else:
+            keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(k))
+        _, m = jax.vmap(inner, (None, 0, 0))(params, batch, keys)
+        w = jnp.sum(batch.crystal.graph_mask, axis=1).astype(jnp.float32)
+        total = jnp.maximum(jnp.sum(w), 1.0)
+        out = {
+            name: jnp.sum(v * w) / total
+            for name, v in m.items()
+            if name not in ("overflow", "stats")
+        }
+        out["overflow"] = jnp.any(m["overflow"])
+        if "stats" in m:
+            out["stats"] = jax.tree.map(lambda x: jnp.max(x, axis=0), m["stats"])
+        return out["loss"], out
 
     return loss_fn
 

@@ -5,9 +5,13 @@ repeats and trimmed): the jitted sampler compiles once per batch size, and a sma
 padded up to a large batch. Batch b is seeded by `fold_in(key(seed), b)`: the same seed gives the
 same crystals however the work is resumed.
 
-Graph budgets grown after an overflow are kept for the later batches of the same call but not across
-calls: larger budgets change the network output in the last ulp (reduction order), so carrying them
-over would make a chunk's crystals depend on which chunks ran before it in the process.
+Devices: every batch is split over the devices of this process (`devices`, default all local
+ones), whole crystals per device, each device with the same static budgets: atom slots sized once
+for the fullest device of any batch, graph budgets sized from the run's atom counts and the cutoff
+(`graph.presize_budgets`), so the whole call compiles once. A batch that overflows a budget on any
+device is re-run alone with grown budgets (one more compile per grown bucket); later batches go back
+to the presized budgets, since larger budgets change the network output in the last ulp (reduction
+order) and a batch's crystals must not depend on which batches ran before it.
 """
 
 import dataclasses
@@ -17,10 +21,13 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from jaxdos import sharding
 from jaxdos.crystal.checkpoint import KIND, CDOSGenModel
 from jaxdos.crystal.diffusion.guidance import ClassifierFree, NoGuidance
+from jaxdos.crystal.diffusion.num_atoms import device_atom_budget
 from jaxdos.crystal.diffusion.sampler import CrystalSamplingConfig
 from jaxdos.crystal.generate import check_condition_dos, generate_with_model
+from jaxdos.crystal.graph import presize_budgets
 from jaxdos.pipeline.models import as_model
 from jaxdos.structures import Crystals, unpack
 
@@ -46,6 +53,7 @@ def generate_crystals(
     corrector_steps: int = DEFAULT_CORRECTOR_STEPS,
     model: CDOSGenModel | str | Path | None = None,
     on_batch: Callable[[int, int], None] | None = None,
+    devices=None,
 ) -> tuple[Crystals, np.ndarray]:
     """Generate crystals conditioned on each DOS, or unconditionally.
 
@@ -61,6 +69,8 @@ def generate_crystals(
             half the network calls).
         model: a `CDOSGenModel` or a "cdosgen" model directory; default the embedded model.
         on_batch: called as `on_batch(done, total)` after each batch (progress).
+        devices: None (every device of this process), an int n (the first n local devices) or a
+            list of local `jax.Device`; the same seed gives the same crystals on any count.
 
     Returns:
         (`Crystals` padded to 20 atoms, `[M']` index of the conditioning DOS of each crystal, -1
@@ -92,6 +102,7 @@ def generate_crystals(
     # Checks corrector_steps (and the rest of the sampler settings) before the model loads.
     # The default allowed_elements (MatterGen's 76) lie inside ALLOWED_Z, which the oracle scores.
     config = CrystalSamplingConfig(steps=steps, guidance=guidance, corrector_steps=corrector_steps)
+    mesh = sharding.local_mesh(devices)
     model = as_model(model, KIND)
     # The model's own forward processes (a converted MatterGen model brings its own).
     config = dataclasses.replace(config, diffusion=model.diffusion)
@@ -100,17 +111,25 @@ def generate_crystals(
     rng = np.random.default_rng(seed)
     num_atoms = model.num_atoms.sample(rng, total)
     key = jax.random.key(seed)
+    d = mesh.devices.size
+    starts = range(0, total, batch_size)
+    rows_of = [np.arange(start, start + batch_size) % total for start in starts]  # last: repeats
+    atom_budget = max(device_atom_budget(num_atoms[rows], d) for rows in rows_of)
+    base = model.denoiser
+    graph = presize_budgets(base.config.graph, num_atoms, model.diffusion.cell.limit_density)
+    if graph != base.config.graph:
+        base = base.clone(config=dataclasses.replace(base.config, graph=graph))
     parts = []
-    net = model.denoiser
-    for b, start in enumerate(range(0, total, batch_size)):
-        rows = np.arange(start, start + batch_size) % total  # pad the last batch with repeats
+    for b, (start, rows) in enumerate(zip(starts, rows_of, strict=True)):
         kwargs = {"dos": cond[rows]} if cond is not None else {}
-        gen, net = generate_with_model(
-            net,
+        gen, _ = generate_with_model(
+            base,
             model.params,
             key=jax.random.fold_in(key, b),
             num_atoms=num_atoms[rows],
             config=config,
+            atom_budget=atom_budget,
+            mesh=mesh,
             **kwargs,
         )
         parts.append(unpack(gen.batch).take(slice(0, min(batch_size, total - start))))

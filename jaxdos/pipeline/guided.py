@@ -5,9 +5,9 @@ estimate; the predictor knows only crystals. This module is where the two meet (
 import each other): `PredictorDosLoss` runs the predictor on the estimate, relaxed types included,
 and compares its DOS with a target DOS per crystal.
 
-    guidance, guide_params = predictor_guidance(model, target_dos, strength=1.0)
+    guidance, guide_params, guide_targets = predictor_guidance(model, target_dos, strength=1.0)
     gen = generate(score_fn, params, key=..., num_atoms=..., config=replace(cfg, guidance=guidance),
-                   guide_params=guide_params)
+                   guide_params=guide_params, guide_targets=guide_targets)
 """
 
 import dataclasses
@@ -15,7 +15,12 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdos.crystal.diffusion.guidance import ClassifierFree, DenoisedEstimate, GradientGuidance, NoGuidance
+from jaxdos.crystal.diffusion.guidance import (
+    ClassifierFree,
+    DenoisedEstimate,
+    GradientGuidance,
+    NoGuidance,
+)
 from jaxdos.kernels.grid import check_dos
 from jaxdos.predictor.checkpoint import DOSPredictorModel
 from jaxdos.predictor.config import PredictorConfig
@@ -29,7 +34,8 @@ __all__ = ["PredictorDosLoss", "predictor_guidance"]
 @dataclasses.dataclass(frozen=True)
 class PredictorDosLoss:
     """Per crystal, the mean squared difference over the 256 bins between the predictor's DOS of
-    the estimate and `guide_params["target"]` `[G, 256]` (states / eV / atom).
+    the estimate (`guide_params`: the predictor's parameters) and the crystal's target DOS
+    (`guide_targets` `[G, 256]`, states / eV / atom).
 
     The estimate's type probabilities (class k = Z - 1, the mask class last) become the
     predictor's probabilities over Z (column 0 unused); the mask class has probability 0 after
@@ -38,12 +44,14 @@ class PredictorDosLoss:
 
     config: PredictorConfig
 
-    def __call__(self, guide_params: PyTree, est: DenoisedEstimate) -> tuple[Array, Array]:
+    def __call__(
+        self, guide_params: PyTree, guide_targets: Array, est: DenoisedEstimate
+    ) -> tuple[Array, Array]:
         n = est.type_probs.shape[0]
         probs = jnp.concatenate([jnp.zeros((n, 1)), est.type_probs[:, :MAX_Z]], axis=1)
         batch = est.batch._replace(frac_coords=est.frac, lattice=est.lattice)
-        dos, overflow, _ = forward(self.config, guide_params["predictor"], batch, probs)
-        return jnp.mean((dos - guide_params["target"]) ** 2, axis=-1), overflow
+        dos, overflow, _ = forward(self.config, guide_params, batch, probs)
+        return jnp.mean((dos - guide_targets) ** 2, axis=-1), overflow
 
 
 def predictor_guidance(
@@ -53,8 +61,9 @@ def predictor_guidance(
     strength: float,
     base: NoGuidance | ClassifierFree = NoGuidance(),
     t_max: float = 0.5,
-) -> tuple[GradientGuidance, PyTree]:
-    """The guidance and its parameters for `generate(..., guide_params=...)`.
+) -> tuple[GradientGuidance, PyTree, Array]:
+    """The guidance, its parameters and per-crystal targets for
+    `generate(..., guide_params=..., guide_targets=...)`.
 
     Args:
         model: a trained predictor.
@@ -73,4 +82,4 @@ def predictor_guidance(
     guidance = GradientGuidance(
         loss=PredictorDosLoss(model.config), strength=strength, base=base, t_max=t_max
     )
-    return guidance, {"predictor": model.params, "target": jnp.asarray(target, jnp.float32)}
+    return guidance, model.params, np.asarray(target, np.float32)

@@ -20,7 +20,7 @@ from jaxdos.crystal.generate import generate
 from tests.crystal.test_crystal_sampler import toy_params, toy_score
 
 
-def volume_loss(params, est: DenoisedEstimate):
+def volume_loss(params, targets, est: DenoisedEstimate):
     """log(V / atom / target)^2 per crystal, plus a type and a coordinate term (gradient test)."""
     vol = jnp.abs(jnp.linalg.det(est.lattice)) / est.batch.num_atoms
     nm = est.batch.node_mask.astype(jnp.float32)
@@ -50,12 +50,12 @@ def test_guidance_gradient_matches_finite_differences():
     guide = GradientGuidance(loss=volume_loss, strength=0.7)
     zeros = (jnp.zeros_like(est.frac), jnp.zeros_like(est.lattice), jnp.zeros_like(est.type_probs))
     alpha = 0.8
-    sp, sc, lg, overflow = apply_gradient_guidance(guide, params, est, *zeros, alpha)
+    sp, sc, lg, overflow = apply_gradient_guidance(guide, params, None, est, *zeros, alpha)
     assert not bool(overflow)
     w = 0.7 * alpha**2
 
     def total(e):
-        return float(jnp.sum(jnp.where(e.batch.graph_mask, volume_loss(params, e)[0], 0.0)))
+        return float(jnp.sum(jnp.where(e.batch.graph_mask, volume_loss(params, None, e)[0], 0.0)))
 
     h = 1e-3
     for field, got, scale, idx in (
@@ -103,7 +103,7 @@ def test_strength_zero_is_the_unguided_sampler_bit_for_bit():
 
 def test_guidance_moves_the_volume_the_asked_way():
     plain = _run(NoGuidance(), None)
-    vol = lambda b: np.abs(np.linalg.det(b.lattice[: G])) / 4
+    vol = lambda b: np.abs(np.linalg.det(b.lattice[:G])) / 4
     v0 = vol(plain).mean()
     guide = GradientGuidance(loss=volume_loss, strength=1.0)
     off = {"w_types": 0.0, "w_pos": 0.0}

@@ -68,10 +68,12 @@ def gemnet_kwargs(size: dict, cutoff: float = 7.0, max_neighbors: int = 50) -> d
     return kw
 
 
-def build_gemnet(size: dict, seed: int, adapt: tuple[str, ...] = ()) -> torch.nn.Module:
+def build_gemnet(
+    size: dict, seed: int, adapt: tuple[str, ...] = (), cutoff: float = 7.0
+) -> torch.nn.Module:
     """A seeded random GemNetT (or GemNetTCtrl conditioned on `adapt`) in eval mode."""
     torch.manual_seed(seed)
-    kw = gemnet_kwargs(size)
+    kw = gemnet_kwargs(size, cutoff=cutoff)
     emb = AtomEmbedding(emb_size=kw["emb_size_atom"], with_mask_type=True)
     if adapt:
         model = GemNetTCtrl(list(adapt), atom_embedding=emb, **kw)
@@ -132,9 +134,9 @@ def tie_free(cells, fracs, num_atoms, cutoff=7.0, max_neighbors=50, tol=1e-3) ->
     return True
 
 
-def config_dict(size: dict, adapt: tuple[str, ...] = ()) -> dict:
+def config_dict(size: dict, adapt: tuple[str, ...] = (), cutoff: float = 7.0) -> dict:
     """A MatterGen config.yaml (as a dict) for the denoiser built by `build_denoiser`."""
-    gem = dict(gemnet_kwargs(size))
+    gem = dict(gemnet_kwargs(size, cutoff=cutoff))
     gem["_target_"] = "mattergen.common.gemnet." + (
         "gemnet_ctrl.GemNetTCtrl" if adapt else "gemnet.GemNetT"
     )
@@ -204,7 +206,7 @@ def config_dict(size: dict, adapt: tuple[str, ...] = ()) -> dict:
     }
 
 
-def build_denoiser(size: dict, seed: int, adapt: tuple[str, ...] = ()):
+def build_denoiser(size: dict, seed: int, adapt: tuple[str, ...] = (), cutoff: float = 7.0):
     """A seeded random GemNetTDenoiser / GemNetTAdapter (eval mode) matching `config_dict`."""
     from mattergen.adapter import GemNetTAdapter
     from mattergen.common.utils.data_utils import StandardScalerTorch
@@ -212,7 +214,7 @@ def build_denoiser(size: dict, seed: int, adapt: tuple[str, ...] = ()):
     from mattergen.diffusion.model_utils import NoiseLevelEncoding
     from mattergen.property_embeddings import EmbeddingVector, PropertyEmbedding
 
-    gem = build_gemnet(size, seed, adapt)
+    gem = build_gemnet(size, seed, adapt, cutoff)
     torch.manual_seed(seed + 1)
     d = size["emb_size_atom"]
     if not adapt:

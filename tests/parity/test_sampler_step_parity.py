@@ -129,14 +129,16 @@ def test_one_corrector_and_predictor_step(monkeypatch, step):
     _, _, k_corr, k_pred = jax.random.split(key, 4)
     kc_pos, kc_cell = jax.random.split(jax.random.fold_in(k_corr, 0))
     kp_pos, kp_cell, _ = jax.random.split(k_pred, 3)
-    n, g = b0.num_nodes, b0.num_graphs
+    g = b0.num_graphs
     tt = lambda x: torch.tensor(np.asarray(x))
-    e_pos_c, e_cell_c = (
-        tt(jax.random.normal(kc_pos, (n, 3))),
-        tt(jax.random.normal(kc_cell, (g, 3, 3))),
-    )
-    e_pos_p = tt(jax.random.normal(kp_pos, (n, 3)))
-    sym_cell_p = tt(lattice.symmetric_noise(kp_cell, (g, 3, 3)))
+    b0j = jax.tree.map(jnp.asarray, b0)
+    atom_keys = lambda k: jsampler.crystal_keys(k, b0j)[0]  # per-crystal draws (sampler doc)
+    graph_keys = lambda k: jsampler.crystal_keys(k, b0j)[1]
+    e_pos_c = tt(jax.vmap(lambda k: jax.random.normal(k, (3,)))(atom_keys(kc_pos)))
+    # mattergen symmetrises the raw cell noise itself; jaxdos draws sym(eps) of the same eps.
+    e_cell_c = tt(jax.vmap(lambda k: jax.random.normal(k, (3, 3)))(graph_keys(kc_cell)))
+    e_pos_p = tt(jax.vmap(lambda k: jax.random.normal(k, (3,)))(atom_keys(kp_pos)))
+    sym_cell_p = tt(jax.vmap(lambda k: lattice.symmetric_noise(k, (3, 3)))(graph_keys(kp_cell)))
 
     grid = np.linspace(1.0, cfg.eps_t, S, dtype=np.float32)
     t_val = float(grid[step])

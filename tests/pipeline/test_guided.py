@@ -58,7 +58,7 @@ def test_predictor_guidance_moves_crystals_towards_the_target_dos():
     target = np.asarray(forward(cfg, model.params, oxygen)[0])[:G]
 
     def run(strength):
-        guidance, gp = predictor_guidance(model, target, strength=strength, t_max=1.0)
+        guidance, gp, gt = predictor_guidance(model, target, strength=strength, t_max=1.0)
         gen = generate(
             flat_type_score,
             toy_params(G),
@@ -66,9 +66,12 @@ def test_predictor_guidance_moves_crystals_towards_the_target_dos():
             num_atoms=np.full(G, 4),
             config=CrystalSamplingConfig(steps=8, guidance=guidance),
             guide_params=gp,
+            guide_targets=gt,
         ).batch
         dos = np.asarray(forward(cfg, model.params, jax.tree.map(jnp.asarray, gen))[0])[:G]
-        return np.mean((dos - target) ** 2, axis=-1), np.mean(gen.atomic_numbers[gen.node_mask] == 8)
+        return np.mean((dos - target) ** 2, axis=-1), np.mean(
+            gen.atomic_numbers[gen.node_mask] == 8
+        )
 
     d0, o0 = run(0.0)
     d1, o1 = run(50.0)

@@ -75,7 +75,7 @@ class DenoisedEstimate(NamedTuple):
     batch: CrystalBatch
 
 
-# (guide_params, estimate) -> ([G] loss per crystal (padding graphs: anything finite), [] bool
+# (guide_params, guide_targets, estimate) -> ([G] loss per crystal (padding graphs: anything finite), [] bool
 # overflow: True when a static budget of the loss (e.g. a predictor's neighbour list) was
 # exceeded; the sampler ORs it into its overflow flag, so the trajectory is never silently wrong).
 GuideLoss = Callable[[PyTree, DenoisedEstimate], Array]
@@ -87,7 +87,9 @@ class GradientGuidance:
 
     Attributes:
         loss: a hashable `GuideLoss` (a module-level function or a frozen dataclass): it is a
-            static argument of the jitted sampler, its parameters are passed separately.
+            static argument of the jitted sampler; its shared parameters (`guide_params`) and
+            per-crystal targets (`guide_targets`, leading axis G, split over devices like the
+            crystals) are passed separately.
         strength: s >= 0; s = 0 gives the `base` sampler's crystals bit for bit.
         base: the network guidance underneath (`NoGuidance()` or `ClassifierFree(...)`).
         t_max: no guidance at t > t_max (the loss is not even evaluated there): near t = 1 the
@@ -134,6 +136,7 @@ def denoised_estimate(
 def apply_gradient_guidance(
     guidance: GradientGuidance,
     guide_params: PyTree,
+    guide_targets: PyTree,
     estimate: DenoisedEstimate,
     pos_score: Array,
     cell_score: Array,
@@ -150,7 +153,7 @@ def apply_gradient_guidance(
 
     def total(type_probs, frac, lat):
         est = estimate._replace(type_probs=type_probs, frac=frac, lattice=lat)
-        loss, overflow = guidance.loss(guide_params, est)
+        loss, overflow = guidance.loss(guide_params, guide_targets, est)
         return jnp.sum(jnp.where(gm, loss, 0.0)), overflow
 
     (g_types, g_frac, g_lat), overflow = jax.grad(total, argnums=(0, 1, 2), has_aux=True)(

@@ -14,7 +14,16 @@ import numpy as np
 from jaxdos.crystal.batch import MASK_Z
 from jaxdos.structures import CrystalBatch
 
-__all__ = ["NumAtomsDistribution", "ALEX_MP_20", "atom_bucket", "prior_batch", "check_num_atoms"]
+__all__ = [
+    "NumAtomsDistribution",
+    "ALEX_MP_20",
+    "atom_bucket",
+    "prior_batch",
+    "check_num_atoms",
+    "device_split",
+    "device_atom_budget",
+    "device_prior_batch",
+]
 
 _ALEX_MP_20_PROBS = (
     0.00023, 0.00280, 0.01934, 0.16363, 0.04668, 0.07808, 0.02725, 0.11504, 0.04898, 0.12621,
@@ -115,3 +124,60 @@ def prior_batch(num_atoms, atom_budget: int | None = None) -> CrystalBatch:
         node_mask=node_mask,
         graph_mask=np.ones(g, bool),
     )
+
+
+def device_split(num_graphs: int, devices: int) -> int:
+    """G_d, the graph slots per device: crystal c goes to device c // G_d, slot c % G_d."""
+    if num_graphs < 1 or devices < 1:
+        raise ValueError(f"num_graphs, devices: expected >= 1, got {num_graphs}, {devices}")
+    return -(-num_graphs // devices)
+
+
+def device_atom_budget(num_atoms, devices: int) -> int:
+    """Atom slots per device: the bucket of the fullest device under `device_split`."""
+    n = np.asarray(num_atoms, np.int64)
+    per = device_split(n.size, devices)
+    sums = np.add.reduceat(n, np.arange(0, n.size, per)) if n.size else np.zeros(1)
+    return atom_bucket(int(sums.max()))
+
+
+def device_prior_batch(num_atoms, devices: int, atom_budget: int | None = None) -> CrystalBatch:
+    """`devices` all-mask sub-batches stacked on a leading axis `[D, N_d]` / `[D, G_d]`.
+
+    Device d holds crystals d * G_d .. (d + 1) * G_d - 1 (global order); its unused graph slots
+    are padding (graph_mask False, no atoms), so they never enter the batch-global means.
+
+    Args:
+        num_atoms: `[G]` atoms per crystal (>= 1).
+        devices: D.
+        atom_budget: atom slots per device; default `device_atom_budget(num_atoms, devices)`.
+
+    Raises:
+        ValueError: if a device's atoms do not fit in `atom_budget`.
+    """
+    n = check_num_atoms(num_atoms, max_atoms=10_000)
+    per = device_split(n.size, devices)
+    budget = device_atom_budget(n, devices) if atom_budget is None else int(atom_budget)
+    parts = []
+    for d in range(devices):
+        mine = n[d * per : (d + 1) * per]
+        real = mine.size
+        counts = np.concatenate([mine, np.zeros(per - real, np.int32)]).astype(np.int32)
+        total = int(mine.sum())
+        if total > budget:
+            raise ValueError(f"atom_budget: {total} atoms do not fit in atom_budget={budget}")
+        batch_idx = np.full(budget, per - 1, np.int32)
+        batch_idx[:total] = np.repeat(np.arange(per, dtype=np.int32), counts)
+        node_mask = np.arange(budget) < total
+        parts.append(
+            CrystalBatch(
+                atomic_numbers=np.where(node_mask, MASK_Z, 0).astype(np.int32),
+                frac_coords=np.zeros((budget, 3), np.float32),
+                lattice=np.tile(np.eye(3, dtype=np.float32), (per, 1, 1)),
+                num_atoms=counts,
+                batch=batch_idx,
+                node_mask=node_mask,
+                graph_mask=np.arange(per) < real,
+            )
+        )
+    return CrystalBatch(*(np.stack(f) for f in zip(*parts, strict=True)))

@@ -10,6 +10,16 @@ Per step i with t = t_i (t_i = linspace(1, eps_t, S)) and s = t_{i+1} (s = 0 at 
 Two guided network evaluations per step. The whole trajectory is ONE jitted `lax.scan` over a
 donated `SamplerState`; step keys are `fold_in(state.key, step)`. The returned types are the argmax
 of the last posterior (MatterGen's `mean_batch`); pos and cell equal the sample (zero noise at s=0).
+
+Devices. The state holds `D` independent sub-batches (leading axis of every batch leaf, one per
+device of the `data` mesh axis, each with its own static atom / graph / edge budgets); the step is
+vmapped over them with the axis name `sharding.DATA_AXIS`, so with the leading axis sharded the
+jitted scan runs each sub-batch on its device. Every random draw is per crystal:
+`fold_in(fold_in(key, global crystal index), atom index within the crystal)`, so a crystal's noise
+does not depend on how the batch is cut. The corrector's batch-mean norms stay MatterGen's
+batch-global rule (docs/spec/mattergen.md §5.2): per-device sums and counts are `psum`-ed over the
+device axis (a cross-device all-reduce), so D devices reproduce the one-device batch to float
+tolerance (the sum order differs).
 """
 
 import dataclasses
@@ -32,6 +42,7 @@ from jaxdos.crystal.diffusion.guidance import (
     guided_score,
 )
 from jaxdos.crystal.diffusion.losses import ScoreFn, split_diagnostics
+from jaxdos.sharding import DATA_AXIS
 from jaxdos.structures import ALLOWED_Z, MAX_Z, CrystalBatch, is_allowed
 from jaxdos.typing import Array, PRNGKey, PyTree
 
@@ -40,6 +51,7 @@ __all__ = [
     "CrystalSamplingConfig",
     "SamplerState",
     "element_logit_bias",
+    "crystal_keys",
     "init_state",
     "make_sampler",
 ]
@@ -62,7 +74,8 @@ class CrystalSamplingConfig:
         max_step_size: clip of the Langevin step size.
         corrector_steps: corrector iterations per step (0 disables the corrector).
         guidance: `NoGuidance()`, `ClassifierFree(cfg_scale=...)` or `GradientGuidance(...)`
-            (its parameters go to the sampler's `guide_params`).
+            (its parameters and per-crystal targets go to the sampler's `guide_params` and
+            `guide_targets`).
         allowed_elements: Z values the type logits may produce (others and the mask get -1e10).
         diffusion: the forward processes (only pos and cell settings are used here).
     """
@@ -98,6 +111,9 @@ class CrystalSamplingConfig:
 class SamplerState(NamedTuple):
     """Loop state of the reverse process.
 
+    In `make_sampler`'s state `batch`, `overflow` and `stats` carry a leading device axis `[D]`
+    (one sub-batch per device); `_step` sees one sub-batch.
+
     Fields:
         batch: current noisy crystals (types as Z; 101 = mask).
         key: the trajectory's PRNG key (never split in the loop; steps use fold_in).
@@ -120,34 +136,106 @@ def element_logit_bias(allowed_elements: tuple[int, ...]) -> Array:
     return jnp.asarray(np.where(is_allowed(class_z, allowed_elements), 0.0, -1e10), jnp.float32)
 
 
-def init_state(key: PRNGKey, batch: CrystalBatch, config: CrystalSamplingConfig) -> SamplerState:
-    """Draw the priors (wrapped pos, VP cell, all types masked) into a padded batch."""
-    k_prior, k_pos, k_cell = jax.random.split(key, 3)
-    batch = CrystalBatch(*map(jnp.asarray, batch))
+def _local_index(batch: CrystalBatch) -> Array:
+    """`[N]` index of each atom within its crystal (0 on padding atoms)."""
+    n, g = batch.num_nodes, batch.num_graphs
+    ids = jnp.arange(n, dtype=jnp.int32)
+    seg = jnp.where(batch.node_mask, batch.batch, g)
+    first = jax.ops.segment_min(jnp.where(batch.node_mask, ids, n), seg, num_segments=g + 1)
+    return jnp.where(batch.node_mask, ids - first[seg], 0)
+
+
+def crystal_keys(key: PRNGKey, batch: CrystalBatch, offset=0) -> tuple[Array, Array]:
+    """Per-atom `[N]` and per-crystal `[G]` keys, independent of how the batch is laid out.
+
+    Crystal slot g has global index `offset + g`; its key is `fold_in(key, offset + g)` and atom a
+    of it gets `fold_in(that, a)`. Padding slots get keys too (their draws are masked out).
+    """
+    gid = offset + jnp.arange(batch.num_graphs, dtype=jnp.int32)
+    graph_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, gid)
+    seg = jnp.clip(batch.batch, 0, batch.num_graphs - 1)
+    atom_keys = jax.vmap(jax.random.fold_in)(graph_keys[seg], _local_index(batch))
+    return atom_keys, graph_keys
+
+
+def _atom_normal(atom_keys: Array) -> Array:
+    return jax.vmap(lambda k: jax.random.normal(k, (3,)))(atom_keys)
+
+
+def _cell_noise(graph_keys: Array) -> Array:
+    return jax.vmap(lambda k: lattice.symmetric_noise(k, (3, 3)))(graph_keys)
+
+
+def _init_one(key: PRNGKey, batch: CrystalBatch, config: CrystalSamplingConfig, offset):
+    atom_keys, graph_keys = crystal_keys(key, batch, offset)
     n_atom = batch.num_atoms[batch.batch]
-    pos = wrapped_normal.prior_sample(k_pos, n_atom, config.diffusion.pos)
-    cell = lattice.prior_sample(k_cell, batch.num_atoms, config.diffusion.cell)
-    batch = batch._replace(
+    sig = wrapped_normal.sigma(jnp.float32(1.0), n_atom, config.diffusion.pos)
+    pos = jnp.mod(sig[:, None] * _atom_normal(atom_keys), 1.0)
+    cfg = config.diffusion.cell
+    cell = lattice.limit_mean(batch.num_atoms, cfg) + jnp.sqrt(
+        lattice.limit_var(batch.num_atoms, cfg)
+    )[:, None, None] * _cell_noise(graph_keys)
+    return batch._replace(
         frac_coords=jnp.where(batch.node_mask[:, None], pos, 0.0).astype(jnp.float32),
         lattice=jnp.where(batch.graph_mask[:, None, None], cell, jnp.eye(3)).astype(jnp.float32),
         atomic_numbers=jnp.where(batch.node_mask, NUM_TYPE_CLASSES, 0).astype(jnp.int32),
     )
-    return SamplerState(batch, k_prior, jnp.int32(0), jnp.bool_(False))
 
 
-def _batch_mean_norm(v: Array, seg: Array, node_mask: Array, graph_mask: Array, g: int) -> Array:
+def init_state(key: PRNGKey, batch: CrystalBatch, config: CrystalSamplingConfig) -> SamplerState:
+    """Draw the priors (wrapped pos, VP cell, all types masked) into padded sub-batches.
+
+    Args:
+        key: the trajectory key.
+        batch: `D` sub-batches stacked on a leading axis (`num_atoms.device_prior_batch`); device d
+            holds the crystals with global index d * G_d + g.
+        config: sampler settings (the forward processes' priors).
+
+    Returns:
+        A `SamplerState` with `[D]` leading axes on batch / overflow; the prior of a crystal
+        depends only on `key` and its global index.
+    """
+    k_prior, k_draw = jax.random.split(key)
+    batch = CrystalBatch(*map(jnp.asarray, batch))
+    d, g = batch.lattice.shape[0], batch.lattice.shape[1]
+    offsets = jnp.arange(d, dtype=jnp.int32) * g
+    batch = jax.vmap(_init_one, (None, 0, None, 0))(k_draw, batch, config, offsets)
+    return SamplerState(batch, k_prior, jnp.int32(0), jnp.zeros((d,), bool))
+
+
+def _mean(values: Array, graph_mask: Array, axis_name) -> Array:
+    """Mean over real crystals of `values [G]`, over every device when `axis_name` is set."""
+    num = jnp.sum(jnp.where(graph_mask, values, 0.0))
+    den = jnp.sum(graph_mask.astype(jnp.float32))
+    if axis_name is not None:
+        num, den = jax.lax.psum((num, den), axis_name)
+    return num / jnp.maximum(den, 1.0)
+
+
+def _batch_mean_norm(v: Array, seg: Array, node_mask: Array, graph_mask: Array, axis_name):
     """Mean over real crystals of the per-crystal L2 norm of per-atom vectors `v [N, 3]`."""
+    g = graph_mask.shape[0]
     sq = jax.ops.segment_sum(jnp.sum(v**2, -1) * node_mask, seg, num_segments=g)
-    w = graph_mask.astype(jnp.float32)
-    return jnp.sum(jnp.sqrt(sq) * w) / jnp.maximum(jnp.sum(w), 1.0)
+    return _mean(jnp.sqrt(sq), graph_mask, axis_name)
 
 
-def _graph_mean_norm(v: Array, graph_mask: Array) -> Array:
-    w = graph_mask.astype(jnp.float32)
-    return jnp.sum(jnp.sqrt(jnp.sum(v**2, (-1, -2))) * w) / jnp.maximum(jnp.sum(w), 1.0)
+def _graph_mean_norm(v: Array, graph_mask: Array, axis_name) -> Array:
+    return _mean(jnp.sqrt(jnp.sum(v**2, (-1, -2))), graph_mask, axis_name)
 
 
-def _step(score_fn, config, bias, params, cond, guide_params, state: SamplerState) -> SamplerState:
+def _step(
+    score_fn,
+    config,
+    bias,
+    params,
+    cond,
+    state: SamplerState,
+    axis_name=None,
+    guide_params=None,
+    guide_targets=None,
+) -> SamplerState:
+    """One predictor-corrector step of one sub-batch (under `vmap(axis_name=...)` for several);
+    `guide_targets` are the sub-batch's rows of the per-crystal guidance targets."""
     b = state.batch
     s_total = config.steps
     i = state.step
@@ -159,6 +247,7 @@ def _step(score_fn, config, bias, params, cond, guide_params, state: SamplerStat
     tg = jnp.full((g,), t)
     key = jax.random.fold_in(state.key, i)
     k_net_c, k_net_p, k_corr, k_pred = jax.random.split(key, 4)
+    offset = 0 if axis_name is None else jax.lax.axis_index(axis_name) * g
     seg = jnp.where(b.node_mask, b.batch, 0)
     nm, gm = b.node_mask.astype(jnp.float32), b.graph_mask
     n_atom = b.num_atoms[b.batch]
@@ -175,17 +264,21 @@ def _step(score_fn, config, bias, params, cond, guide_params, state: SamplerStat
         diag[0] = diag[0] | overflow
         if stats is not None:
             diag[1] = jax.tree.map(jnp.maximum, diag[1], stats)
-        sp, sc, logits = out.frac / sig_t[:, None], out.lattice / std_t[:, None, None], out.type_logits
+        sp, sc, logits = (
+            out.frac / sig_t[:, None],
+            out.lattice / std_t[:, None, None],
+            out.type_logits,
+        )
         guide = config.guidance
         if isinstance(guide, GradientGuidance) and guide.strength > 0:
             a_t = lattice.alpha(t, dcfg.cell)
 
             def guided(scores3):
-                est = denoised_estimate(
-                    batch, scores3[0], scores3[1], jax.nn.softmax(scores3[2] + bias, axis=-1),
-                    sig_t, a_t, std_t, mu,
-                )  # fmt: skip
-                return apply_gradient_guidance(guide, guide_params, est, *scores3, a_t)
+                probs = jax.nn.softmax(scores3[2] + bias, axis=-1)
+                est = denoised_estimate(batch, scores3[0], scores3[1], probs, sig_t, a_t, std_t, mu)
+                return apply_gradient_guidance(
+                    guide, guide_params, guide_targets, est, *scores3, a_t
+                )
 
             def plain(scores3):
                 return (*scores3, jnp.bool_(False))
@@ -201,13 +294,14 @@ def _step(score_fn, config, bias, params, cond, guide_params, state: SamplerStat
     for c in range(config.corrector_steps):
         kc_pos, kc_cell = jax.random.split(jax.random.fold_in(k_corr, c))
         sp, sc, _ = scores(b, jax.random.fold_in(k_net_c, c))
-        e_pos = jax.random.normal(kc_pos, b.frac_coords.shape)
-        gn = _batch_mean_norm(sp, seg, nm, gm, g)
-        nn = _batch_mean_norm(e_pos, seg, nm, gm, g)
+        e_pos = _atom_normal(crystal_keys(kc_pos, b, offset)[0])
+        gn = _batch_mean_norm(sp, seg, nm, gm, axis_name)
+        nn = _batch_mean_norm(e_pos, seg, nm, gm, axis_name)
         step_pos = jnp.minimum(2.0 * (config.snr_pos * nn / gn) ** 2, config.max_step_size)
         pos = jnp.mod(b.frac_coords + step_pos * sp + jnp.sqrt(2 * step_pos) * e_pos, 1.0)
-        e_cell = lattice.symmetric_noise(kc_cell, b.lattice.shape)
-        gc, nc = _graph_mean_norm(sc, gm), _graph_mean_norm(e_cell, gm)
+        e_cell = _cell_noise(crystal_keys(kc_cell, b, offset)[1])
+        gc = _graph_mean_norm(sc, gm, axis_name)
+        nc = _graph_mean_norm(e_cell, gm, axis_name)
         step_cell = jnp.minimum(
             2.0 * a_corr * (config.snr_cell * nc / gc) ** 2, config.max_step_size
         )
@@ -225,7 +319,8 @@ def _step(score_fn, config, bias, params, cond, guide_params, state: SamplerStat
     dvar = sig_t**2 - sig_s**2
     noise_pos = jnp.sqrt(dvar) * sig_s / sig_t
     pos = b.frac_coords + dvar[:, None] * sp
-    pos = jnp.mod(pos + noise_pos[:, None] * jax.random.normal(kp_pos, pos.shape), 1.0)
+    e_pos = _atom_normal(crystal_keys(kp_pos, b, offset)[0])
+    pos = jnp.mod(pos + noise_pos[:, None] * e_pos, 1.0)
 
     alpha_t = lattice.alpha(t, dcfg.cell)
     alpha_s = lattice.alpha(s, dcfg.cell)
@@ -235,13 +330,14 @@ def _step(score_fn, config, bias, params, cond, guide_params, state: SamplerStat
     var_ts = jnp.maximum(std_t**2 - std_s**2 * a**2, 0.0)
     mean_cell = b.lattice / a + (var_ts / a)[:, None, None] * sc + (1 - 1 / a) * mu
     noise_cell = jnp.sqrt(var_ts) * std_s / std_t
-    cell = mean_cell + noise_cell[:, None, None] * lattice.symmetric_noise(kp_cell, b.lattice.shape)
+    cell = mean_cell + noise_cell[:, None, None] * _cell_noise(crystal_keys(kp_cell, b, offset)[1])
 
     k_disc = jnp.full((b.num_nodes,), s_total - 1 - i, jnp.int32)
     probs = jax.nn.softmax(logits + bias, axis=-1)
     x_cur = jnp.maximum(b.atomic_numbers - 1, 0)
     post = d3pm.posterior_logits(probs, x_cur, k_disc, s_total)
-    drawn = jax.random.categorical(kp_types, post, axis=-1)
+    type_keys = crystal_keys(kp_types, b, offset)[0]
+    drawn = jax.vmap(lambda k, lg: jax.random.categorical(k, lg))(type_keys, post)
     is_mask = x_cur == d3pm.MASK_CLASS
     sampled = jnp.where(is_mask, drawn, x_cur)
     mean_types = jnp.where(is_mask, jnp.argmax(post, axis=-1), x_cur)
@@ -255,38 +351,49 @@ def _step(score_fn, config, bias, params, cond, guide_params, state: SamplerStat
     return SamplerState(b, state.key, i + 1, diag[0], diag[1])
 
 
+# vmap axes of the loop state: sub-batch leaves on axis 0, the key and the step shared.
+_STATE_AXES = SamplerState(batch=0, key=None, step=None, overflow=0, stats=0)
+
+
 @functools.lru_cache(maxsize=32)
 def make_sampler(score_fn: ScoreFn, config: CrystalSamplingConfig):
-    """The jitted full trajectory `run(params, state, cond, guide_params=None) -> state` (state
-    donated; `guide_params` are the parameters of a `GradientGuidance` loss).
+    """The jitted full trajectory `run(params, state, cond, guide_params=None,
+    guide_targets=None) -> state` (state donated).
 
-    Runs all `steps` steps as one `lax.scan`, so `state` must come fresh from `init_state`.
-    Cached per (score_fn, config) so repeated calls reuse the compilation (one compile per
-    padded shape).
+    `state` comes fresh from `init_state` (`D` stacked sub-batches); `cond` is None or a
+    `DosCondition` stacked the same way, and so are `guide_targets` (per-crystal targets of a
+    `GradientGuidance` loss, `[D, G_d, ...]`); `guide_params` (the loss's parameters) are shared. Runs all `steps` steps as one `lax.scan`, each step vmapped
+    over the sub-batches with axis name `DATA_AXIS` (the corrector's global means are `psum`s over
+    it); with the stacked leaves sharded over the `data` mesh axis and `params` replicated, each
+    device runs its sub-batch. Cached per (score_fn, config) so repeated calls reuse the
+    compilation (one compile per padded shape).
     """
     bias = element_logit_bias(config.allowed_elements)
 
     def run(
-        params: PyTree, state: SamplerState, cond: DosCondition | None, guide_params=None
+        params: PyTree,
+        state: SamplerState,
+        cond: DosCondition | None,
+        guide_params: PyTree = None,
+        guide_targets: PyTree = None,
     ) -> SamplerState:
         # The diagnostics' structure is only known from the score function: start from zeros.
-        probe = jax.eval_shape(
-            lambda: guided_score(
-                score_fn,
-                params,
-                state.batch,
-                jnp.zeros(state.batch.num_graphs),
-                cond,
-                state.key,
-                config.guidance,
-            )
-        )
+        def probe_one(batch, c):
+            t = jnp.zeros(batch.num_graphs)
+            return guided_score(score_fn, params, batch, t, c, state.key, config.guidance)
+
+        probe = jax.eval_shape(jax.vmap(probe_one), state.batch, cond)
         _, _, stats = split_diagnostics(probe)
         if stats is not None and state.stats is None:
             state = state._replace(stats=jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), stats))
 
+        def one(st, c, gt):
+            return _step(score_fn, config, bias, params, c, st, DATA_AXIS, guide_params, gt)
+
+        step = jax.vmap(one, (_STATE_AXES, 0, 0), _STATE_AXES, axis_name=DATA_AXIS)
+
         def body(st, _):
-            return _step(score_fn, config, bias, params, cond, guide_params, st), None
+            return step(st, cond, guide_targets), None
 
         state, _ = jax.lax.scan(body, state, None, length=config.steps)
         return state

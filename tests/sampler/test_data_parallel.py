@@ -1,0 +1,79 @@
+"""DOSSampler training data-parallel: 1 and 8 fake devices at the same global batch follow the same
+loss curve, and a checkpoint resumes exactly on the same count and to tolerance across counts."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from jaxdos.sampler.fit import SamplerFitConfig, run_stage
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_batch_size_must_split_over_the_devices(tmp_path):
+    from sampler_toy import toy_records
+
+    with pytest.raises(ValueError, match="devices"):
+        run_stage(
+            "diffusion", SamplerFitConfig(), toy_records(4), None, tmp_path, resume=False, devices=2
+        )
+
+
+@pytest.mark.slow  # about 45 s of CPU, over 3 minutes of wall time on 2 busy cores
+def test_one_and_eight_devices_train_alike_and_resume(tmp_path):
+    script = f"""
+        import dataclasses, json
+        from pathlib import Path
+        import jax, numpy as np
+        from sampler_toy import SMALL, toy_records
+        from jaxdos.sampler.fit import SamplerFitConfig, run_stage, sampler_train_config
+
+        cfg = sampler_train_config(steps=4, learning_rate=3e-3, warmup=2, eval_every=0,
+                                   ckpt_every=2, log_every=1)
+        job = SamplerFitConfig(model=SMALL, diffusion=cfg, regressor=cfg, batch_size=8)
+        recs = toy_records(12)
+        root = Path({str(tmp_path)!r})
+
+        def train(name, devices, **kw):
+            resume = kw.pop("resume", False)
+            state = run_stage("diffusion", job, recs, None, root / name, resume=resume,
+                              log=None, devices=devices, **kw)
+            rows = (root / name / "diffusion" / "metrics.jsonl").read_text().splitlines()
+            return state, [json.loads(r)["loss"] for r in rows]
+
+        one, loss1 = train("one", 1)
+        eight, loss8 = train("eight", 8)
+        assert len(loss1) == 4 and len(set(loss1)) > 1
+        np.testing.assert_allclose(loss8, loss1, rtol=1e-4)
+        leaves = lambda s: [np.asarray(x) for x in jax.tree.leaves(s.params)]
+        for a, b in zip(leaves(one), leaves(eight), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+        shard = jax.tree.leaves(eight.params)[0]
+        assert len(shard.sharding.device_set) == 8  # replicated on every device
+        # Killed at step 2 on 8 devices, resumed on 8: bit for bit the uninterrupted run.
+        train("resumed", 8, stop_after=2)
+        again, _ = train("resumed", 8, resume=True)
+        for a, b in zip(leaves(eight), leaves(again), strict=True):
+            np.testing.assert_array_equal(a, b)
+        # The same checkpoint resumed on one device: the device count is no part of the run.
+        train("moved", 8, stop_after=2)
+        moved, _ = train("moved", 1, resume=True)
+        for a, b in zip(leaves(eight), leaves(moved), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+        print("ok")
+    """
+    env = dict(
+        os.environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=8",
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests" / "sampler")]),
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], env=env, capture_output=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr.decode()[-3000:]
+    assert out.stdout.decode().strip().endswith("ok")
