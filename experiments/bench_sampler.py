@@ -121,7 +121,8 @@ def main(argv=None):
         benchio.summary(
             f"{preset:5s} B={batch:4d} N={steps} K={corr}: guided "
             f"{row['guided_candidates_per_s']:.2f}"
-            f" cand/s (spread {row['guided_spread']:.0%}) vs unguided {row['unguided_candidates_per_s']:.2f} (ratio "
+            f" cand/s (spread {row['guided_spread']:.0%}) vs unguided "
+            f"{row['unguided_candidates_per_s']:.2f} (ratio "
             f"{row['guided_candidates_per_s'] / row['unguided_candidates_per_s']:.2f}), guidance "
             f"share {100 * row['guidance_share']:.0f}%, MFU {100 * row['mfu']:.1f}% of "
             f"{row['peak_gflops']:.0f} GFLOP/s measured matmul peak"

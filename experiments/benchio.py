@@ -110,7 +110,10 @@ def quiet_flag(load_before: float, load_after: float, cores: int | None = None) 
     worst = max(load_before, load_after)
     if worst <= QUIET_LOAD_PER_CORE * cores:
         return None
-    return f"not quiet: load average {load_before:.1f} before / {load_after:.1f} after on {cores} cores"
+    return (
+        f"not quiet: load average {load_before:.1f} before / {load_after:.1f} after on "
+        f"{cores} cores"
+    )
 
 
 def _cpu_model() -> str:

@@ -12,7 +12,8 @@ Targets: --band-gap (eV), --dos-ef (DOS(E_F), states/eV/atom), --n-ef (N(E_F), s
 Stage 1 accepts ceil(--crystals / --crystals-per-dos) DOS, stage 2 makes --crystals-per-dos
 crystals from each (--steps CDOSGen steps, --guidance its classifier-free scale).
 
-Scores: the world's tight-binding oracle, or with --scorer DIR a learned DOS predictor (jaxdos train-predictor).
+Scores: the world's tight-binding oracle, or with --scorer DIR a learned DOS predictor
+(jaxdos train-predictor).
 Outputs in --out: structures/ (every crystal as CIF, `_hit` when it meets every target, and
 crystals.extxyz), crystals.csv / .md (id, formula, atoms, source DOS, validity and reason, the
 oracle's E_BG, DOS(E_F), N(E_F), cosine to the condition, one verdict column per target,

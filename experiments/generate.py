@@ -10,7 +10,8 @@ folder of MP-style pymatgen Dos / CompleteDos JSON (resampled by the MP loader; 
 structure, embedded or paired, for the per-atom normalisation), or a folder of CIF files (<= 20
 atoms each) whose DOS the oracle computes. The source is read and checked before any compute.
 
-Scores: the world's tight-binding oracle, or with --scorer DIR a learned DOS predictor (jaxdos train-predictor).
+Scores: the world's tight-binding oracle, or with --scorer DIR a learned DOS predictor
+(jaxdos train-predictor).
 Outputs in --out: what `jaxdos design` writes (structures/, crystals.csv / .md, dos_pairs.png,
 properties.png, summary.json, run.json), without target verdicts.
 """

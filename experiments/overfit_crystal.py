@@ -1,8 +1,8 @@
 """Issue 12's overfit bisection: memorise a few world crystals, then regenerate them field by field.
 
     python -m experiments.overfit_crystal --out runs/overfit [--crystals 16] [--steps 3000]
-        [--sampling-steps 100] [--lr 1e-3] [--cosine] [--time-scale 1] [--pos-sigma-ref S0] [--pos-weight 0.1]
-        [--type-ce 0.01] [--model DIR]
+        [--sampling-steps 100] [--lr 1e-3] [--cosine] [--time-scale 1] [--pos-sigma-ref S0]
+        [--pos-weight 0.1] [--type-ce 0.01] [--frac-fourier K] [--model DIR]
 
 Trains a tiny unconditional CDOSGen on the first `--crystals` world training crystals with at most
 8 atoms (or loads `--model`), then samples them with every combination of network and exact-score
@@ -47,9 +47,7 @@ def parse(argv=None):
     p.add_argument("--crystals", type=int, default=16)
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument(
-        "--cosine", action="store_true", help="cosine-decay the lr to 1 %% over --steps"
-    )
+    p.add_argument("--cosine", action="store_true", help="cosine-decay the lr to 1 %% over --steps")
     p.add_argument("--sampling-steps", type=int, default=100)
     add_lever_flags(p)
     p.add_argument("--model", type=Path, default=None, help="a trained model dir (skip training)")

@@ -30,6 +30,8 @@ from jaxdos.typing import Array, PyTree
 
 __all__ = ["PredictorDosLoss", "predictor_guidance"]
 
+_UNGUIDED = NoGuidance()
+
 
 @dataclasses.dataclass(frozen=True)
 class PredictorDosLoss:
@@ -59,7 +61,7 @@ def predictor_guidance(
     target_dos,
     *,
     strength: float,
-    base: NoGuidance | ClassifierFree = NoGuidance(),
+    base: NoGuidance | ClassifierFree = _UNGUIDED,
     t_max: float = 0.5,
 ) -> tuple[GradientGuidance, PyTree, Array]:
     """The guidance, its parameters and per-crystal targets for

@@ -1,7 +1,8 @@
 """The screening jobs' stage runner: generate + score crystals in resumable chunks.
 
 A chunk generates crystals (for a slice of the conditioning DOS, or unconditionally), scores them
-right away (the oracle, or the learned predictor of `CrystalSettings.scorer`), and is written atomically as one chunk of the run folder's stage
+right away (the oracle, or the learned predictor of `CrystalSettings.scorer`), and is written
+atomically as one chunk of the run folder's stage
 (`jaxdos.pipeline.rundir.RunDir.stage`), so a killed run loses at most the chunk in progress.
 Chunk i is seeded by `seed * 100003 + i` alone, so neither a resume nor the process count changes
 a result. In a multi-host run each process generates its share of the chunks and process 0 alone
@@ -16,7 +17,6 @@ import numpy as np
 from tqdm import tqdm
 
 from jaxdos.crystal.checkpoint import KIND as CDOSGEN
-from jaxdos.predictor.checkpoint import KIND as DOS_PREDICTOR
 from jaxdos.data.world import load_world
 from jaxdos.kernels import stats
 from jaxdos.kernels.pairing import METRIC_ROWS, conditioning_estimates, derangement
@@ -27,7 +27,8 @@ from jaxdos.pipeline.crystals import (
 )
 from jaxdos.pipeline.models import load_checked
 from jaxdos.pipeline.rundir import RunDir
-from jaxdos.pipeline.score import ORACLE, score, scorer_name, uniqueness_novelty
+from jaxdos.pipeline.score import ORACLE, score, uniqueness_novelty
+from jaxdos.predictor.checkpoint import KIND as DOS_PREDICTOR
 from jaxdos.structures import Crystals, to_structures
 
 __all__ = [

@@ -1,8 +1,6 @@
 """CDOSGen guided by a DOS predictor: relaxed types reduce to the lookup, guidance lowers the
 predictor's distance to the target, bad targets are refused."""
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import numpy as np

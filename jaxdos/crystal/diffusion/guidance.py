@@ -75,10 +75,10 @@ class DenoisedEstimate(NamedTuple):
     batch: CrystalBatch
 
 
-# (guide_params, guide_targets, estimate) -> ([G] loss per crystal (padding graphs: anything finite), [] bool
-# overflow: True when a static budget of the loss (e.g. a predictor's neighbour list) was
-# exceeded; the sampler ORs it into its overflow flag, so the trajectory is never silently wrong).
-GuideLoss = Callable[[PyTree, DenoisedEstimate], Array]
+# (guide_params, guide_targets, estimate) -> ([G] loss per crystal, finite on padding graphs;
+# [] bool overflow: True when a static budget of the loss, e.g. a predictor's neighbour list, was
+# exceeded; the sampler ORs it into its overflow flag, so a trajectory is never silently wrong).
+GuideLoss = Callable[[PyTree, PyTree, DenoisedEstimate], tuple[Array, Array]]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

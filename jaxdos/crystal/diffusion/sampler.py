@@ -362,7 +362,8 @@ def make_sampler(score_fn: ScoreFn, config: CrystalSamplingConfig):
 
     `state` comes fresh from `init_state` (`D` stacked sub-batches); `cond` is None or a
     `DosCondition` stacked the same way, and so are `guide_targets` (per-crystal targets of a
-    `GradientGuidance` loss, `[D, G_d, ...]`); `guide_params` (the loss's parameters) are shared. Runs all `steps` steps as one `lax.scan`, each step vmapped
+    `GradientGuidance` loss, `[D, G_d, ...]`); `guide_params` (the loss's parameters) are shared.
+    Runs all `steps` steps as one `lax.scan`, each step vmapped
     over the sub-batches with axis name `DATA_AXIS` (the corrector's global means are `psum`s over
     it); with the stacked leaves sharded over the `data` mesh axis and `params` replicated, each
     device runs its sub-batch. Cached per (score_fn, config) so repeated calls reuse the
