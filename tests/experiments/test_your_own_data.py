@@ -31,6 +31,9 @@ SMALL = dict(TINY, num_blocks=1, emb_size_atom=16, emb_size_edge=16, latent_dim=
 TINY_FLAGS = {
     "train-sampler": "--steps 2 --regressor-steps 2 --batch-size 4 --warmup 1 --eval-every 100",
     "train-crystal": "--steps 2 --atoms 40 --graphs 3",
+    # a band-gap window every DOS meets, so a 2-step sampler still yields its 2 DOS quickly
+    "design": "--band-gap 0:10 --crystals 2 --crystals-per-dos 1 --steps 3 --dos-steps 2 "
+    "--proposals 16 --dos-batch 8",
 }
 PY_STEPS = ("STEPS, PER_DOS = 100, 4", "STEPS, PER_DOS = 3, 1")
 
@@ -57,9 +60,9 @@ def test_the_readme_walk_is_what_this_test_runs():
         ["jaxdos", "train-sampler"],
         ["jaxdos", "convert-mattergen"],
         ["jaxdos", "train-crystal"],
+        ["jaxdos", "design"],
     ]
     assert PY_STEPS[0] in python and "generate_crystals(" in python
-    assert "jaxdos design" in _section()  # the marked spot for the design command
 
 
 @pytest.mark.slow  # ~4 min on 2 busy CPU cores (GemNet compiles for training and sampling)
@@ -94,3 +97,6 @@ def test_your_own_data_walk(tmp_path, monkeypatch, capsys):
     cifs = sorted((run / "crystals").glob("*.cif"))
     assert len(cifs) == 2 and (run / "crystals" / "crystals.extxyz").is_file()
     assert all(len(Structure.from_file(c)) >= 1 for c in cifs)
+    designed = sorted((run / "design" / "structures").glob("*.cif"))
+    assert len(designed) == 2 and (run / "design" / "crystals.csv").is_file()
+    assert (run / "design" / "run.json").is_file()
