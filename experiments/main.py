@@ -46,7 +46,9 @@ def main(argv=None) -> None:
         raise SystemExit(2)
     module = importlib.import_module(f"experiments.{COMMANDS[name]}")
     sys.argv[0] = f"jaxdos {name}"  # argparse names the subcommand in usage and errors
-    module.main(rest)
+    code = module.main(rest)
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        raise SystemExit(code)  # a job's main that returns its exit status (load-mp, convert)
 
 
 if __name__ == "__main__":

@@ -32,3 +32,11 @@ def test_unknown_or_missing_subcommand(capsys):
     with pytest.raises(SystemExit) as exc:
         entry.main([])
     assert exc.value.code == 2 and "usage: jaxdos" in capsys.readouterr().out
+
+
+def test_a_jobs_failing_exit_status_is_the_commands(tmp_path, capsys):
+    """load-mp returns 2 for a missing source: `jaxdos load-mp` must exit 2, not 0."""
+    with pytest.raises(SystemExit) as exc:
+        entry.main(["load-mp", str(tmp_path / "missing"), str(tmp_path / "out.npz")])
+    assert exc.value.code == 2
+    assert not (tmp_path / "out.npz").exists()

@@ -21,8 +21,8 @@ JAX_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 @pytest.mark.parametrize(
     "argv, env, message",
     [
-        (["--num-processes", "2"], {}, "coordinator, process_id: required together"),
-        ([], {"JAX_PROCESS_ID": "1"}, "coordinator, num_processes: required together"),
+        (["--num-processes", "2"], {}, "--coordinator, --process-id: required together"),
+        ([], {"JAX_PROCESS_ID": "1"}, "--coordinator, --num-processes: required together"),
         (
             ["--coordinator", "localhost", "--num-processes", "2", "--process-id", "0"],
             {},
