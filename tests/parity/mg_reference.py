@@ -70,7 +70,10 @@ def gemnet_kwargs(size: dict, cutoff: float = 7.0, max_neighbors: int = 50) -> d
 
 
 def build_gemnet(
-    size: dict, seed: int, adapt: tuple[str, ...] = (), cutoff: float = 7.0,
+    size: dict,
+    seed: int,
+    adapt: tuple[str, ...] = (),
+    cutoff: float = 7.0,
     max_neighbors: int = 50,
 ) -> torch.nn.Module:
     """A seeded random GemNetT (or GemNetTCtrl conditioned on `adapt`) in eval mode."""
@@ -209,7 +212,10 @@ def config_dict(size: dict, adapt: tuple[str, ...] = (), cutoff: float = 7.0) ->
 
 
 def build_denoiser(
-    size: dict, seed: int, adapt: tuple[str, ...] = (), cutoff: float = 7.0,
+    size: dict,
+    seed: int,
+    adapt: tuple[str, ...] = (),
+    cutoff: float = 7.0,
     max_neighbors: int = 50,
 ):
     """A seeded random GemNetTDenoiser / GemNetTAdapter (eval mode) matching `config_dict`."""

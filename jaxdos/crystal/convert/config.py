@@ -285,7 +285,8 @@ def export_config(gemnet: GemNetConfig, diffusion: DiffusionConfig) -> dict:
     adapt = [p.name for p in gemnet.properties]
     gem = {k: getattr(gemnet, k) for k in _SIZES}
     gem.update(
-        _target_="mattergen.common.gemnet." + ("gemnet_ctrl.GemNetTCtrl" if adapt else "gemnet.GemNetT"),
+        _target_="mattergen.common.gemnet."
+        + ("gemnet_ctrl.GemNetTCtrl" if adapt else "gemnet.GemNetT"),
         num_targets=1, otf_graph=True, regress_stress=True,
         cutoff=float(gemnet.graph.cutoff), max_neighbors=int(gemnet.graph.max_neighbors),
         max_cell_images_per_dim=int(gemnet.graph.max_cell_images_per_dim),
@@ -310,7 +311,9 @@ def export_config(gemnet: GemNetConfig, diffusion: DiffusionConfig) -> dict:
         for p in gemnet.properties
     }  # fmt: skip
     model = {
-        "_target_": "mattergen.adapter.GemNetTAdapter" if adapt else "mattergen.denoiser.GemNetTDenoiser",
+        "_target_": "mattergen.adapter.GemNetTAdapter"
+        if adapt
+        else "mattergen.denoiser.GemNetTDenoiser",
         "atom_type_diffusion": "mask",
         "denoise_atom_types": True,
         "gemnet": gem,

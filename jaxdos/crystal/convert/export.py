@@ -114,7 +114,9 @@ def export_state_dict(model: CDOSGenModel, *, unconditional: bool = False) -> tu
     _check_exportable(gemnet, unconditional)
     flat = traverse_util.flatten_dict(model.params["params"], sep="/")
     template = param_template(gemnet)
-    errors = [f"param {p!r} is not in the model's template" for p in sorted(set(flat) - set(template))]
+    errors = [
+        f"param {p!r} is not in the model's template" for p in sorted(set(flat) - set(template))
+    ]
     errors += [f"missing param {p!r}" for p in sorted(set(template) - set(flat))]
     errors += [
         f"param {p!r} has shape {np.shape(v)}; the model needs {tuple(template[p].shape)}"

@@ -89,7 +89,9 @@ def test_export_is_strict(default):
     flat["gemnet/fc_extra/kernel"] = np.zeros((2, 2), np.float32)
     flat["fc_atom/kernel"] = np.zeros((3, 3), np.float32)
     del flat["gemnet/int_blocks_0/dense_ca/linear/kernel"]
-    bad = dataclasses.replace(default, params={"params": traverse_util.unflatten_dict(flat, sep="/")})
+    bad = dataclasses.replace(
+        default, params={"params": traverse_util.unflatten_dict(flat, sep="/")}
+    )
     with pytest.raises(ConversionError) as e:
         export_state_dict(bad, unconditional=True)
     msg = str(e.value)
