@@ -35,6 +35,7 @@ __all__ = [
     "graph_from_torch",
     "mattergen_scales",
     "write_model_folder",
+    "denoiser_from_export",
 ]
 
 # A small GemNet-T with every structural feature of mattergen_base (4 blocks would also work; 2
@@ -69,11 +70,15 @@ def gemnet_kwargs(size: dict, cutoff: float = 7.0, max_neighbors: int = 50) -> d
 
 
 def build_gemnet(
-    size: dict, seed: int, adapt: tuple[str, ...] = (), cutoff: float = 7.0
+    size: dict,
+    seed: int,
+    adapt: tuple[str, ...] = (),
+    cutoff: float = 7.0,
+    max_neighbors: int = 50,
 ) -> torch.nn.Module:
     """A seeded random GemNetT (or GemNetTCtrl conditioned on `adapt`) in eval mode."""
     torch.manual_seed(seed)
-    kw = gemnet_kwargs(size, cutoff=cutoff)
+    kw = gemnet_kwargs(size, cutoff=cutoff, max_neighbors=max_neighbors)
     emb = AtomEmbedding(emb_size=kw["emb_size_atom"], with_mask_type=True)
     if adapt:
         model = GemNetTCtrl(list(adapt), atom_embedding=emb, **kw)
@@ -206,7 +211,13 @@ def config_dict(size: dict, adapt: tuple[str, ...] = (), cutoff: float = 7.0) ->
     }
 
 
-def build_denoiser(size: dict, seed: int, adapt: tuple[str, ...] = (), cutoff: float = 7.0):
+def build_denoiser(
+    size: dict,
+    seed: int,
+    adapt: tuple[str, ...] = (),
+    cutoff: float = 7.0,
+    max_neighbors: int = 50,
+):
     """A seeded random GemNetTDenoiser / GemNetTAdapter (eval mode) matching `config_dict`."""
     from mattergen.adapter import GemNetTAdapter
     from mattergen.common.utils.data_utils import StandardScalerTorch
@@ -214,7 +225,7 @@ def build_denoiser(size: dict, seed: int, adapt: tuple[str, ...] = (), cutoff: f
     from mattergen.diffusion.model_utils import NoiseLevelEncoding
     from mattergen.property_embeddings import EmbeddingVector, PropertyEmbedding
 
-    gem = build_gemnet(size, seed, adapt, cutoff)
+    gem = build_gemnet(size, seed, adapt, cutoff, max_neighbors)
     torch.manual_seed(seed + 1)
     d = size["emb_size_atom"]
     if not adapt:
@@ -407,3 +418,35 @@ def write_model_folder(folder, size: dict, seed: int, adapt: tuple[str, ...] = (
     (folder / "config.yaml").write_text(yaml.safe_dump(config_dict(size, adapt)))
     torch.save(dict(model.state_dict()), folder / "state_dict.pt")
     return folder, model
+
+
+_SIZE_KEYS = (
+    "num_blocks", "emb_size_atom", "emb_size_edge", "emb_size_trip", "emb_size_rbf",
+    "emb_size_cbf", "emb_size_bil_trip", "num_spherical", "num_radial", "num_before_skip",
+    "num_after_skip", "num_atom", "latent_dim",
+)  # fmt: skip
+
+
+def denoiser_from_export(config: dict, state_dict: dict) -> torch.nn.Module:
+    """The torch denoiser an exported (config dict, state_dict) describes, weights loaded (eval).
+
+    Built from the config alone (sizes, cutoff, neighbours, adapters); the state_dict must load
+    with no unexpected key, and the keys it lacks must be exactly those the name map drops or
+    recomputes (energy head, analytic buffers), which keep the module's own values. Construct
+    inside `mattergen_scales` (the ScalingFactors are all overwritten by the state_dict).
+    """
+    from jaxdos.crystal.convert.name_map import match
+
+    gem = config["lightning_module"]["diffusion_module"]["model"]["gemnet"]
+    if gem.get("envelope", {}).get("exponent", 5) != 5:
+        raise ValueError("denoiser_from_export: only the default envelope exponent 5 is built")
+    size = {k: gem[k] for k in _SIZE_KEYS}
+    model = build_denoiser(size, 0, tuple(gem.get("condition_on_adapt", ())), gem["cutoff"],
+                           gem["max_neighbors"])  # fmt: skip
+    missing, unexpected = model.load_state_dict(
+        {k: torch.tensor(np.array(v)) for k, v in state_dict.items()}, strict=False
+    )
+    assert not unexpected, unexpected
+    kept = [k for k in missing if match(k) is None or match(k)[0].kind not in ("drop", "buffer")]
+    assert not kept, f"exported state_dict lacks {kept}"
+    return model.eval()

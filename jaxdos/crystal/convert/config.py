@@ -12,7 +12,7 @@ from jaxdos.crystal.diffusion import D3PMConfig, DiffusionConfig, LatticeConfig,
 from jaxdos.crystal.gemnet import GemNetConfig, ScalarProperty
 from jaxdos.crystal.graph import GraphConfig
 
-__all__ = ["TranslatedConfig", "translate_config", "IGNORED_SECTIONS"]
+__all__ = ["TranslatedConfig", "translate_config", "export_config", "IGNORED_SECTIONS"]
 
 IGNORED_SECTIONS = {
     "data_module": "training data pipeline",
@@ -266,3 +266,79 @@ def translate_config(config: dict) -> TranslatedConfig:
         raise ConversionError(f"config: {mp}.gemnet: {e}") from e
     diffusion = _diffusion(_get(dm, "corruption", p), f"{p}.corruption")
     return TranslatedConfig(gemnet, diffusion, ignored)
+
+
+_MG = "mattergen.diffusion."
+
+
+def export_config(gemnet: GemNetConfig, diffusion: DiffusionConfig) -> dict:
+    """The inverse of `translate_config`: a MatterGen config dict for `gemnet` + `diffusion`.
+
+    Scale factors and scaler statistics travel in the state_dict (`export.export_state_dict`).
+    jaxdos-only settings with no MatterGen field are not written: the graph's static budgets
+    (`max_atoms_per_crystal`, `image_budget`, `edges_per_atom`, `max_in_degree`), the number of
+    wrapped-normal images, the D3PM hybrid loss weight and t_min (training / sampling settings,
+    not part of the network or the corruption's definition).
+    """
+    if gemnet.dos_dim is not None:
+        raise ConversionError("export: MatterGen has no DOS adapter module (export_state_dict)")
+    adapt = [p.name for p in gemnet.properties]
+    gem = {k: getattr(gemnet, k) for k in _SIZES}
+    gem.update(
+        _target_="mattergen.common.gemnet."
+        + ("gemnet_ctrl.GemNetTCtrl" if adapt else "gemnet.GemNetT"),
+        num_targets=1, otf_graph=True, regress_stress=True,
+        cutoff=float(gemnet.graph.cutoff), max_neighbors=int(gemnet.graph.max_neighbors),
+        max_cell_images_per_dim=int(gemnet.graph.max_cell_images_per_dim),
+        envelope={"name": "polynomial", "exponent": int(gemnet.envelope_exponent)},
+        atom_embedding={"_target_": "mattergen.common.gemnet.layers.embedding_block.AtomEmbedding",
+                        "emb_size": gemnet.emb_size_atom, "with_mask_type": True},
+    )  # fmt: skip
+    if adapt:
+        gem["condition_on_adapt"] = adapt
+    scaler = "mattergen.common.utils.data_utils.StandardScalerTorch"
+    props = {
+        p.name: {
+            "_target_": "mattergen.property_embeddings.PropertyEmbedding",
+            "name": p.name,
+            "conditional_embedding_module": {"_target_": _NOISE_ENC,
+                                             "d_model": gemnet.emb_size_atom},
+            "unconditional_embedding_module": {
+                "_target_": "mattergen.property_embeddings.EmbeddingVector",
+                "hidden_dim": gemnet.emb_size_atom},
+            "scaler": {"_target_": scaler, "log10_transform": p.log10},
+        }
+        for p in gemnet.properties
+    }  # fmt: skip
+    model = {
+        "_target_": "mattergen.adapter.GemNetTAdapter"
+        if adapt
+        else "mattergen.denoiser.GemNetTDenoiser",
+        "atom_type_diffusion": "mask",
+        "denoise_atom_types": True,
+        "gemnet": gem,
+        "hidden_dim": gemnet.emb_size_atom,
+        "property_embeddings": {},
+        "property_embeddings_adapt": props,
+    }
+    corruption = {
+        "_target_": _MG + "corruption.multi_corruption.MultiCorruption",
+        "discrete_corruptions": {"atomic_numbers": {
+            "_target_": _MG + "corruption.d3pm_corruption.D3PMCorruption",
+            "d3pm": {"_target_": _MG + "d3pm.d3pm.MaskDiffusion", "dim": 101,
+                     "schedule": {"_target_": _MG + "d3pm.d3pm.create_discrete_diffusion_schedule",
+                                  "kind": "standard", "num_steps": diffusion.types.num_steps}},
+            "offset": 1}},
+        "sdes": {
+            "cell": {"_target_": "mattergen.common.diffusion.corruption.LatticeVPSDE"
+                                 ".from_vpsde_config",
+                     "vpsde_config": dataclasses.asdict(diffusion.cell)},
+            "pos": {"_target_": "mattergen.common.diffusion.corruption."
+                                "NumAtomsVarianceAdjustedWrappedVESDE",
+                    "limit_info_key": "num_atoms", "sigma_min": diffusion.pos.sigma_min,
+                    "sigma_max": diffusion.pos.sigma_max, "wrapping_boundary": 1.0},
+        },
+    }  # fmt: skip
+    dm = {"_target_": _MG + "diffusion_module.DiffusionModule", "model": model,
+          "corruption": corruption}  # fmt: skip
+    return {"lightning_module": {"diffusion_module": dm}}
