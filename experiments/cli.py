@@ -2,7 +2,8 @@
 
     add_run_flags(parser, out="runs/name")   # --out, --resume, --force, --seed
     add_crystal_flags(parser, settings)      # --crystals-per-dos, --guidance, --steps,
-                                             # --corrector-steps, --crystal-batch, --scorer
+                                             # --corrector-steps, --crystal-batch, --scorer,
+                                             # --guide-predictor, --guide-strength
     crystal_settings(args)                   # those flags as keyword arguments
     add_model_flags(parser)                  # --dos-model, --crystal-model (model directories)
     add_sampling_flags(parser)               # DOSSampler options: --unmask-order, --temperature,
@@ -61,6 +62,12 @@ _CRYSTAL_FLAGS = {
         "'oracle' (the world's tight-binding oracle) or a dos_predictor model directory "
         "(jaxdos train-predictor)",
     ),
+    "guide_predictor": (
+        "--guide-predictor",
+        str,
+        "a dos_predictor model directory that guides each conditioned crystal towards its DOS",
+    ),
+    "guide_strength": ("--guide-strength", float, "strength of --guide-predictor's guidance"),
 }
 
 
@@ -68,7 +75,9 @@ def add_crystal_flags(parser: argparse.ArgumentParser, defaults) -> None:
     """The `jaxdos.pipeline.screening.CrystalSettings` fields as flags, defaults from `defaults`."""
     for name, (flag, kind, text) in _CRYSTAL_FLAGS.items():
         value = getattr(defaults, name)
-        shown = "oracle" if name == "scorer" and value is None else value
+        shown = (
+            {"scorer": "oracle", "guide_predictor": "none"}.get(name) if value is None else value
+        )
         parser.add_argument(flag, dest=name, type=kind, default=value, help=f"{text} ({shown})")
 
 

@@ -12,6 +12,10 @@ for the fullest device of any batch, graph budgets sized from the run's atom cou
 device is re-run alone with grown budgets (one more compile per grown bucket); later batches go back
 to the presized budgets, since larger budgets change the network output in the last ulp (reduction
 order) and a batch's crystals must not depend on which batches ran before it.
+
+Predictor guidance (`guide_predictor`, `guide_strength`): each conditioned crystal's own DOS is also
+the target of a learned DOS predictor's gradient guidance (`jaxdos.pipeline.guided`) on top of
+classifier-free guidance; the targets travel per crystal, split over the devices with them.
 """
 
 import dataclasses
@@ -28,7 +32,9 @@ from jaxdos.crystal.diffusion.num_atoms import device_atom_budget
 from jaxdos.crystal.diffusion.sampler import CrystalSamplingConfig
 from jaxdos.crystal.generate import check_condition_dos, generate_with_model
 from jaxdos.crystal.graph import presize_budgets
+from jaxdos.pipeline.guided import predictor_guidance
 from jaxdos.pipeline.models import as_model
+from jaxdos.predictor.checkpoint import KIND as DOS_PREDICTOR
 from jaxdos.structures import Crystals, unpack
 
 __all__ = [
@@ -54,6 +60,8 @@ def generate_crystals(
     model: CDOSGenModel | str | Path | None = None,
     on_batch: Callable[[int, int], None] | None = None,
     devices=None,
+    guide_predictor=None,
+    guide_strength: float = 1.0,
 ) -> tuple[Crystals, np.ndarray]:
     """Generate crystals conditioned on each DOS, or unconditionally.
 
@@ -71,6 +79,10 @@ def generate_crystals(
         on_batch: called as `on_batch(done, total)` after each batch (progress).
         devices: None (every device of this process), an int n (the first n local devices) or a
             list of local `jax.Device`; the same seed gives the same crystals on any count.
+        guide_predictor: None, or a "dos_predictor" model (directory) whose DOS of each
+            crystal's denoised estimate is pulled towards the crystal's conditioning DOS
+            (`GradientGuidance`; needs `dos`).
+        guide_strength: that guidance's strength s (>= 0).
 
     Returns:
         (`Crystals` padded to 20 atoms, `[M']` index of the conditioning DOS of each crystal, -1
@@ -99,6 +111,14 @@ def generate_crystals(
         source = np.repeat(np.arange(cond.shape[0]), crystals_per_dos)
         cond = cond[source]
     guidance = NoGuidance() if cond is None else ClassifierFree(cfg_scale=float(cfg_scale))
+    guide_params = None
+    if guide_predictor is not None:
+        if cond is None:
+            raise ValueError("guide_predictor: needs conditioning DOS (its targets), got dos=None")
+        predictor = as_model(guide_predictor, DOS_PREDICTOR)
+        guidance, guide_params, _ = predictor_guidance(
+            predictor, cond, strength=float(guide_strength), base=guidance
+        )
     # Checks corrector_steps (and the rest of the sampler settings) before the model loads.
     # The default allowed_elements (MatterGen's 76) lie inside ALLOWED_Z, which the oracle scores.
     config = CrystalSamplingConfig(steps=steps, guidance=guidance, corrector_steps=corrector_steps)
@@ -122,6 +142,8 @@ def generate_crystals(
     parts = []
     for b, (start, rows) in enumerate(zip(starts, rows_of, strict=True)):
         kwargs = {"dos": cond[rows]} if cond is not None else {}
+        if guide_params is not None:
+            kwargs.update(guide_params=guide_params, guide_targets=cond[rows])
         gen, _ = generate_with_model(
             base,
             model.params,

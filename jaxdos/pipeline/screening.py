@@ -63,6 +63,11 @@ class CrystalSettings:
             directory (`jaxdos.predictor`, e.g. trained on MP records); checked with the model.
             The scores' source is recorded in run.json (this field) and in each stage's
             `scorer` column.
+        guide_predictor: None, or a "dos_predictor" model directory that guides each conditioned
+            crystal towards its conditioning DOS (`generate_crystals(guide_predictor=...)`,
+            on top of classifier-free guidance); unconditional crystals are never guided. Use a
+            different predictor than `scorer`, or the scores measure the guide, not the crystals.
+        guide_strength: that guidance's strength (>= 0).
     """
 
     crystals_per_dos: int = 4
@@ -72,6 +77,8 @@ class CrystalSettings:
     crystal_batch: int = 32
     crystal_model: str | None = None
     scorer: str | None = None
+    guide_predictor: str | None = None
+    guide_strength: float = 1.0
 
     def __post_init__(self):
         for name in ("crystals_per_dos", "crystal_batch"):
@@ -83,12 +90,23 @@ class CrystalSettings:
             raise ValueError(f"corrector_steps: expected 0..10, got {self.corrector_steps}")
         if not np.isfinite(self.cfg_scale) or self.cfg_scale < 0:
             raise ValueError(f"cfg_scale: expected a finite value >= 0, got {self.cfg_scale}")
+        if not np.isfinite(self.guide_strength) or self.guide_strength < 0:
+            raise ValueError(
+                f"guide_strength: expected a finite value >= 0, got {self.guide_strength}"
+            )
 
     def check_crystal_model(self):
         """The CDOSGen model of these settings, loaded once (the scorer checked too);
         ValueError names `crystal_model` or `scorer`."""
         self.scorer_model()
+        self.guide_model()
         return load_checked("crystal_model", self.crystal_model, CDOSGEN)
+
+    def guide_model(self):
+        """None, or the guiding predictor; ValueError names `guide_predictor`."""
+        if self.guide_predictor is None:
+            return None
+        return load_checked("guide_predictor", self.guide_predictor, DOS_PREDICTOR)
 
     def scorer_model(self):
         """None for the oracle, else the predictor model; ValueError names `scorer`."""
@@ -122,6 +140,7 @@ def crystal_stage(
     n_chunks = -(-total // per_chunk)
     model = cfg.check_crystal_model()  # once, not per chunk: one denoiser, one compile
     scorer = cfg.scorer_model()
+    guide = cfg.guide_model()
     bar = tqdm(total=len(rd.my_chunks(n_chunks)), desc=name, unit="chunk", disable=not rd.main)
 
     def work(i):
@@ -137,6 +156,8 @@ def crystal_stage(
                 seed=seed * 100003 + i,
                 batch_size=cfg.crystal_batch,
                 model=model,
+                guide_predictor=guide,
+                guide_strength=cfg.guide_strength,
             )
             source = rows[source]
         else:

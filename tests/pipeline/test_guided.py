@@ -86,3 +86,41 @@ def test_bad_target_dos_is_refused():
         predictor_guidance(model, -np.ones((2, 256)), strength=1.0)
     with pytest.raises(ValueError, match="target_dos"):
         predictor_guidance(model, np.full((2, 256), np.nan), strength=1.0)
+
+
+def _tiny_predictor(tmp_path):
+    cfg = CompositionConfig.tiny()
+    params = jax.tree.map(lambda x: 10.0 * x, init_params(jax.random.key(1), cfg))
+    path = tmp_path / "guide"
+    DOSPredictorModel(params=params, config=cfg).save(path)
+    return path
+
+
+def test_guide_predictor_is_checked_up_front(tmp_path):
+    from jaxdos.pipeline.crystals import generate_crystals
+    from jaxdos.pipeline.screening import CrystalSettings
+    from jaxdos.sampler.checkpoint import DEFAULT_DIR as SAMPLER_DIR
+
+    with pytest.raises(ValueError, match="^guide_predictor: "):
+        CrystalSettings(guide_predictor=str(SAMPLER_DIR)).check_crystal_model()
+    with pytest.raises(ValueError, match="^guide_strength: "):
+        CrystalSettings(guide_strength=-1.0)
+    with pytest.raises(ValueError, match="guide_predictor: needs conditioning DOS"):
+        generate_crystals(num_samples=2, guide_predictor=_tiny_predictor(tmp_path))
+
+
+@pytest.mark.slow  # three CDOSGen compiles (~2 min on 2 busy cores)
+def test_generate_crystals_with_predictor_guidance(tmp_path):
+    from jaxdos.data.world import load_world
+    from jaxdos.pipeline.crystals import generate_crystals
+
+    guide = _tiny_predictor(tmp_path)
+    dos = load_world("test").dos[:2]
+    run = dict(crystals_per_dos=2, steps=4, seed=3, batch_size=4)
+    plain, src = generate_crystals(dos, **run)
+    zero, src0 = generate_crystals(dos, guide_predictor=guide, guide_strength=0.0, **run)
+    pulled, _ = generate_crystals(dos, guide_predictor=guide, guide_strength=1e3, **run)
+    for a, b in zip(plain, zero, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(src, src0)
+    assert not np.array_equal(pulled.frac_coords, plain.frac_coords)
