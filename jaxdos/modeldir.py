@@ -49,6 +49,7 @@ __all__ = [
     "save",
     "read",
     "read_kind",
+    "export",
     "config_to_json",
     "config_from_json",
 ]
@@ -170,6 +171,23 @@ def read_kind(directory) -> str:
         FileNotFoundError, ValueError: as `read`.
     """
     return _header(Path(directory))["kind"]
+
+
+def export(directory, dest) -> Path:
+    """Copy the model folder `directory` to `dest` (a training run's `--export`), replacing what
+    is there: into a temporary sibling first, then renamed, so a killed copy leaves the old `dest`
+    whole. Returns `dest`."""
+    import shutil
+
+    src, dest = Path(directory), Path(dest)
+    _header(src)  # a model folder, or the usual one-line error
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    if dest.exists():
+        shutil.rmtree(dest)
+    tmp.rename(dest)
+    return dest
 
 
 def read(directory, kind: str | None = None) -> ModelDir:

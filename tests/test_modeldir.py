@@ -167,3 +167,17 @@ def test_a_save_killed_before_model_json_is_an_error_not_a_mix(tmp_path, monkeyp
         modeldir.save(tmp_path, "toy", {"n": 2}, {"w": np.zeros(3)})
     with pytest.raises(ValueError, match=r"params\.msgpack: .*(bytes|sha256)"):
         modeldir.read(tmp_path)
+
+
+def test_export_replaces_the_destination_with_a_readable_copy(tmp_path):
+    src = tmp_path / "src"
+    modeldir.save(src, "toy", {"n": 2}, {"w": np.arange(3.0)})
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "stale.txt").write_text("old")
+    assert modeldir.export(src, dest) == dest
+    assert not (dest / "stale.txt").exists()
+    np.testing.assert_array_equal(modeldir.read(dest).params["w"], np.arange(3.0))
+    with pytest.raises(FileNotFoundError):
+        modeldir.export(tmp_path / "nothing", tmp_path / "d2")
+    assert not (tmp_path / "d2").exists()

@@ -12,7 +12,6 @@ Keys: `base = key(seed)`; parameters from `fold_in(base, 0)`, the run key `fold_
 
 import dataclasses
 import functools
-import shutil
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdos import modeldir
 from jaxdos.data.budgets import CrystalBudgets
 from jaxdos.data.pipelines import CrystalGraphBatch, crystal_batches
 from jaxdos.data.records import Records
@@ -258,9 +258,5 @@ def run(config: PredictorFitConfig, out, *, resume: bool = False, log=print) -> 
     model = result.export
     log(f"predictor written to {model} in {time.time() - t0:.0f} s")
     if config.export:
-        dest = Path(config.export)
-        if dest.exists():
-            shutil.rmtree(dest)
-        shutil.copytree(model, dest)
-        log(f"exported to {dest}")
+        log(f"exported to {modeldir.export(model, config.export)}")
     return model

@@ -20,7 +20,6 @@ run on 1 or 8 devices gives the same losses to float tolerance and resumes acros
 """
 
 import dataclasses
-import shutil
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -30,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdos import sharding
+from jaxdos import modeldir, sharding
 from jaxdos.data.pipelines import DosBatch, dos_batches
 from jaxdos.data.records import Records
 from jaxdos.data.world import records_source, train_val_records
@@ -295,9 +294,5 @@ def run(config: SamplerFitConfig, out, *, resume: bool = False, log=print) -> Pa
     sampler = fit_sampler(config, train, val, out, resume=resume, log=log, meta=meta)
     log(f"sampler written to {sampler} in {time.time() - t0:.0f} s")
     if config.export:
-        dest = Path(config.export)
-        if dest.exists():
-            shutil.rmtree(dest)
-        shutil.copytree(sampler, dest)
-        log(f"exported to {dest}")
+        log(f"exported to {modeldir.export(sampler, config.export)}")
     return sampler
