@@ -68,6 +68,7 @@ __all__ = [
     "ordinal_draw",
     "draw",
     "top_subset",
+    "remask_subset",
     "confident_unmask",
     "sampler_step",
     "sample_from",
@@ -226,6 +227,21 @@ def confident_unmask(logits, masked, r, last):
     return masked & top_subset(conf, k, masked.shape[1])
 
 
+def remask_subset(keys, eligible, alpha: float):
+    """`[B, L]` bool: ⌊α·n⌋ of the n `eligible` `[B, L]` bins of each example, uniformly at random
+    (keys `[B]`, one per example): Algorithm 2's corrector re-mask set (line 11).
+
+    The top ⌊α·n⌋ of iid scores of 31 random bits (ties ~1e-5 per draw, then the lower index);
+    ineligible bins score -1, below every eligible one, and ⌊α·n⌋ <= n.
+    """
+    n_bins = eligible.shape[1]
+    n_remask = jnp.floor(alpha * eligible.sum(-1)).astype(jnp.int32)  # [B]
+    bits = jax.vmap(lambda k: jax.random.bits(k, (n_bins,), jnp.uint32))(keys)
+    score = jnp.where(eligible, (bits >> 1).astype(jnp.int32), -1)
+    # floor(alpha n) <= floor(alpha L); +1 covers float32 vs float64 rounding of the product.
+    return top_subset(score, n_remask, math.floor(alpha * n_bins) + 1)
+
+
 def _corrector(
     params, tokens, ex_keys, log_scale, t, prior, field, *, model_config, sampling_config, guidance
 ):
@@ -233,21 +249,11 @@ def _corrector(
 
     `field` is used as in `draw`'s u.
     """
-    alpha = sampling_config.remask_fraction
-    n_bins = tokens.shape[1]
-    # floor(alpha n) <= floor(alpha L); +1 covers float32 vs float64 rounding of the product.
-    k_max = min(n_bins, math.floor(alpha * n_bins) + 1)
 
     def body(k, tokens):
         keys = jax.vmap(lambda kk: jax.random.split(jax.random.fold_in(kk, k)))(ex_keys)
         eligible = (tokens != MASK_ID) & ~prior
-        n_remask = jnp.floor(alpha * eligible.sum(-1)).astype(jnp.int32)  # [B]
-        # Uniform subset of exact size: the n_remask highest of iid random scores over the
-        # eligible bins (31 random bits each, so ties are ~1e-5 per draw); ineligible bins score
-        # -1 and are never among them since n_remask <= the eligible count.
-        bits = jax.vmap(lambda kk: jax.random.bits(kk, (n_bins,), jnp.uint32))(keys[:, 0])
-        score = jnp.where(eligible, (bits >> 1).astype(jnp.int32), -1)
-        remask = top_subset(score, n_remask, k_max)
+        remask = remask_subset(keys[:, 0], eligible, sampling_config.remask_fraction)
         tokens = jnp.where(remask, MASK_ID, tokens)
         logits, _ = guided_step_logits(
             params, tokens, log_scale, t, model_config=model_config, guidance=guidance
