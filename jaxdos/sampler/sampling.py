@@ -25,9 +25,10 @@ categorical-Gumbel one of earlier versions): a bin's value is an inverse-CDF dra
 bin (`ordinal_draw`), not Gumbel-max over all V' classes, so a step draws [B, L] uniforms rather
 than [B, L, V']; the corrector's uniform subset of exact size is the top ⌊α·n⌋ of iid random
 scores (`top_subset`, one `lax.top_k`), not a double `argsort`. Keys stay threefry: `rbg` /
-`unsafe_rbg` draw through XLA's RngBitGenerator, whose values JAX does not promise to keep across
-backends or shardings, which would break the per-example contract above, and with one uniform per
-bin the threefry work left is small next to the network.
+`unsafe_rbg` draw through XLA's RngBitGenerator with the platform's default algorithm, so their
+values are not promised equal across backends or shardings (the per-example contract above),
+and with one uniform per bin the threefry work left is small next to the network.
+
 Prior bins (`prior_mask`, fixed to [BG] at initialisation) are committed from the start, so the
 predictor never touches them and the corrector never re-masks them.
 
