@@ -20,7 +20,7 @@ from flax import traverse_util
 from experiments import benchio
 from experiments.reference import torch_sampler as ref
 from jaxdos.kernels.grid import N_BINS
-from jaxdos.kernels.tokenizer import MASK_ID, N_OUTPUT
+from jaxdos.kernels.tokenizer import MASK_ID
 from jaxdos.sampler.config import DOSSamplingConfig, ModelConfig
 from jaxdos.sampler.guidance import ClassifierGuidance
 from jaxdos.sampler.model import init_params
@@ -37,12 +37,10 @@ def torch_sample(net, reg, stats, log_scale, steps, t_min, gen):
     grid = torch.linspace(1.0, t_min, steps + 1)
     for i in range(steps):
         u = torch.rand(b, N_BINS, generator=gen)
-        gumbel = -torch.log(
-            -torch.log(torch.rand(b, N_BINS, N_OUTPUT, generator=gen).clamp_min(1e-20))
-        )
+        v = torch.rand(b, N_BINS, generator=gen)
         tokens, _, _ = ref.predictor_step(
             net, reg, stats, tokens, log_scale, float(grid[i]), float(grid[i + 1]),
-            i == steps - 1, u, gumbel, GUIDE.targets, GUIDE.gammas,
+            i == steps - 1, u, v, GUIDE.targets, GUIDE.gammas,
         )  # fmt: skip
     return tokens
 

@@ -8,8 +8,9 @@ independent implementation and benchmarked against torch on identical weights:
 * `PropertyRegressor`: r_phi on the expected token embedding softmax(l) . E and log K.
 * `guided_logits`: l' = l - grad_l sum_p gamma_p ((r(softmax(l) E, log K)_p - y*_p) / sigma_p)^2.
 * `predictor_step`: unmask each masked bin with probability (t - s)/t (all at the last step), draw
-  from softmax(l') with the Gumbel-max trick; the uniforms and Gumbel noise are arguments, so the
-  same noise gives the same tokens in both frameworks. (No corrector: K = 0 here.)
+  from softmax(l') by inverse CDF at one uniform per bin, classes in DOS order ([BG] first), as
+  `sampling.ordinal_draw`; both uniforms are arguments, so the same noise gives the same tokens in
+  both frameworks. (No corrector: K = 0 here.)
 
 Weights: module names equal the flax paths (`block_0.qkv.weight` <-> `block_0/qkv/kernel`), so
 `state_dict_from_flax` / `flax_from_state_dict` convert both ways with one rule each: Dense kernel
@@ -162,8 +163,21 @@ def guided_logits(net, reg, logp, log_scale, prop_mean, prop_std, targets, gamma
     return logp - grad, grad
 
 
-def predictor_step(net, reg, stats, tokens, log_scale, t, s, last, u, gumbel, targets, gammas):
-    """One Algorithm-2 predictor step with given noise: uniforms `u [B, L]`, Gumbel `[B, L, V']`.
+def inverse_cdf_draw(logits, v):
+    """`[B, L]` classes of softmax(logits) `[B, L, V']` at uniforms v `[B, L]`, [BG] (the last
+    class) first in the CDF, then levels 0..1024; a class of probability 0 is never drawn."""
+    bg = logits.shape[-1] - 1
+    e = torch.exp(logits - logits.max(dim=-1, keepdim=True).values)
+    levels = torch.cumsum(e[..., :bg], dim=-1)
+    p_bg = e[..., bg]
+    x = v * (p_bg + levels[..., -1]) - p_bg
+    idx = (levels <= x[..., None]).sum(-1).clamp_max(bg - 1)
+    return torch.where(x < 0, bg, idx)
+
+
+def predictor_step(net, reg, stats, tokens, log_scale, t, s, last, u, v, targets, gammas):
+    """One Algorithm-2 predictor step with given noise: uniforms `u [B, L]` (which bins unmask)
+    and `v [B, L]` (their values).
 
     Returns:
         (next tokens [B, L], guided logits [B, L, V'], guidance gradient [B, L, V']).
@@ -177,7 +191,7 @@ def predictor_step(net, reg, stats, tokens, log_scale, t, s, last, u, gumbel, ta
         logits, grad = logp, torch.zeros_like(logp)
     masked = tokens == MASK_ID
     unmask = masked & ((u < (t - s) / t) | last)
-    draws = torch.argmax(logits + gumbel, dim=-1)
+    draws = inverse_cdf_draw(logits, v)
     return torch.where(unmask, draws, tokens), logits.detach(), grad
 
 

@@ -20,6 +20,15 @@ Per step i (t_i > t_{i+1} on a uniform grid from 1 to `t_min`):
      last step) and takes a value drawn from softmax(ℓ') (arg-max at the last step if configured).
   3. unless it is the last step, `corrector_steps` corrector iterations: re-mask ⌊α·n⌋ of the n
      committed non-prior bins chosen uniformly, recompute ℓ' at t_i and redraw them.
+How the random choices are made (issue 17; the laws are Algorithm 2's, the stream is not the
+categorical-Gumbel one of earlier versions): a bin's value is an inverse-CDF draw at one uniform per
+bin (`ordinal_draw`), not Gumbel-max over all V' classes, so a step draws [B, L] uniforms rather
+than [B, L, V']; the corrector's uniform subset of exact size is the top ⌊α·n⌋ of iid random
+scores (`top_subset`, one `lax.top_k`), not a double `argsort`. Keys stay threefry: `rbg` /
+`unsafe_rbg` draw through XLA's RngBitGenerator with the platform's default algorithm, so their
+values are not promised equal across backends or shardings (the per-example contract above),
+and with one uniform per bin the threefry work left is small next to the network.
+
 Prior bins (`prior_mask`, fixed to [BG] at initialisation) are committed from the start, so the
 predictor never touches them and the corrector never re-masks them.
 
@@ -59,6 +68,8 @@ __all__ = [
     "noise_field",
     "ordinal_draw",
     "draw",
+    "top_subset",
+    "remask_subset",
     "confident_unmask",
     "sampler_step",
     "sample_from",
@@ -151,18 +162,27 @@ def ordinal_draw(u, logits):
     """Inverse-CDF draw `[B, L]` of softmax(ℓ) `[B, L, V']` at uniforms u `[B, L]`, the classes in
     DOS order: [BG] (decodes to 0) first, then levels 0..1024. With u iid this is a categorical
     draw; with u from `noise_field`, neighbouring bins take neighbouring quantiles."""
-    ordered = jnp.roll(jax.nn.softmax(logits, axis=-1), 1, axis=-1)  # [BG] is the last class
-    idx = jnp.sum(jnp.cumsum(ordered, axis=-1) < u[..., None], axis=-1)
-    idx = jnp.minimum(idx, logits.shape[-1] - 1)  # a cumsum that rounds below u
-    return jnp.where(idx == 0, BG_ID, idx - 1).astype(jnp.int32)
+    # One pass over [B, L, V']: unnormalised exp(ℓ - max) and its cumsum, with u scaled by the
+    # cumsum's own total instead of dividing every class (the draw only compares against u).
+    # DOS order without a rolled copy: [BG] (the last class) takes the CDF's first slice. The
+    # class is the number of CDF values <= u, so a class of probability 0 is never drawn.
+    bg = logits.shape[-1] - 1  # BG_ID for the sampler's V' = N_OUTPUT classes
+    e = jnp.exp(logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True)))
+    levels = jnp.cumsum(e[..., :bg], axis=-1)  # [B, L, V' - 1]
+    p_bg = e[..., bg]
+    x = u * (p_bg + levels[..., -1]) - p_bg  # u's position in the levels' CDF; < 0 is [BG]
+    idx = jnp.sum(levels <= x[..., None], axis=-1)
+    idx = jnp.minimum(idx, bg - 1)  # u * total rounded up to the total
+    return jnp.where(x < 0, bg, idx).astype(jnp.int32)
 
 
 def draw(keys, logits, sampling_config: DOSSamplingConfig, u=None):
     """One draw per bin, per-example keys `[B]`, logits `[B, L, V']` -> `[B, L]` int32.
 
     Categorical from softmax(ℓ') (Algorithm 2), or, as configured, from softmax(ℓ' / temperature)
-    restricted to its top-p nucleus, by inverse CDF at `u` `[B, L]` when given (`noise_field`);
-    temperature 0 is the arg-max (`keys` and `u` unused).
+    restricted to its top-p nucleus; always by inverse CDF (`ordinal_draw`), at `u` `[B, L]` when
+    given (`noise_field`), else at one iid uniform per bin from the example's key.
+    Temperature 0 is the arg-max (`keys` and `u` unused).
     """
     cfg = sampling_config
     if cfg.temperature == 0:
@@ -171,9 +191,25 @@ def draw(keys, logits, sampling_config: DOSSamplingConfig, u=None):
         logits = logits / cfg.temperature
     if cfg.top_p < 1:
         logits = nucleus(logits, cfg.top_p)
-    if u is not None:
-        return ordinal_draw(u, logits)
-    return jax.vmap(jax.random.categorical)(keys, logits).astype(jnp.int32)
+    if u is None:
+        # One uniform per bin and the inverse CDF: the same categorical law as Gumbel-max
+        # (`jax.random.categorical`), which spends a threefry draw on every class of every bin.
+        u = jax.vmap(lambda k: jax.random.uniform(k, logits.shape[1:2]))(keys)
+    return ordinal_draw(u, logits)
+
+
+def top_subset(score, k, k_max: int):
+    """`[B, L]` bool: the k[b] highest-scoring bins of `score` `[B, L]`, exactly k[b] of them.
+
+    `k` `[B]` int, at most the static `k_max`; ties go to the lower bin index (as a stable sort).
+    One `lax.top_k` of size `k_max` and a scatter: no full ranking (a double `argsort`) of L bins.
+    """
+    b, n_bins = score.shape
+    k_max = min(int(k_max), n_bins)
+    _, idx = jax.lax.top_k(score, k_max)  # [B, k_max], best first
+    take = jnp.arange(k_max)[None, :] < k[:, None]
+    rows = jnp.broadcast_to(jnp.arange(b)[:, None], idx.shape)
+    return jnp.zeros((b, n_bins), bool).at[rows, idx].set(take)
 
 
 def confident_unmask(logits, masked, r, last):
@@ -183,11 +219,28 @@ def confident_unmask(logits, masked, r, last):
     `masked` `[B, L]` bool, `r` the step's unmask probability (scalar), `last` a scalar bool.
     MaskGIT's ordering with Algorithm 2's expected count per step.
     """
-    conf = jnp.where(masked, jnp.max(jax.nn.log_softmax(logits, axis=-1), axis=-1), -jnp.inf)
+    # log max softmax = max - logsumexp, without a [B, L, V'] log-softmax buffer.
+    top = jnp.max(logits, axis=-1)
+    log_conf = top - jax.nn.logsumexp(logits, axis=-1)
+    conf = jnp.where(masked, log_conf, -jnp.inf)
     n = masked.sum(-1)
     k = jnp.where(last, n, jnp.round(r * n).astype(n.dtype))  # [B]
-    rank = jnp.argsort(jnp.argsort(-conf, axis=-1), axis=-1)
-    return masked & (rank < k[:, None])
+    return masked & top_subset(conf, k, masked.shape[1])
+
+
+def remask_subset(keys, eligible, alpha: float):
+    """`[B, L]` bool: ⌊α·n⌋ of the n `eligible` `[B, L]` bins of each example, uniformly at random
+    (keys `[B]`, one per example): Algorithm 2's corrector re-mask set (line 11).
+
+    The top ⌊α·n⌋ of iid scores of 31 random bits (ties ~1e-5 per draw, then the lower index);
+    ineligible bins score -1, below every eligible one, and ⌊α·n⌋ <= n.
+    """
+    n_bins = eligible.shape[1]
+    n_remask = jnp.floor(alpha * eligible.sum(-1)).astype(jnp.int32)  # [B]
+    bits = jax.vmap(lambda k: jax.random.bits(k, (n_bins,), jnp.uint32))(keys)
+    score = jnp.where(eligible, (bits >> 1).astype(jnp.int32), -1)
+    # floor(alpha n) <= floor(alpha L); +1 covers float32 vs float64 rounding of the product.
+    return top_subset(score, n_remask, math.floor(alpha * n_bins) + 1)
 
 
 def _corrector(
@@ -197,17 +250,11 @@ def _corrector(
 
     `field` is used as in `draw`'s u.
     """
-    alpha = sampling_config.remask_fraction
-    n_bins = tokens.shape[1]
 
     def body(k, tokens):
         keys = jax.vmap(lambda kk: jax.random.split(jax.random.fold_in(kk, k)))(ex_keys)
         eligible = (tokens != MASK_ID) & ~prior
-        n_remask = jnp.floor(alpha * eligible.sum(-1)).astype(jnp.int32)  # [B]
-        # Uniform subset of exact size: rank random scores, ineligible bins pushed to the end.
-        u = jax.vmap(lambda kk: jax.random.uniform(kk, (n_bins,)))(keys[:, 0])
-        rank = jnp.argsort(jnp.argsort(jnp.where(eligible, u, 2.0), axis=-1), axis=-1)
-        remask = eligible & (rank < n_remask[:, None])
+        remask = remask_subset(keys[:, 0], eligible, sampling_config.remask_fraction)
         tokens = jnp.where(remask, MASK_ID, tokens)
         logits, _ = guided_step_logits(
             params, tokens, log_scale, t, model_config=model_config, guidance=guidance

@@ -12,7 +12,7 @@ from flax import traverse_util  # noqa: E402
 
 from experiments.reference import torch_sampler as ref  # noqa: E402
 from jaxdos.kernels.grid import N_BINS  # noqa: E402
-from jaxdos.kernels.tokenizer import BG_ID, MASK_ID, N_OUTPUT  # noqa: E402
+from jaxdos.kernels.tokenizer import BG_ID, MASK_ID  # noqa: E402
 from jaxdos.sampler.config import DOSSamplingConfig, ModelConfig, RegressorConfig  # noqa: E402
 from jaxdos.sampler.guidance import ClassifierGuidance  # noqa: E402
 from jaxdos.sampler.model import init_params, log_probs  # noqa: E402
@@ -149,7 +149,7 @@ def test_next_tokens_match_given_same_noise(models, step):
     # The noise sampler_step draws, reproduced from its key schedule.
     keys = jax.vmap(lambda kk: jax.random.split(jax.random.fold_in(kk, step), 3))(ex_keys)
     u = jax.vmap(lambda kk: jax.random.uniform(kk, (N_BINS,)))(keys[:, 0])
-    gumbel = jax.vmap(lambda kk: jax.random.gumbel(kk, (N_BINS, N_OUTPUT)))(keys[:, 1])
+    v = jax.vmap(lambda kk: jax.random.uniform(kk, (N_BINS,)))(keys[:, 1])
     grid = np.asarray(jnp.linspace(1.0, scfg.t_min, scfg.steps + 1, dtype=jnp.float32))
     stats = (torch.tensor(np.asarray(params.prop_mean)), torch.tensor(np.asarray(params.prop_std)))
     want, _, _ = ref.predictor_step(
@@ -162,7 +162,7 @@ def test_next_tokens_match_given_same_noise(models, step):
         float(grid[step + 1]),
         step == scfg.steps - 1,
         torch.tensor(np.asarray(u)),
-        torch.tensor(np.asarray(gumbel)),
+        torch.tensor(np.asarray(v)),
         GUIDE.targets,
         GUIDE.gammas,
     )
