@@ -6,8 +6,9 @@ metadata (training settings, data source); `params.msgpack` the linen parameter 
 equivariant network and the composition baseline are this kind, so every consumer (`predict_dos`,
 `jaxdos.pipeline.score(scorer=...)`, the evaluation) takes either.
 
-`load_default()` reads the embedded predictor under `jaxdos/assets/predictor_default/` once one is
-trained (`make train-predictor`); until then it raises, saying how to train one.
+`load_default()` reads the embedded predictor `jaxdos/assets/predictor_default/` (`make
+train-predictor`; its Table 7 figures are in docs/results.md); a checkout without it raises, saying
+how to train one.
 """
 
 import dataclasses
@@ -83,11 +84,11 @@ def load_default() -> DOSPredictorModel:
     """The embedded predictor.
 
     Raises:
-        FileNotFoundError: no default predictor is shipped yet; the message says how to train one.
+        FileNotFoundError: the embedded folder is missing; the message says how to train one.
     """
     if not (DEFAULT_DIR / modeldir.MODEL_FILE).exists():
         raise FileNotFoundError(
-            f"{DEFAULT_DIR / modeldir.MODEL_FILE}: no default DOS predictor is shipped yet; train "
+            f"{DEFAULT_DIR / modeldir.MODEL_FILE}: no default DOS predictor here; train "
             f"one with `{_TRAIN_HINT}` (or `python -m experiments.train_predictor --out DIR` and "
             "pass model=DIR)"
         )

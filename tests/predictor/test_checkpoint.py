@@ -43,7 +43,7 @@ def test_wrong_kind_and_architecture(tiny_model, tmp_path):
 
 def test_no_default_shipped_says_how_to_train(monkeypatch, tmp_path):
     monkeypatch.setattr(checkpoint, "DEFAULT_DIR", tmp_path / "none")
-    with pytest.raises(FileNotFoundError, match="no default DOS predictor is shipped yet.*make "):
+    with pytest.raises(FileNotFoundError, match="no default DOS predictor here.*make "):
         predict_dos(CRYSTALS)
 
 
