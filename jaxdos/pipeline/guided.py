@@ -3,7 +3,9 @@
 The crystal stage knows only `GradientGuidance(loss=..., strength=...)` and a loss of its denoised
 estimate; the predictor knows only crystals. This module is where the two meet (the stages never
 import each other): `PredictorDosLoss` runs the predictor on the estimate, relaxed types included,
-and compares its DOS with a target DOS per crystal.
+and compares its DOS with a target DOS per crystal; `PredictorPropertyLoss` measures the paper's
+properties on that DOS with the same differentiable kernels stage 1 uses (Algorithm 1's soft band
+gap, DOS(E_F), N(E_F)) and penalises the distance to a window [lo, hi] per property.
 
     guidance, guide_params, guide_targets = predictor_guidance(model, target_dos, strength=1.0)
     gen = generate(score_fn, params, key=..., num_atoms=..., config=replace(cfg, guidance=guidance),
@@ -21,6 +23,7 @@ from jaxdos.crystal.diffusion.guidance import (
     GradientGuidance,
     NoGuidance,
 )
+from jaxdos.kernels import properties
 from jaxdos.kernels.grid import check_dos
 from jaxdos.predictor.checkpoint import DOSPredictorModel
 from jaxdos.predictor.config import PredictorConfig
@@ -28,7 +31,12 @@ from jaxdos.predictor.model import forward
 from jaxdos.structures import MAX_Z
 from jaxdos.typing import Array, PyTree
 
-__all__ = ["PredictorDosLoss", "predictor_guidance"]
+__all__ = [
+    "PredictorDosLoss",
+    "PredictorPropertyLoss",
+    "predictor_guidance",
+    "predictor_property_guidance",
+]
 
 _UNGUIDED = NoGuidance()
 
@@ -49,11 +57,78 @@ class PredictorDosLoss:
     def __call__(
         self, guide_params: PyTree, guide_targets: Array, est: DenoisedEstimate
     ) -> tuple[Array, Array]:
-        n = est.type_probs.shape[0]
-        probs = jnp.concatenate([jnp.zeros((n, 1)), est.type_probs[:, :MAX_Z]], axis=1)
-        batch = est.batch._replace(frac_coords=est.frac, lattice=est.lattice)
-        dos, overflow, _ = forward(self.config, guide_params, batch, probs)
+        dos, overflow = _predicted_dos(self.config, guide_params, est)
         return jnp.mean((dos - guide_targets) ** 2, axis=-1), overflow
+
+
+def _predicted_dos(config, guide_params, est: DenoisedEstimate):
+    n = est.type_probs.shape[0]
+    probs = jnp.concatenate([jnp.zeros((n, 1)), est.type_probs[:, :MAX_Z]], axis=1)
+    batch = est.batch._replace(frac_coords=est.frac, lattice=est.lattice)
+    dos, overflow, _ = forward(config, guide_params, batch, probs)
+    return dos, overflow
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictorPropertyLoss:
+    """Per crystal, sum over `names` of ((lo - p)_+ + (p - hi)_+)^2 / scale^2, p the property of
+    the predictor's DOS of the estimate; `guide_targets` `[G, P, 2]` holds each window [lo, hi].
+    Zero inside every window. `scale` is the property's typical size (`_SCALES`), so the terms add
+    in comparable units."""
+
+    config: PredictorConfig
+    names: tuple[str, ...]
+
+    def __call__(
+        self, guide_params: PyTree, guide_targets: Array, est: DenoisedEstimate
+    ) -> tuple[Array, Array]:
+        dos, overflow = _predicted_dos(self.config, guide_params, est)
+        measured = properties.all_properties(dos)
+        loss = 0.0
+        for j, name in enumerate(self.names):
+            p, lo, hi = measured[name], guide_targets[:, j, 0], guide_targets[:, j, 1]
+            gap = jnp.maximum(lo - p, 0.0) + jnp.maximum(p - hi, 0.0)
+            loss = loss + (gap / _SCALES[name]) ** 2
+        return loss, overflow
+
+
+# Typical magnitudes in the world (eV, states/eV/atom, states/atom): the units of the window loss.
+_SCALES = {"band_gap": 1.0, "dos_at_fermi": 0.5, "integrated_dos": 1.0}
+
+
+def predictor_property_guidance(
+    model: DOSPredictorModel,
+    windows: dict[str, tuple[float, float]],
+    num_crystals: int,
+    *,
+    strength: float,
+    base: NoGuidance | ClassifierFree = _UNGUIDED,
+    t_max: float = 0.5,
+) -> tuple[GradientGuidance, PyTree, Array]:
+    """Guidance towards property windows, the same for every crystal of the batch.
+
+    Args:
+        model: a trained predictor.
+        windows: {"band_gap" | "dos_at_fermi" | "integrated_dos": (lo, hi)}, lo <= hi, finite.
+        num_crystals: G, the crystals of the batch to generate.
+        strength, base, t_max: as `GradientGuidance`.
+
+    Raises:
+        ValueError: naming `windows` for an unknown property or a bad window.
+    """
+    if not windows:
+        raise ValueError("windows: expected at least one property window")
+    for name, (lo, hi) in windows.items():
+        if name not in _SCALES:
+            raise ValueError(f"windows: unknown property {name!r} (known: {sorted(_SCALES)})")
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
+            raise ValueError(f"windows[{name!r}]: expected finite lo <= hi, got ({lo}, {hi})")
+    names = tuple(sorted(windows))
+    table = np.array([windows[n] for n in names], np.float32)  # [P, 2]
+    guidance = GradientGuidance(
+        loss=PredictorPropertyLoss(model.config, names), strength=strength, base=base, t_max=t_max
+    )
+    return guidance, model.params, np.broadcast_to(table, (num_crystals, *table.shape)).copy()
 
 
 def predictor_guidance(

@@ -124,3 +124,67 @@ def test_generate_crystals_with_predictor_guidance(tmp_path):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(src, src0)
     assert not np.array_equal(pulled.frac_coords, plain.frac_coords)
+
+
+def test_property_window_loss_is_zero_inside_and_its_gradient_leads_inside():
+    from jaxdos.crystal.diffusion.guidance import DenoisedEstimate
+    from jaxdos.kernels.properties import all_properties
+    from jaxdos.pipeline.guided import predictor_property_guidance
+
+    cfg = CompositionConfig.tiny()
+    params = jax.tree.map(lambda x: 10.0 * x, init_params(jax.random.key(1), cfg))
+    model = DOSPredictorModel(params=params, config=cfg)
+    b = jax.tree.map(jnp.asarray, prior_batch(np.full(2, 4)))
+    probs = jax.nn.softmax(jax.random.normal(jax.random.key(2), (b.num_nodes, 101)))
+    est = DenoisedEstimate(probs, b.frac_coords, b.lattice, b)
+    dos = forward(cfg, params, b, jnp.concatenate([jnp.zeros((b.num_nodes, 1)), probs[:, :100]], 1))
+    p = float(all_properties(dos[0])["dos_at_fermi"][0])
+
+    inside, gp, gt = predictor_property_guidance(
+        model, {"dos_at_fermi": (p - 1.0, p + 1.0)}, 2, strength=1.0
+    )
+    assert float(inside.loss(gp, gt, est)[0][0]) == 0.0
+    above, gp, gt = predictor_property_guidance(
+        model, {"dos_at_fermi": (p + 0.5, p + 1.0)}, 2, strength=1.0
+    )
+    loss0 = above.loss(gp, gt, est)[0]
+    assert float(loss0[0]) == pytest.approx((0.5 / 0.5) ** 2, rel=1e-4)
+    grad = jax.grad(lambda q: jnp.sum(above.loss(gp, gt, est._replace(type_probs=q))[0]))(probs)
+    stepped = est._replace(type_probs=jnp.clip(probs - 1e-3 * grad, 0.0, None))
+    assert float(jnp.sum(above.loss(gp, gt, stepped)[0])) < float(jnp.sum(loss0))
+    with pytest.raises(ValueError, match="windows"):
+        predictor_property_guidance(model, {"gap": (0.0, 1.0)}, 2, strength=1.0)
+    with pytest.raises(ValueError, match="windows"):
+        predictor_property_guidance(model, {"band_gap": (2.0, 1.0)}, 2, strength=1.0)
+
+
+@pytest.mark.slow  # two toy-sampler compiles
+def test_property_guidance_moves_dos_at_fermi_into_the_window():
+    from jaxdos.kernels.properties import all_properties
+    from jaxdos.pipeline.guided import predictor_property_guidance
+
+    cfg = CompositionConfig.tiny()
+    params = jax.tree.map(lambda x: 10.0 * x, init_params(jax.random.key(1), cfg))
+    model = DOSPredictorModel(params=params, config=cfg)
+
+    def run(guidance, gp, gt):
+        gen = generate(
+            flat_type_score,
+            toy_params(G),
+            key=jax.random.key(2),
+            num_atoms=np.full(G, 4),
+            config=CrystalSamplingConfig(steps=8, guidance=guidance),
+            guide_params=gp,
+            guide_targets=gt,
+        ).batch
+        dos = forward(cfg, params, jax.tree.map(jnp.asarray, gen))[0][:G]
+        return np.asarray(all_properties(dos)["dos_at_fermi"])
+
+    plain = run(*predictor_property_guidance(model, {"dos_at_fermi": (0, 1e3)}, G, strength=0.0))
+    lo = float(plain.max()) + 0.2
+    pulled = run(
+        *predictor_property_guidance(
+            model, {"dos_at_fermi": (lo, lo + 1.0)}, G, strength=50.0, t_max=1.0
+        )
+    )
+    assert pulled.mean() > plain.mean() + 0.1, (plain, pulled)
