@@ -87,6 +87,9 @@ def test_te_translation_end_to_end_and_resume(tmp_path, capsys):
         "corrector_steps": 0,
         "crystal_batch": 1,
         "crystal_model": None,
+        "scorer": None,
+        "guide_predictor": None,
+        "guide_strength": 1.0,
         "references": 2,
         "cif": [],
         "seed": 0,
@@ -173,6 +176,9 @@ def test_multi_property_end_to_end_sweep_and_resume(tmp_path, capsys):
         "sweep": [1, 2],
         "seed": 0,
         "crystal_model": None,
+        "scorer": None,
+        "guide_predictor": None,
+        "guide_strength": 1.0,
         "dos_model": None,
     }
 
@@ -192,7 +198,8 @@ def test_multi_property_end_to_end_sweep_and_resume(tmp_path, capsys):
     assert [r[0] for r in rows] == [label for label, _ in expected]
     for (label, targets), row in zip(expected, rows, strict=True):
         (valid, n), (novel, n_valid) = parse(row[7]), parse(row[8])
-        assert 0.0 <= valid <= 1.0 and n == 2 and n_valid == round(valid * n), label
+        # a setting accepts up to --samples (2) DOS within its --proposals budget, one crystal each
+        assert 0.0 <= valid <= 1.0 and 1 <= n <= 2 and n_valid == round(valid * n), label
         assert 0.0 <= novel <= 1.0 or (n_valid == 0 and math.isnan(novel)), label
         for t, hit, mae in zip(targets, row[1:4], row[4:7], strict=True):
             if t is None:

@@ -90,11 +90,11 @@ def test_killed_design_resumes_to_the_same_table(tmp_path, monkeypatch):
     out = tmp_path / "run"
     real, calls = screening.score, []
 
-    def dies_on_second_chunk(crystals):
+    def dies_on_second_chunk(crystals, scorer=None):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt  # a kill between the two chunks
-        return real(crystals)
+        return real(crystals, scorer=scorer)
 
     monkeypatch.setattr(screening, "score", dies_on_second_chunk)
     with pytest.raises(KeyboardInterrupt):
