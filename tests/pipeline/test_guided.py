@@ -43,11 +43,29 @@ def flat_type_score(params, batch, t, cond, key):
     return ScoreOutput(out.frac, out.lattice, jnp.zeros_like(out.type_logits))
 
 
-def test_predictor_guidance_moves_crystals_towards_the_target_dos():
+def sharp_predictor() -> DOSPredictorModel:
+    """A random composition predictor whose DOS depends strongly on composition (weights x10)."""
     cfg = CompositionConfig.tiny()
-    # A random predictor whose DOS depends strongly on composition (larger output weights).
     params = jax.tree.map(lambda x: 10.0 * x, init_params(jax.random.key(1), cfg))
-    model = DOSPredictorModel(params=params, config=cfg)
+    return DOSPredictorModel(params=params, config=cfg)
+
+
+def toy_generate(guidance, guide_params, guide_targets):
+    """G 4-atom toy crystals (flat type logits) in 8 steps under `guidance`."""
+    return generate(
+        flat_type_score,
+        toy_params(G),
+        key=jax.random.key(2),
+        num_atoms=np.full(G, 4),
+        config=CrystalSamplingConfig(steps=8, guidance=guidance),
+        guide_params=guide_params,
+        guide_targets=guide_targets,
+    ).batch
+
+
+def test_predictor_guidance_moves_crystals_towards_the_target_dos():
+    model = sharp_predictor()
+    cfg = model.config
     # The target: the predictor's own DOS of pure oxygen crystals.
     oxygen = prior_batch(np.full(G, 4))
     oxygen = jax.tree.map(jnp.asarray, oxygen._replace(
@@ -56,16 +74,7 @@ def test_predictor_guidance_moves_crystals_towards_the_target_dos():
     target = np.asarray(forward(cfg, model.params, oxygen)[0])[:G]
 
     def run(strength):
-        guidance, gp, gt = predictor_guidance(model, target, strength=strength, t_max=1.0)
-        gen = generate(
-            flat_type_score,
-            toy_params(G),
-            key=jax.random.key(2),
-            num_atoms=np.full(G, 4),
-            config=CrystalSamplingConfig(steps=8, guidance=guidance),
-            guide_params=gp,
-            guide_targets=gt,
-        ).batch
+        gen = toy_generate(*predictor_guidance(model, target, strength=strength, t_max=1.0))
         dos = np.asarray(forward(cfg, model.params, jax.tree.map(jnp.asarray, gen))[0])[:G]
         return np.mean((dos - target) ** 2, axis=-1), np.mean(
             gen.atomic_numbers[gen.node_mask] == 8
@@ -89,10 +98,8 @@ def test_bad_target_dos_is_refused():
 
 
 def _tiny_predictor(tmp_path):
-    cfg = CompositionConfig.tiny()
-    params = jax.tree.map(lambda x: 10.0 * x, init_params(jax.random.key(1), cfg))
     path = tmp_path / "guide"
-    DOSPredictorModel(params=params, config=cfg).save(path)
+    sharp_predictor().save(path)
     return path
 
 
@@ -131,9 +138,8 @@ def test_property_window_loss_is_zero_inside_and_its_gradient_leads_inside():
     from jaxdos.kernels.properties import all_properties
     from jaxdos.pipeline.guided import predictor_property_guidance
 
-    cfg = CompositionConfig.tiny()
-    params = jax.tree.map(lambda x: 10.0 * x, init_params(jax.random.key(1), cfg))
-    model = DOSPredictorModel(params=params, config=cfg)
+    model = sharp_predictor()
+    cfg, params = model.config, model.params
     b = jax.tree.map(jnp.asarray, prior_batch(np.full(2, 4)))
     probs = jax.nn.softmax(jax.random.normal(jax.random.key(2), (b.num_nodes, 101)))
     est = DenoisedEstimate(probs, b.frac_coords, b.lattice, b)
@@ -163,21 +169,11 @@ def test_property_guidance_moves_dos_at_fermi_into_the_window():
     from jaxdos.kernels.properties import all_properties
     from jaxdos.pipeline.guided import predictor_property_guidance
 
-    cfg = CompositionConfig.tiny()
-    params = jax.tree.map(lambda x: 10.0 * x, init_params(jax.random.key(1), cfg))
-    model = DOSPredictorModel(params=params, config=cfg)
+    model = sharp_predictor()
 
     def run(guidance, gp, gt):
-        gen = generate(
-            flat_type_score,
-            toy_params(G),
-            key=jax.random.key(2),
-            num_atoms=np.full(G, 4),
-            config=CrystalSamplingConfig(steps=8, guidance=guidance),
-            guide_params=gp,
-            guide_targets=gt,
-        ).batch
-        dos = forward(cfg, params, jax.tree.map(jnp.asarray, gen))[0][:G]
+        gen = toy_generate(guidance, gp, gt)
+        dos = forward(model.config, model.params, jax.tree.map(jnp.asarray, gen))[0][:G]
         return np.asarray(all_properties(dos)["dos_at_fermi"])
 
     plain = run(*predictor_property_guidance(model, {"dos_at_fermi": (0, 1e3)}, G, strength=0.0))
