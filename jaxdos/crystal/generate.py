@@ -26,7 +26,12 @@ import numpy as np
 from jaxdos import sharding
 from jaxdos.crystal.batch import DosCondition
 from jaxdos.crystal.denoiser import GemNetTDenoiser
-from jaxdos.crystal.diffusion.guidance import ClassifierFree, GradientGuidance, NoGuidance
+from jaxdos.crystal.diffusion.guidance import (
+    ClassifierFree,
+    GradientGuidance,
+    NoGuidance,
+    network_guidance,
+)
 from jaxdos.crystal.diffusion.losses import ScoreFn, ScoreWithDiagnostics
 from jaxdos.crystal.diffusion.num_atoms import (
     ALEX_MP_20,
@@ -135,7 +140,7 @@ def generate(
     cond = None
     requested = config
     guidance = config.guidance
-    base = guidance.base if isinstance(guidance, GradientGuidance) else guidance
+    base = network_guidance(guidance)
 
     def with_base(new_base):
         if isinstance(guidance, GradientGuidance):
@@ -251,8 +256,7 @@ def generate_with_model(
         if graph != model.config.graph:
             m = model.clone(config=dataclasses.replace(model.config, graph=graph))
         gen = generate(denoiser_score_fn(m), params, **kwargs)
-        cfg = gen.config.guidance
-        cfg = cfg.base if isinstance(cfg, GradientGuidance) else cfg
+        cfg = network_guidance(gen.config.guidance)
         # Classifier-free guidance runs the network on the batch twice (conditional + not).
         doubled = isinstance(cfg, ClassifierFree) and cfg.cfg_scale != 0.0
         # Budgets are per device: size them for one device's atom slots.

@@ -40,6 +40,7 @@ __all__ = [
     "denoised_estimate",
     "stack_for_cfg",
     "guided_score",
+    "network_guidance",
 ]
 
 
@@ -113,6 +114,11 @@ class GradientGuidance:
 
 
 Guidance = NoGuidance | ClassifierFree | GradientGuidance
+
+
+def network_guidance(guidance: Guidance) -> NoGuidance | ClassifierFree:
+    """The guidance of the network calls: a `GradientGuidance`'s `base`, else `guidance`."""
+    return guidance.base if isinstance(guidance, GradientGuidance) else guidance
 
 
 def denoised_estimate(
@@ -206,8 +212,7 @@ def guided_score(
     Returns whatever kind `score_fn` returns (diagnostics, if any, are those of the one call).
     For `GradientGuidance` this is its `base` guidance; the sampler then applies the gradient.
     """
-    if isinstance(guidance, GradientGuidance):
-        guidance = guidance.base
+    guidance = network_guidance(guidance)
     if isinstance(guidance, NoGuidance) or (
         isinstance(guidance, ClassifierFree) and guidance.cfg_scale == 0.0
     ):
