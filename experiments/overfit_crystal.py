@@ -2,14 +2,19 @@
 
     python -m experiments.overfit_crystal --out runs/overfit [--crystals 16] [--steps 3000]
         [--sampling-steps 100] [--lr 1e-3] [--cosine] [--time-scale 1] [--pos-sigma-ref S0]
-        [--pos-weight 0.1] [--type-ce 0.01] [--frac-fourier K] [--model DIR]
+        [--pos-weight 0.1] [--type-ce 0.01] [--frac-fourier K] [--cell-var C] [--seeds 1]
+        [--model DIR]
 
 Trains a tiny unconditional CDOSGen on the first `--crystals` world training crystals with at most
 8 atoms (or loads `--model`), then samples them with every combination of network and exact-score
 fields (`jaxdos.crystal.diagnostics.swap_fields`) and counts pymatgen matches: with "own" the
 exact fields tie each sample to its target, so it must match that target; "any" counts a match to
-any target (the only fair count when the network draws the types). Writes OUT/model/ and
-OUT/bisection.json, and prints the table.
+any target (the only fair count when the network draws the types). Exact coordinates are tied
+to atom indices, so a row with exact coordinates and network types is no fair test either: the
+network may give site i another atom's element. `--seeds` repeats each row with that many sampler
+seeds. Before the bisection, the score's quality against the exact one by t
+(`jaxdos.crystal.diagnostics.score_quality`). Writes OUT/model/ and OUT/bisection.json, and
+prints both tables.
 """
 
 import argparse
@@ -25,7 +30,13 @@ import numpy as np
 from experiments.train_crystal import add_lever_flags, lever_configs
 from jaxdos.crystal.checkpoint import CDOSGenModel, save_model
 from jaxdos.crystal.denoiser import GemNetTDenoiser
-from jaxdos.crystal.diagnostics import FIELDS, regenerated, swap_fields, targets_from_records
+from jaxdos.crystal.diagnostics import (
+    FIELDS,
+    regenerated,
+    score_quality,
+    swap_fields,
+    targets_from_records,
+)
 from jaxdos.crystal.diffusion.num_atoms import NumAtomsDistribution
 from jaxdos.crystal.diffusion.sampler import CrystalSamplingConfig
 from jaxdos.crystal.fit import RegrowingStep, crystal_train_config, presize_graph
@@ -49,6 +60,7 @@ def parse(argv=None):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--cosine", action="store_true", help="cosine-decay the lr to 1 %% over --steps")
     p.add_argument("--sampling-steps", type=int, default=100)
+    p.add_argument("--seeds", type=int, default=1, help="sampler seeds per bisection row")
     add_lever_flags(p)
     p.add_argument("--model", type=Path, default=None, help="a trained model dir (skip training)")
     args = p.parse_args(argv)
@@ -56,6 +68,8 @@ def parse(argv=None):
         p.error(f"--crystals: expected 1..64, got {args.crystals}")
     if args.steps < 1 or args.sampling_steps < 2:
         p.error("--steps: expected >= 1; --sampling-steps: expected >= 2")
+    if not 1 <= args.seeds <= 64:
+        p.error(f"--seeds: expected 1..64, got {args.seeds}")
     if args.model is not None and not (args.model / "model.json").is_file():
         p.error(f"--model: {args.model}/model.json not found")
     return args
@@ -85,6 +99,16 @@ def train(args, targets):
     return step.model, state.params
 
 
+TIMES = (0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.9)
+
+
+def print_quality(quality: dict) -> None:
+    print("t      pos_rel  pos_gain  cell_rel  type_acc")
+    for i, t in enumerate(quality["t"]):
+        cols = (quality[k][i] for k in ("pos_rel", "pos_gain", "cell_rel", "type_acc"))
+        print(f"{t:<6.3f} " + " ".join(f"{x:8.3f}" for x in cols))
+
+
 def main(argv=None):
     args = parse(argv)
     targets = world_targets(args.crystals)
@@ -97,23 +121,36 @@ def main(argv=None):
         save_model(args.out / "model", params, model.config, dist, meta, diffusion=diffusion)
     else:
         loaded = CDOSGenModel.load(args.model)
-        params, model = loaded.params, loaded.denoiser
+        params, model, diffusion = loaded.params, loaded.denoiser, loaded.diffusion
     train_s = time.time() - t0
-    cfg = CrystalSamplingConfig(steps=args.sampling_steps)
+    quality = score_quality(
+        denoiser_score_fn(model), params, jax.tree.map(jnp.asarray, targets), TIMES,
+        jax.random.key(2), diffusion, draws=16,
+    )  # fmt: skip
+    print_quality(quality)
+    cfg = CrystalSamplingConfig(steps=args.sampling_steps, diffusion=diffusion)
+    g = len(targets.num_atoms) * args.seeds
     rows = []
     for r in range(len(FIELDS) + 1):
         for exact in itertools.combinations(FIELDS, r):
-            fn = swap_fields(denoiser_score_fn(model), targets, exact)
-            gen = generate(
-                fn, params, key=jax.random.key(0), num_atoms=targets.num_atoms, config=cfg
-            )
-            own, anyref = regenerated(gen.batch, targets)
+            fn = swap_fields(denoiser_score_fn(model), targets, exact, diffusion)
+            own = anyref = 0
+            for seed in range(args.seeds):
+                gen = generate(
+                    fn, params, key=jax.random.key(seed), num_atoms=targets.num_atoms, config=cfg
+                )
+                counts = regenerated(gen.batch, targets)
+                own, anyref = own + counts[0], anyref + counts[1]
             net = [f for f in FIELDS if f not in exact]
-            rows.append({"network": net, "exact": list(exact), "own": own, "any": anyref})
-            g = len(targets.num_atoms)
-            print(f"network {'+'.join(net) or '-':16s} own {own}/{g} any {anyref}/{g}")
+            rows.append({"network": net, "exact": list(exact), "own": own, "any": anyref, "n": g})
+            print(f"network {'+'.join(net) or '-':16s} own {own}/{g} any {anyref}/{g}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    doc = {"args": {k: str(v) for k, v in vars(args).items()}, "train_s": train_s, "rows": rows}
+    doc = {
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "train_s": train_s,
+        "quality": {k: v.tolist() for k, v in quality.items()},
+        "rows": rows,
+    }
     (args.out / "bisection.json").write_text(json.dumps(doc, indent=1))
 
 

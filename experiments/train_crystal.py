@@ -32,6 +32,7 @@ from jaxdos.crystal.checkpoint import DEFAULT_DIR
 from jaxdos.crystal.denoiser import GemNetConfig
 from jaxdos.crystal.diffusion.corruption import DiffusionConfig
 from jaxdos.crystal.diffusion.d3pm import D3PMConfig
+from jaxdos.crystal.diffusion.lattice import LatticeConfig
 from jaxdos.crystal.diffusion.losses import LossWeights
 from jaxdos.crystal.fit import (
     CrystalFitConfig,
@@ -72,6 +73,10 @@ def add_lever_flags(p: argparse.ArgumentParser) -> None:
         default=None,
         help="K fractional-offset Fourier edge features, zero-initialised (default 0 = MatterGen)",
     )
+    p.add_argument(
+        "--cell-var", type=float, default=None,
+        help="lattice noise c in v = c N^(2/3) A^2 per entry (default MatterGen's 0.25)",
+    )  # fmt: skip
 
 
 def _given(value, default):
@@ -90,7 +95,10 @@ def lever_configs(args) -> tuple[GemNetConfig, DiffusionConfig, LossWeights]:
         latent_dim=width,
         frac_fourier=_given(args.frac_fourier, 0),
     )
-    diffusion = DiffusionConfig(types=D3PMConfig(hybrid_coeff=_given(args.type_ce, 0.01)))
+    diffusion = DiffusionConfig(
+        types=D3PMConfig(hybrid_coeff=_given(args.type_ce, 0.01)),
+        cell=LatticeConfig(limit_var_scaling_constant=_given(args.cell_var, 0.25)),
+    )
     return config, diffusion, LossWeights(pos=args.pos_weight)
 
 
@@ -123,6 +131,12 @@ def init_configs(args) -> tuple[GemNetConfig, DiffusionConfig, LossWeights]:
                 f"{flag}: {value} contradicts the --init model's architecture ({have}); a "
                 "fine-tune takes its network from --init, drop the flag"
             )
+    have = diffusion.cell.limit_var_scaling_constant
+    if args.cell_var is not None and args.cell_var != have:
+        raise ValueError(
+            f"--cell-var: {args.cell_var} contradicts the --init model's lattice noise ({have}); "
+            "a fine-tune keeps its forward process, drop the flag"
+        )
     if args.type_ce is not None:  # a loss weight, not architecture: the flag may change it
         types = dataclasses.replace(diffusion.types, hybrid_coeff=args.type_ce)
         diffusion = dataclasses.replace(diffusion, types=types)

@@ -13,14 +13,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdos.crystal.batch import ScoreOutput
+from jaxdos.crystal.batch import MASK_Z, ScoreOutput
 from jaxdos.crystal.diffusion import lattice, wrapped_normal
-from jaxdos.crystal.diffusion.corruption import DiffusionConfig
+from jaxdos.crystal.diffusion.corruption import DiffusionConfig, corrupt, types_to_classes
 from jaxdos.crystal.diffusion.losses import ScoreFn, ScoreWithDiagnostics, split_diagnostics
 from jaxdos.crystal.diffusion.num_atoms import prior_batch
 from jaxdos.structures import CrystalBatch, pack
+from jaxdos.typing import Array
 
-__all__ = ["FIELDS", "targets_from_records", "exact_score", "swap_fields", "regenerated"]
+__all__ = [
+    "FIELDS",
+    "targets_from_records",
+    "exact_score",
+    "swap_fields",
+    "regenerated",
+    "score_quality",
+]
 
 FIELDS = ("pos", "cell", "types")
 _DEFAULT = DiffusionConfig()
@@ -93,3 +101,72 @@ def regenerated(generated: CrystalBatch, targets: CrystalBatch) -> tuple[int, in
     gen, ref = (to_structures(unpack(b, max_atoms=None)) for b in (generated, targets))
     own = sum(sm.fit(a, b) for a, b in zip(gen, ref, strict=True))
     return int(own), int(sum(any(sm.fit(a, b) for b in ref) for a in gen))
+
+
+def _sq(x: Array, mask: Array) -> Array:
+    return jnp.sum(jnp.where(mask, x**2, 0.0))
+
+
+def _relative_error(pred: Array, target: Array, mask: Array) -> Array:
+    return _sq(pred - target, mask) / _sq(target, mask)
+
+
+def _without_common_mode(x: Array, batch: CrystalBatch) -> Array:
+    """Per-crystal mean displacement removed: a translation-invariant network cannot predict it."""
+    nm = batch.node_mask[:, None]
+    total = jax.ops.segment_sum(jnp.where(nm, x, 0.0), batch.batch, batch.num_graphs)
+    return x - (total / jnp.maximum(batch.num_atoms, 1)[:, None])[batch.batch]
+
+
+def score_quality(
+    score_fn: ScoreFn,
+    params,
+    target: CrystalBatch,
+    times,
+    key,
+    config: DiffusionConfig = _DEFAULT,
+    draws: int = 4,
+) -> dict[str, np.ndarray]:
+    """How well the network's score matches the exact score of `target` under the forward process.
+
+    For each t (every crystal at that t, `draws` noise draws), on the real slots:
+    `pos_rel` = |pred - target|^2 / |target|^2 of the coordinate score with each crystal's common
+    mode removed (what an invariant network can predict; 0 = exact, 1 = predicting zero),
+    `pos_gain` = |pred|^2 / |target|^2, `cell_rel` the same relative error of the lattice score,
+    `type_acc` the arg-max accuracy on masked atoms (NaN where no draw masked any).
+
+    Returns:
+        {name: `[len(times)]` float array}, plus "t".
+    """
+    nm, gm = target.node_mask[:, None], target.graph_mask[:, None, None]
+    num_images = config.pos.num_images
+
+    @jax.jit
+    def one(key, t):
+        tt = jnp.full(target.num_graphs, t)
+        c = corrupt(key, target, tt, config)
+        out, _, _ = split_diagnostics(score_fn(params, c.batch, tt, None, key))
+        sig = c.pos_sigma[:, None]
+        d = c.batch.frac_coords - target.frac_coords
+        pos = _without_common_mode(
+            sig * wrapped_normal.wrapped_normal_score(d, sig, num_images), c.batch
+        )
+        pred = _without_common_mode(out.frac, c.batch)
+        cell = -(c.batch.lattice - c.cell_mean) / c.cell_std[:, None, None]
+        masked = (c.batch.atomic_numbers == MASK_Z) & target.node_mask
+        right = jnp.argmax(out.type_logits, -1) == types_to_classes(target.atomic_numbers)
+        acc = jnp.sum(masked & right) / jnp.maximum(jnp.sum(masked), 1)
+        return jnp.stack([
+            _relative_error(pred, pos, nm),
+            _sq(pred, nm) / _sq(pos, nm),
+            _relative_error(out.lattice, cell, gm),
+            jnp.where(masked.any(), acc, jnp.nan),
+        ])  # fmt: skip
+
+    keys = [jax.random.split(jax.random.fold_in(key, i), draws) for i in range(len(times))]
+    per_draw = np.asarray([[np.asarray(one(k, float(t))) for k in ks]
+                         for ks, t in zip(keys, times, strict=True)])  # fmt: skip
+    seen = np.sum(~np.isnan(per_draw), axis=1)  # NaN type accuracy: no masked atom in that draw
+    rows = np.where(seen > 0, np.nansum(per_draw, axis=1) / np.maximum(seen, 1), np.nan)
+    names = ("pos_rel", "pos_gain", "cell_rel", "type_acc")
+    return {"t": np.asarray(times, float), **{n: rows[:, j] for j, n in enumerate(names)}}

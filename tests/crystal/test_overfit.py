@@ -12,7 +12,7 @@ import pytest
 
 from experiments.overfit_crystal import world_targets
 from jaxdos.crystal.batch import ScoreOutput
-from jaxdos.crystal.diagnostics import exact_score, regenerated, swap_fields
+from jaxdos.crystal.diagnostics import FIELDS, exact_score, regenerated, score_quality, swap_fields
 from jaxdos.crystal.diffusion.sampler import CrystalSamplingConfig
 from jaxdos.crystal.generate import generate
 
@@ -41,6 +41,24 @@ def test_exact_score_is_the_loss_target():
     assert np.all(np.argmax(out.type_logits, -1)[nm] + 1 == targets.atomic_numbers[nm])
     with pytest.raises(ValueError, match="exact"):
         swap_fields(zero_score, targets, ("positions",))
+
+
+def test_score_quality_of_the_exact_and_the_zero_score():
+    """The exact score scores perfectly (errors 0, gain 1, accuracy 1); the zero score has
+    relative errors 1 and gain 0, at every t."""
+    targets = jax.tree.map(jnp.asarray, world_targets(3))
+    times = (0.01, 0.5, 0.9)
+    exact = score_quality(swap_fields(zero_score, targets, FIELDS), {}, targets, times,
+                          jax.random.key(0), draws=2)  # fmt: skip
+    np.testing.assert_allclose(exact["pos_rel"], 0.0, atol=1e-6)
+    np.testing.assert_allclose(exact["pos_gain"], 1.0, rtol=1e-5)
+    np.testing.assert_allclose(exact["cell_rel"], 0.0, atol=1e-6)
+    np.testing.assert_array_equal(exact["type_acc"][1:], 1.0)  # t = 0.01 may mask no atom
+    zero = score_quality(zero_score, {}, targets, times, jax.random.key(0), draws=2)
+    np.testing.assert_allclose(zero["pos_rel"], 1.0, rtol=1e-6)
+    np.testing.assert_allclose(zero["cell_rel"], 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(zero["pos_gain"], 0.0)
+    np.testing.assert_array_equal(exact["t"], times)
 
 
 @pytest.mark.slow

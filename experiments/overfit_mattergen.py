@@ -1,0 +1,124 @@
+"""Issue 12's control: the overfit run of `experiments.overfit_crystal`, trained by MatterGen.
+
+    python -m experiments.overfit_mattergen --out runs/overfit_mg [--crystals 4] [--steps 8000]
+        [--lr 1e-3] [--cosine]
+
+Same crystals, same initial weights (jaxdos's tiny init, exported with
+`jaxdos.crystal.convert.export_state_dict` and loaded into mattergen's `GemNetTDenoiser`), same
+optimiser (elementwise clip 0.5, Adam, the same lr schedule) as overfit_crystal; the loss is
+mattergen's own `DiffusionModule.calc_loss` in train mode, drawing its own times and noise, on
+mattergen's own graph. The trained torch weights are converted back (`convert_checkpoint`) to
+OUT/model and sampled with the same field-by-field bisection (OUT/bisection.json). If MatterGen's
+training regenerates the crystals where jaxdos's does not, the fault is in jaxdos's training; if
+both fail alike, it is the recipe at this budget. Needs the parity extra (torch, mattergen).
+"""
+
+import argparse
+import dataclasses
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments import overfit_crystal
+
+PARITY = Path(__file__).resolve().parent.parent / "tests" / "parity"
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--crystals", type=int, default=4)
+    p.add_argument("--steps", type=int, default=8000)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--cosine", action="store_true", help="cosine-decay the lr to 1 %% over --steps")
+    p.add_argument("--sampling-steps", type=int, default=100)
+    args = p.parse_args(argv)
+    if not 1 <= args.crystals <= 64:
+        p.error(f"--crystals: expected 1..64, got {args.crystals}")
+    if args.steps < 1 or args.sampling_steps < 2:
+        p.error("--steps: expected >= 1; --sampling-steps: expected >= 2")
+    return args
+
+
+def main(argv=None):
+    args = parse(argv)
+    sys.path.insert(0, str(PARITY))  # mg_reference / parity_helpers (+ torch_scatter stand-ins)
+    import parity_helpers  # noqa: F401  (before mattergen: stand-ins on sys.path, numpy.math)
+    import torch
+    from mg_reference import (
+        build_diffusion_module,
+        chem_batch,
+        denoiser_from_export,
+        mattergen_scales,
+    )
+
+    from jaxdos.crystal.checkpoint import CDOSGenModel, save_model
+    from jaxdos.crystal.convert import Checkpoint, convert_checkpoint, export_state_dict
+    from jaxdos.crystal.denoiser import GemNetTDenoiser
+    from jaxdos.crystal.diffusion.num_atoms import NumAtomsDistribution
+    from jaxdos.crystal.fit import crystal_train_config
+    from jaxdos.training import _schedule
+
+    torch.set_num_threads(2)
+    targets = overfit_crystal.world_targets(args.crystals)
+    defaults = dict(width=None, time_scale=None, pos_sigma_ref=None, blocks=None, cell_var=None,
+                    frac_fourier=None, type_ce=None, pos_weight=0.1)  # fmt: skip
+    config, diffusion, _ = overfit_crystal.lever_configs(argparse.Namespace(**defaults))
+    model = GemNetTDenoiser(config)
+    g = targets.num_graphs
+    init = jax.jit(model.init)(
+        jax.random.key(0), jax.tree.map(jnp.asarray, targets), jnp.full(g, 0.5)
+    )
+    dist = NumAtomsDistribution.from_counts(np.asarray(targets.num_atoms))
+    start = save_model(
+        args.out / "init", {"params": init["params"]}, config, dist, diffusion=diffusion
+    )
+    mg_config, tensors = export_state_dict(CDOSGenModel.load(start))
+    with tempfile.TemporaryDirectory() as root, mattergen_scales(root):
+        denoiser = denoiser_from_export(mg_config, tensors)
+    module = build_diffusion_module(denoiser, diffusion.cell.limit_density).train()
+
+    nm, gm = np.asarray(targets.node_mask), np.asarray(targets.graph_mask)
+    num_atoms = [int(n) for n in np.asarray(targets.num_atoms)[gm]]
+    clean = chem_batch(np.asarray(targets.lattice)[gm], np.asarray(targets.frac_coords)[nm],
+                       num_atoms, np.asarray(targets.atomic_numbers)[nm])  # fmt: skip
+    tcfg = crystal_train_config(
+        steps=args.steps, learning_rate=args.lr,
+        decay_steps=args.steps if args.cosine else None, final_lr_fraction=0.01,
+    )  # fmt: skip
+    schedule = _schedule(tcfg)  # optax: a schedule, or a float when constant
+    lr_at = schedule if callable(schedule) else (lambda _: schedule)
+    opt = torch.optim.Adam(module.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-8)
+    torch.manual_seed(1)
+    t0 = time.time()
+    for i in range(args.steps):
+        for group in opt.param_groups:
+            group["lr"] = float(lr_at(i))
+        opt.zero_grad()
+        loss, means = module.calc_loss(clean)
+        loss.backward()
+        torch.nn.utils.clip_grad_value_(module.parameters(), tcfg.clip_value)
+        opt.step()
+        if (i + 1) % max(args.steps // 10, 1) == 0:
+            parts = " ".join(f"{k} {v.item():.3f}" for k, v in means.items())
+            print(f"step {i + 1}: loss {loss.item():.3f} ({parts}) {time.time() - t0:.0f} s",
+                  flush=True)  # fmt: skip
+
+    trained = {k: v.detach().numpy() for k, v in denoiser.state_dict().items()}
+    params, gcfg, _, _ = convert_checkpoint(mg_config, Checkpoint(trained, {}, None, "memory"))
+    gcfg = dataclasses.replace(gcfg, graph=config.graph)
+    meta = {"steps": args.steps, "trained_by": "mattergen DiffusionModule.calc_loss (torch)"}
+    save_model(args.out / "model", params, gcfg, dist, meta, diffusion=diffusion)
+    print(f"trained in {time.time() - t0:.0f} s; bisection of the MatterGen-trained weights:")
+    overfit_crystal.main(["--out", str(args.out), "--model", str(args.out / "model"),
+                          "--crystals", str(args.crystals),
+                          "--sampling-steps", str(args.sampling_steps)])  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
