@@ -16,7 +16,6 @@ both fail alike, it is the recipe at this budget. Needs the parity extra (torch,
 import argparse
 import dataclasses
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -50,15 +49,10 @@ def main(argv=None):
     sys.path.insert(0, str(PARITY))  # mg_reference / parity_helpers (+ torch_scatter stand-ins)
     import parity_helpers  # noqa: F401  (before mattergen: stand-ins on sys.path, numpy.math)
     import torch
-    from mg_reference import (
-        build_diffusion_module,
-        chem_batch,
-        denoiser_from_export,
-        mattergen_scales,
-    )
 
+    from experiments.reference.mattergen_twin import chem_batch_of, mattergen_module
     from jaxdos.crystal.checkpoint import CDOSGenModel, save_model
-    from jaxdos.crystal.convert import Checkpoint, convert_checkpoint, export_state_dict
+    from jaxdos.crystal.convert import Checkpoint, convert_checkpoint
     from jaxdos.crystal.denoiser import GemNetTDenoiser
     from jaxdos.crystal.diffusion.num_atoms import NumAtomsDistribution
     from jaxdos.crystal.fit import crystal_train_config
@@ -78,15 +72,9 @@ def main(argv=None):
     start = save_model(
         args.out / "init", {"params": init["params"]}, config, dist, diffusion=diffusion
     )
-    mg_config, tensors = export_state_dict(CDOSGenModel.load(start))
-    with tempfile.TemporaryDirectory() as root, mattergen_scales(root):
-        denoiser = denoiser_from_export(mg_config, tensors)
-    module = build_diffusion_module(denoiser, diffusion.cell.limit_density).train()
-
-    nm, gm = np.asarray(targets.node_mask), np.asarray(targets.graph_mask)
-    num_atoms = [int(n) for n in np.asarray(targets.num_atoms)[gm]]
-    clean = chem_batch(np.asarray(targets.lattice)[gm], np.asarray(targets.frac_coords)[nm],
-                       num_atoms, np.asarray(targets.atomic_numbers)[nm])  # fmt: skip
+    module, mg_config = mattergen_module(CDOSGenModel.load(start))
+    denoiser = module.model
+    clean = chem_batch_of(targets)
     tcfg = crystal_train_config(
         steps=args.steps, learning_rate=args.lr,
         decay_steps=args.steps if args.cosine else None, final_lr_fraction=0.01,
