@@ -28,6 +28,13 @@ from experiments import benchio
 PARITY = Path(__file__).resolve().parent.parent / "tests" / "parity"
 
 
+def _missing() -> str | None:
+    return next(
+        (m for m in ("torch", "mattergen", "torch_geometric") if not importlib.util.find_spec(m)),
+        None,
+    )
+
+
 def bench(g: int, steps: int, rounds: int, budgets: tuple[int, int] | None = None) -> dict:
     import dataclasses
 
@@ -147,12 +154,12 @@ def main(argv=None):
         p.error("--steps, --rounds: expected >= 1; --batch: expected 1..256 crystals each")
     if args.budgets is not None and (min(args.budgets) < 2 or args.budgets[0] % 2):
         p.error(f"--budgets: expected an even E >= 2 and T >= 2, got {args.budgets}")
-    for mod in ("torch", "mattergen", "torch_geometric"):
-        if importlib.util.find_spec(mod) is None:
-            msg = f"skipped: {mod} not importable (install it with scripts/install_parity.sh)"
-            benchio.summary(f"crystal training vs mattergen: {msg}")
-            benchio.write_json(args.out, {"skipped": msg})
-            return None
+    missing = _missing()
+    if missing:
+        msg = f"skipped: {missing} not importable (install it with scripts/install_parity.sh)"
+        benchio.summary(f"crystal training vs mattergen: {msg}")
+        benchio.write_json(args.out, {"skipped": msg})
+        return None
     sys.path.insert(0, str(PARITY))  # mg_reference / parity_helpers (+ torch_scatter stand-ins)
     import parity_helpers  # noqa: F401  (before mattergen: stand-ins on sys.path, numpy.math)
 

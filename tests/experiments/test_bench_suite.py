@@ -1,7 +1,8 @@
 """Cheap checks of the throughput benchmarks' plumbing (the timed runs are too slow here).
 
 * gpu_suite.sh parses, names every benchmark the issue lists and gives every step a timeout;
-* bench_crystal_vs_mattergen skips with the install hint (and writes its JSON) without mattergen;
+* bench_crystal_vs_mattergen and bench_crystal_train_vs_mattergen skip with the install hint (and
+  write their JSON) without mattergen, and the latter rejects bad --budgets before any work;
 * bench_scaling and bench_end_to_end reject bad counts before starting any work;
 * bench_end_to_end's screen part reports the missing embedded models instead of running.
 """
@@ -14,7 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from experiments import bench_crystal_vs_mattergen, bench_end_to_end, bench_scaling
+from experiments import (
+    bench_crystal_train_vs_mattergen,
+    bench_crystal_vs_mattergen,
+    bench_end_to_end,
+    bench_scaling,
+)
 
 SUITE = Path(__file__).resolve().parents[2] / "experiments" / "gpu_suite.sh"
 BENCHES = (
@@ -49,6 +55,17 @@ def test_crystal_vs_mattergen_skips_without_mattergen(tmp_path, monkeypatch, cap
     assert bench_crystal_vs_mattergen.main(["--quick", "--out", str(out)]) is None
     assert "skipped: mattergen not importable" in capsys.readouterr().out
     assert "install_parity.sh" in json.loads(out.read_text())["skipped"]
+
+
+def test_crystal_train_vs_mattergen_skips_and_checks_budgets(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bench_crystal_train_vs_mattergen, "_missing", lambda: "torch")
+    out = tmp_path / "t.json"
+    assert bench_crystal_train_vs_mattergen.main(["--quick", "--out", str(out)]) is None
+    assert "skipped: torch not importable" in capsys.readouterr().out
+    assert "install_parity.sh" in json.loads(out.read_text())["skipped"]
+    with pytest.raises(SystemExit):
+        bench_crystal_train_vs_mattergen.main(["--budgets", "3", "8", "--out", str(out)])
+    assert "--budgets: expected an even E" in capsys.readouterr().err
 
 
 def test_bad_counts_are_rejected_before_work(tmp_path):
