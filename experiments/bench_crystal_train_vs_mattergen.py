@@ -19,20 +19,9 @@ padding its static shapes pay for. The JSON carries the machine record (a busy m
 not citable). Skips with a message without torch / mattergen (scripts/install_parity.sh).
 """
 
-import importlib.util
-import sys
-from pathlib import Path
-
 from experiments import benchio
-
-PARITY = Path(__file__).resolve().parent.parent / "tests" / "parity"
-
-
-def _missing() -> str | None:
-    return next(
-        (m for m in ("torch", "mattergen", "torch_geometric") if not importlib.util.find_spec(m)),
-        None,
-    )
+from experiments.reference.mattergen_twin import missing_parity as _missing
+from experiments.reference.mattergen_twin import use_parity_helpers
 
 
 def bench(g: int, steps: int, rounds: int, budgets: tuple[int, int] | None = None) -> dict:
@@ -160,8 +149,7 @@ def main(argv=None):
         benchio.summary(f"crystal training vs mattergen: {msg}")
         benchio.write_json(args.out, {"skipped": msg})
         return None
-    sys.path.insert(0, str(PARITY))  # mg_reference / parity_helpers (+ torch_scatter stand-ins)
-    import parity_helpers  # noqa: F401  (before mattergen: stand-ins on sys.path, numpy.math)
+    use_parity_helpers()
 
     rows = []
     for g in args.batch:

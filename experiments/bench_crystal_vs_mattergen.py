@@ -52,24 +52,14 @@ same environment the parity suite runs in; its speed is mattergen's as installed
 """
 
 import dataclasses
-import importlib.util
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 from experiments import benchio
+from experiments.reference.mattergen_twin import missing_parity as _missing
+from experiments.reference.mattergen_twin import use_parity_helpers
 
 __all__ = ["main"]
-
-PARITY = Path(__file__).resolve().parent.parent / "tests" / "parity"
-
-
-def _missing() -> str | None:
-    for mod in ("torch", "mattergen", "torch_geometric"):
-        if importlib.util.find_spec(mod) is None:
-            return mod
-    return None
 
 
 def _mattergen_sampler(denoiser, steps: int, diffusion, max_step_size: float = 1e6):
@@ -350,8 +340,7 @@ def main(argv=None):
         benchio.summary(f"crystal vs mattergen: {msg}")
         benchio.write_json(args.out, {"skipped": msg})
         return None
-    sys.path.insert(0, str(PARITY))  # mg_reference / parity_helpers (+ torch_scatter stand-ins)
-    import parity_helpers  # noqa: F401  (before mattergen: stand-ins on sys.path, numpy.math)
+    use_parity_helpers()
 
     rows = []
     for g in args.batch:

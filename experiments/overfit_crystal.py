@@ -3,7 +3,7 @@
     python -m experiments.overfit_crystal --out runs/overfit [--crystals 16] [--steps 3000]
         [--sampling-steps 100] [--lr 1e-3] [--cosine] [--time-scale 1] [--pos-sigma-ref S0]
         [--pos-weight 0.1] [--type-ce 0.01] [--frac-fourier K] [--cell-var C] [--seeds 1]
-        [--model DIR]
+        [--model DIR] [--hand-over T [T ...]]
 
 Trains a tiny unconditional CDOSGen on the first `--crystals` world training crystals with at most
 8 atoms (or loads `--model`), then samples them with every combination of network and exact-score
@@ -12,7 +12,10 @@ exact fields tie each sample to its target, so it must match that target; "any" 
 any target (the only fair count when the network draws the types). Exact coordinates are tied
 to atom indices, so a row with exact coordinates and network types is no fair test either: the
 network may give site i another atom's element. `--seeds` repeats each row with that many sampler
-seeds. Before the bisection, the score's quality against the exact one by t
+seeds. `--hand-over T ...` replaces the bisection by hand-over rows: the exact score down to t = T,
+then every field from the network (`jaxdos.crystal.diagnostics.hand_over`), which says at which
+noise level the network loses the crystals. Before either, the score's quality against the exact
+one by t
 (`jaxdos.crystal.diagnostics.score_quality`). Writes OUT/model/ and OUT/bisection.json, and
 prints both tables.
 """
@@ -32,6 +35,7 @@ from jaxdos.crystal.checkpoint import CDOSGenModel, save_model
 from jaxdos.crystal.denoiser import GemNetTDenoiser
 from jaxdos.crystal.diagnostics import (
     FIELDS,
+    hand_over,
     regenerated,
     score_quality,
     swap_fields,
@@ -52,22 +56,35 @@ def world_targets(count: int, max_atoms: int = 8):
     return targets_from_records(train.take(np.flatnonzero(train.num_atoms <= max_atoms)[:count]))
 
 
-def parse(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def add_run_flags(p: argparse.ArgumentParser, crystals: int = 16, steps: int = 3000) -> None:
+    """The flags of an overfit run (shared with `experiments.overfit_mattergen`)."""
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--crystals", type=int, default=16)
-    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--crystals", type=int, default=crystals)
+    p.add_argument("--steps", type=int, default=steps)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--cosine", action="store_true", help="cosine-decay the lr to 1 %% over --steps")
     p.add_argument("--sampling-steps", type=int, default=100)
-    p.add_argument("--seeds", type=int, default=1, help="sampler seeds per bisection row")
-    add_lever_flags(p)
-    p.add_argument("--model", type=Path, default=None, help="a trained model dir (skip training)")
-    args = p.parse_args(argv)
+
+
+def check_run_flags(p: argparse.ArgumentParser, args) -> None:
     if not 1 <= args.crystals <= 64:
         p.error(f"--crystals: expected 1..64, got {args.crystals}")
     if args.steps < 1 or args.sampling_steps < 2:
         p.error("--steps: expected >= 1; --sampling-steps: expected >= 2")
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    add_run_flags(p)
+    p.add_argument("--seeds", type=int, default=1, help="sampler seeds per bisection row")
+    add_lever_flags(p)
+    p.add_argument("--model", type=Path, default=None, help="a trained model dir (skip training)")
+    p.add_argument("--hand-over", type=float, nargs="+", default=None, metavar="T",
+                   help="hand-over rows at these t in (0, 1) instead of the bisection")  # fmt: skip
+    args = p.parse_args(argv)
+    check_run_flags(p, args)
+    if args.hand_over is not None and not all(0 < t < 1 for t in args.hand_over):
+        p.error(f"--hand-over: expected times in (0, 1), got {args.hand_over}")
     if not 1 <= args.seeds <= 64:
         p.error(f"--seeds: expected 1..64, got {args.seeds}")
     if args.model is not None and not (args.model / "model.json").is_file():
@@ -130,17 +147,26 @@ def main(argv=None):
     print_quality(quality)
     cfg = CrystalSamplingConfig(steps=args.sampling_steps, diffusion=diffusion)
     g = len(targets.num_atoms) * args.seeds
+
+    def count(fn) -> tuple[int, int]:
+        own = anyref = 0
+        for seed in range(args.seeds):
+            gen = generate(
+                fn, params, key=jax.random.key(seed), num_atoms=targets.num_atoms, config=cfg
+            )
+            counts = regenerated(gen.batch, targets)
+            own, anyref = own + counts[0], anyref + counts[1]
+        return own, anyref
+
     rows = []
-    for r in range(len(FIELDS) + 1):
+    net_fn = denoiser_score_fn(model)
+    for t_switch in args.hand_over or ():
+        own, anyref = count(hand_over(net_fn, targets, t_switch, diffusion))
+        rows.append({"hand_over_t": t_switch, "own": own, "any": anyref, "n": g})
+        print(f"network below t = {t_switch:<5g} own {own}/{g} any {anyref}/{g}", flush=True)
+    for r in range(len(FIELDS) + 1) if args.hand_over is None else ():
         for exact in itertools.combinations(FIELDS, r):
-            fn = swap_fields(denoiser_score_fn(model), targets, exact, diffusion)
-            own = anyref = 0
-            for seed in range(args.seeds):
-                gen = generate(
-                    fn, params, key=jax.random.key(seed), num_atoms=targets.num_atoms, config=cfg
-                )
-                counts = regenerated(gen.batch, targets)
-                own, anyref = own + counts[0], anyref + counts[1]
+            own, anyref = count(swap_fields(net_fn, targets, exact, diffusion))
             net = [f for f in FIELDS if f not in exact]
             rows.append({"network": net, "exact": list(exact), "own": own, "any": anyref, "n": g})
             print(f"network {'+'.join(net) or '-':16s} own {own}/{g} any {anyref}/{g}", flush=True)

@@ -15,39 +15,31 @@ both fail alike, it is the recipe at this budget. Needs the parity extra (torch,
 
 import argparse
 import dataclasses
-import sys
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from experiments import overfit_crystal
-
-PARITY = Path(__file__).resolve().parent.parent / "tests" / "parity"
+from experiments.reference.mattergen_twin import missing_parity, use_parity_helpers
 
 
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--crystals", type=int, default=4)
-    p.add_argument("--steps", type=int, default=8000)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--cosine", action="store_true", help="cosine-decay the lr to 1 %% over --steps")
-    p.add_argument("--sampling-steps", type=int, default=100)
+    overfit_crystal.add_run_flags(p, crystals=4, steps=8000)
     args = p.parse_args(argv)
-    if not 1 <= args.crystals <= 64:
-        p.error(f"--crystals: expected 1..64, got {args.crystals}")
-    if args.steps < 1 or args.sampling_steps < 2:
-        p.error("--steps: expected >= 1; --sampling-steps: expected >= 2")
+    overfit_crystal.check_run_flags(p, args)
     return args
 
 
 def main(argv=None):
     args = parse(argv)
-    sys.path.insert(0, str(PARITY))  # mg_reference / parity_helpers (+ torch_scatter stand-ins)
-    import parity_helpers  # noqa: F401  (before mattergen: stand-ins on sys.path, numpy.math)
+    missing = missing_parity()
+    if missing:
+        raise SystemExit(f"overfit_mattergen: {missing} is not importable; install the parity "
+                         "extra with scripts/install_parity.sh")  # fmt: skip
+    use_parity_helpers()
     import torch
 
     from experiments.reference.mattergen_twin import chem_batch_of, mattergen_module

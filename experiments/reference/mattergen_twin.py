@@ -1,11 +1,15 @@
 """A MatterGen (PyTorch) training twin of a jaxdos CDOSGen: same weights, same crystals, its loss.
 
 Used by `experiments.overfit_mattergen` (does MatterGen's own training memorise where jaxdos's
-does not?) and `experiments.bench_crystal_train_vs_mattergen` (training-step speed). Needs the
-parity extra; import it after `tests/parity` is on sys.path (`parity_helpers` first).
+does not?) and the two MatterGen benchmarks. `missing_parity()` names a parity-extra package that
+is not importable; `use_parity_helpers()` puts `tests/parity` on sys.path (mg_reference, and the
+torch_scatter stand-ins) before anything imports mattergen.
 """
 
+import importlib.util
+import sys
 import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -13,7 +17,22 @@ from jaxdos.crystal.checkpoint import CDOSGenModel
 from jaxdos.crystal.convert import export_state_dict
 from jaxdos.structures import CrystalBatch
 
-__all__ = ["mattergen_module", "chem_batch_of"]
+__all__ = ["missing_parity", "use_parity_helpers", "mattergen_module", "chem_batch_of"]
+
+PARITY = Path(__file__).resolve().parents[2] / "tests" / "parity"
+
+
+def missing_parity() -> str | None:
+    """The first of torch, mattergen, torch_geometric that is not importable, or None."""
+    names = ("torch", "mattergen", "torch_geometric")
+    return next((m for m in names if importlib.util.find_spec(m) is None), None)
+
+
+def use_parity_helpers() -> None:
+    """tests/parity on sys.path and its `parity_helpers` imported (stand-ins, numpy.math)."""
+    if str(PARITY) not in sys.path:
+        sys.path.insert(0, str(PARITY))
+    import parity_helpers  # noqa: F401
 
 
 def mattergen_module(model: CDOSGenModel):

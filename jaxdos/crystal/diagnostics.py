@@ -26,6 +26,7 @@ __all__ = [
     "targets_from_records",
     "exact_score",
     "swap_fields",
+    "hand_over",
     "regenerated",
     "score_quality",
 ]
@@ -85,6 +86,31 @@ def swap_fields(
             type_logits=ref.type_logits if "types" in exact else net.type_logits,
         )
         return ScoreWithDiagnostics(out, overflow, stats) if stats is not None else out
+
+    return fn
+
+
+def hand_over(
+    score_fn: ScoreFn, target: CrystalBatch, t_switch: float, config: DiffusionConfig = _DEFAULT
+) -> ScoreFn:
+    """The exact score of `target` for t > `t_switch`, the network's (every field) below: the
+    sampler reaches t_switch on the targets' own forward marginal, then the network alone must
+    finish. The largest t_switch that still regenerates says where a trained model loses them."""
+
+    def fn(params, batch, t, cond, key):
+        out = score_fn(params, batch, t, cond, key)
+        net, overflow, stats = split_diagnostics(out)
+        ref = exact_score(target, batch, t, config)
+        late = t <= t_switch
+        pick = lambda late_of, a, b: jnp.where(
+            late_of.reshape(late_of.shape + (1,) * (a.ndim - 1)), a, b
+        )
+        mixed = ScoreOutput(
+            frac=pick(late[batch.batch], net.frac, ref.frac),
+            lattice=pick(late, net.lattice, ref.lattice),
+            type_logits=pick(late[batch.batch], net.type_logits, ref.type_logits),
+        )
+        return ScoreWithDiagnostics(mixed, overflow, stats) if stats is not None else mixed
 
     return fn
 

@@ -12,7 +12,14 @@ import pytest
 
 from experiments.overfit_crystal import world_targets
 from jaxdos.crystal.batch import ScoreOutput
-from jaxdos.crystal.diagnostics import FIELDS, exact_score, regenerated, score_quality, swap_fields
+from jaxdos.crystal.diagnostics import (
+    FIELDS,
+    exact_score,
+    hand_over,
+    regenerated,
+    score_quality,
+    swap_fields,
+)
 from jaxdos.crystal.diffusion.sampler import CrystalSamplingConfig
 from jaxdos.crystal.generate import generate
 
@@ -41,6 +48,22 @@ def test_exact_score_is_the_loss_target():
     assert np.all(np.argmax(out.type_logits, -1)[nm] + 1 == targets.atomic_numbers[nm])
     with pytest.raises(ValueError, match="exact"):
         swap_fields(zero_score, targets, ("positions",))
+
+
+def test_hand_over_switches_from_exact_to_network_at_t():
+    targets = jax.tree.map(jnp.asarray, world_targets(2))
+    fn = hand_over(zero_score, targets, 0.5)
+    noisy = targets._replace(frac_coords=targets.frac_coords + 0.01)
+    for t, want_exact in ((0.8, True), (0.5, False), (0.2, False)):
+        tt = jnp.full(targets.num_graphs, t)
+        got = fn({}, noisy, tt, None, None)
+        want = exact_score(targets, noisy, tt) if want_exact else zero_score({}, noisy, tt, 0, 0)
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(a, b)
+    cfg = CrystalSamplingConfig(steps=100)
+    gen = generate(hand_over(zero_score, targets, 1e-4), {}, key=jax.random.key(0),
+                   num_atoms=targets.num_atoms, config=cfg)  # fmt: skip
+    assert regenerated(gen.batch, targets) == (2, 2)  # the network never takes over
 
 
 def test_score_quality_of_the_exact_and_the_zero_score():

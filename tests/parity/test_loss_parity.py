@@ -17,6 +17,8 @@ Bounds: TOL (1e-5 relative) per crystal and field, except the cell term at t -> 
 float32 round-off of 1 - alpha^2, the same on both sides). Reached errors print with `pytest -s`.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 from parity_helpers import require_mattergen
 
@@ -159,37 +161,64 @@ def test_loss_given_corruption_matches_mattergen(gemnet_scale_file):
     print(f"t = {np.asarray(t[:g])}, cell rtol {cell_rtol}\nrelative errors {errs}")
 
 
-def test_diffusion_loss_matches_mattergen_end_to_end(gemnet_scale_file):
-    rng = np.random.default_rng(1)
-    num_atoms = [4, 3, 5]
-    n, g = sum(num_atoms), len(num_atoms)
-    cells, fracs = random_crystals(rng, num_atoms, 0.05)
-    types = rng.integers(1, 101, n)
-    batch = jax_batch(cells, fracs, num_atoms, types)
+class EndToEnd(NamedTuple):
+    """One random batch, a seeded MatterGen TINY model and its conversion, a corruption drawn by
+    jaxdos from `key`, and jaxdos's loss function running on MatterGen's own edge list."""
 
-    model = build_denoiser(TINY, 1)
-    tensors = {k: v.numpy() for k, v in model.state_dict().items()}
+    cells: np.ndarray
+    fracs: np.ndarray
+    num_atoms: list
+    types: np.ndarray
+    batch: object
+    model: object
+    params: dict
+    gcfg: object
+    cfg: object
+    key: object
+    corruption: object
+    loss_fn: object
+
+
+def _end_to_end(data_seed: int, model_seed: int, key_seed: int) -> EndToEnd:
+    rng = np.random.default_rng(data_seed)
+    num_atoms = [4, 3, 5]
+    cells, fracs = random_crystals(rng, num_atoms, 0.05)
+    types = rng.integers(1, 101, sum(num_atoms))
+    batch = jax_batch(cells, fracs, num_atoms, types)
+    model = build_denoiser(TINY, model_seed)
+    tensors = {k: v.detach().numpy() for k, v in model.state_dict().items()}
     params, gcfg, cfg, _ = convert_checkpoint(
         config_dict(TINY), Checkpoint(tensors, {}, None, "memory")
     )
-    key = jax.random.key(1)  # t = 0.70, 0.23, 0.82
-    # The t and x_t that diffusion_loss(key) draws.
-    c, _ = jax.jit(sample_corruption, static_argnums=2)(key, batch, cfg)
+    key = jax.random.key(key_seed)
+    c, _ = jax.jit(sample_corruption, static_argnums=2)(key, batch, cfg)  # the t, x_t of the loss
     graph = graph_from_torch(
         model.gemnet, np.asarray(c.batch.lattice), np.asarray(c.batch.frac_coords), num_atoms
     )
     net = GemNetTDenoiser(gcfg)
     score_fn = lambda p, b, t, cond, k: net.apply(p, b, t, graph=graph)
-    loss_fn = jax.jit(lambda p, b, k: diffusion_loss(score_fn, p, b, None, k, cfg))
+    loss_fn = lambda p: diffusion_loss(score_fn, p, batch, None, key, cfg)
+    return EndToEnd(cells, fracs, num_atoms, types, batch, model, params, gcfg, cfg, key, c,
+                    loss_fn)  # fmt: skip
+
+
+def _mattergen_module(e: EndToEnd):
+    """MatterGen's DiffusionModule on e.model (train mode), its corruption replaced by e's."""
+    n, g = sum(e.num_atoms), len(e.num_atoms)
+    clean = chem_batch(e.cells, e.fracs, e.num_atoms, e.types)
+    module = build_diffusion_module(e.model, e.cfg.cell.limit_density)
+    return module, clean, _mattergen_noisy(clean, e.corruption.batch, n, g)
+
+
+def test_diffusion_loss_matches_mattergen_end_to_end(gemnet_scale_file):
+    e = _end_to_end(1, 1, 1)  # t = 0.70, 0.23, 0.82
+    c, cfg = e.corruption, e.cfg
     with jax.default_matmul_precision("highest"):
-        _, metrics = loss_fn(params, batch, key)
+        _, metrics = jax.jit(e.loss_fn)(e.params)
     assert not bool(metrics["overflow"])
 
-    module = build_diffusion_module(model, cfg.cell.limit_density)
-    clean = chem_batch(cells, fracs, num_atoms, types)
-    loss, means, _, _ = _mattergen_loss(
-        module, clean, _mattergen_noisy(clean, c.batch, n, g), torch.tensor(np.asarray(c.t))
-    )
+    module, clean, noisy = _mattergen_module(e)
+    loss, means, _, _ = _mattergen_loss(module, clean, noisy, torch.tensor(np.asarray(c.t)))
     cell_rtol = np.max(_cell_rtol(c.t, cfg))  # ~TOL: this key draws t = 0.70, 0.23, 0.82
     errs = {}
     for name, field in FIELDS.items():
@@ -207,39 +236,19 @@ def test_loss_gradients_match_mattergen(gemnet_scale_file):
     from jaxdos.crystal.convert import export_state_dict
     from jaxdos.crystal.diffusion.num_atoms import NumAtomsDistribution
 
-    rng = np.random.default_rng(2)
-    num_atoms = [4, 3, 5]
-    n, g = sum(num_atoms), len(num_atoms)
-    cells, fracs = random_crystals(rng, num_atoms, 0.05)
-    types = rng.integers(1, 101, n)
-    batch = jax_batch(cells, fracs, num_atoms, types)
-    model = build_denoiser(TINY, 3)
-    tensors = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-    params, gcfg, cfg, _ = convert_checkpoint(
-        config_dict(TINY), Checkpoint(tensors, {}, None, "memory")
-    )
-    key = jax.random.key(4)
-    c, _ = jax.jit(sample_corruption, static_argnums=2)(key, batch, cfg)
-    graph = graph_from_torch(
-        model.gemnet, np.asarray(c.batch.lattice), np.asarray(c.batch.frac_coords), num_atoms
-    )
-    net = GemNetTDenoiser(gcfg)
-    score_fn = lambda p, b, t, cond, k: net.apply(p, b, t, graph=graph)
-    loss_fn = lambda p: diffusion_loss(score_fn, p, batch, None, key, cfg)[1]["loss"]
+    e = _end_to_end(2, 3, 4)
     with jax.default_matmul_precision("highest"):
-        grads = jax.jit(jax.grad(loss_fn))(params)
+        grads = jax.jit(jax.grad(lambda p: e.loss_fn(p)[1]["loss"]))(e.params)
+    dist = NumAtomsDistribution.from_counts(np.array(e.num_atoms))
     as_torch = export_state_dict(
-        CDOSGenModel(params=grads, gemnet=gcfg, diffusion=cfg,
-                     num_atoms=NumAtomsDistribution.from_counts(np.array(num_atoms)))
-    )[1]  # fmt: skip
+        CDOSGenModel(params=grads, gemnet=e.gcfg, diffusion=e.cfg, num_atoms=dist)
+    )[1]
 
-    module = build_diffusion_module(model, cfg.cell.limit_density).train()
-    clean = chem_batch(cells, fracs, num_atoms, types)
-    module._corrupt_batch = lambda b: (_mattergen_noisy(clean, c.batch, n, g),
-                                       torch.tensor(np.asarray(c.t)))  # fmt: skip
-    module.zero_grad()
+    module, clean, noisy = _mattergen_module(e)
+    module._corrupt_batch = lambda b: (noisy, torch.tensor(np.asarray(e.corruption.t)))
+    module.train().zero_grad()
     module.calc_loss(clean)[0].backward()
-    want = {k: p.grad.numpy() for k, p in model.named_parameters() if p.grad is not None}
+    want = {k: p.grad.numpy() for k, p in e.model.named_parameters() if p.grad is not None}
     assert set(want) <= set(as_torch), sorted(set(want) - set(as_torch))
     worst = {}
     for name, w in want.items():
