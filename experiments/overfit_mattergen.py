@@ -53,7 +53,7 @@ def main(argv=None):
     torch.set_num_threads(2)
     targets = overfit_crystal.world_targets(args.crystals)
     defaults = dict(width=None, time_scale=None, pos_sigma_ref=None, blocks=None, cell_var=None,
-                    frac_fourier=None, type_ce=None, pos_weight=0.1)  # fmt: skip
+                    frac_fourier=None, type_ce=None, pos_weight=0.1, t_mid=None)  # fmt: skip
     config, diffusion, _ = overfit_crystal.lever_configs(argparse.Namespace(**defaults))
     model = GemNetTDenoiser(config)
     g = targets.num_graphs

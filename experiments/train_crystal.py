@@ -74,6 +74,10 @@ def add_lever_flags(p: argparse.ArgumentParser) -> None:
         help="K fractional-offset Fourier edge features, zero-initialised (default 0 = MatterGen)",
     )
     p.add_argument(
+        "--t-mid", type=float, default=None,
+        help="share of training times drawn from U(0.25, 0.55) (default 0 = MatterGen)",
+    )  # fmt: skip
+    p.add_argument(
         "--cell-var", type=float, default=None,
         help="lattice noise c in v = c N^(2/3) A^2 per entry (default MatterGen's 0.25)",
     )  # fmt: skip
@@ -83,8 +87,14 @@ def _given(value, default):
     return default if value is None else value
 
 
+def _check_t_mid(args) -> None:
+    if args.t_mid is not None and not 0 <= args.t_mid <= 1:
+        raise ValueError(f"--t-mid: expected a share in [0, 1], got {args.t_mid}")
+
+
 def lever_configs(args) -> tuple[GemNetConfig, DiffusionConfig, LossWeights]:
     """The tiny GemNet config, corruption settings and loss weights that `add_lever_flags` set."""
+    _check_t_mid(args)
     width = _given(args.width, 64)
     config = GemNetConfig.tiny(
         time_scale=_given(args.time_scale, 1.0),
@@ -98,6 +108,7 @@ def lever_configs(args) -> tuple[GemNetConfig, DiffusionConfig, LossWeights]:
     diffusion = DiffusionConfig(
         types=D3PMConfig(hybrid_coeff=_given(args.type_ce, 0.01)),
         cell=LatticeConfig(limit_var_scaling_constant=_given(args.cell_var, 0.25)),
+        mid_fraction=_given(args.t_mid, 0.0),
     )
     return config, diffusion, LossWeights(pos=args.pos_weight)
 
@@ -137,6 +148,9 @@ def init_configs(args) -> tuple[GemNetConfig, DiffusionConfig, LossWeights]:
             f"--cell-var: {args.cell_var} contradicts the --init model's lattice noise ({have}); "
             "a fine-tune keeps its forward process, drop the flag"
         )
+    _check_t_mid(args)
+    if args.t_mid is not None:  # the training time distribution, not the model: may change
+        diffusion = dataclasses.replace(diffusion, mid_fraction=args.t_mid)
     if args.type_ce is not None:  # a loss weight, not architecture: the flag may change it
         types = dataclasses.replace(diffusion.types, hybrid_coeff=args.type_ce)
         diffusion = dataclasses.replace(diffusion, types=types)

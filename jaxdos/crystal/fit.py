@@ -352,7 +352,13 @@ class CrystalFitConfig:
                               for f in diff)  # fmt: skip
             raise ValueError(f"model: differs from the architecture of init {self.init}: {pairs}")
         diffusion = base_diff if self.diffusion is None else self.diffusion
-        loss_only = dict(types=dataclasses.replace(diffusion.types, hybrid_coeff=0.0), t_min=0.0)
+        # Loss and training-time settings may change in a fine-tune; the forward processes not.
+        loss_only = dict(
+            types=dataclasses.replace(diffusion.types, hybrid_coeff=0.0),
+            t_min=0.0,
+            mid_fraction=0.0,
+            mid_range=DiffusionConfig().mid_range,
+        )
         norm = lambda d: dataclasses.replace(d, **loss_only)
         if norm(diffusion) != norm(base_diff):
             raise ValueError(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxdos.crystal.diffusion import d3pm, lattice, wrapped_normal
-from jaxdos.crystal.diffusion.corruption import DiffusionConfig, corrupt
+from jaxdos.crystal.diffusion.corruption import DiffusionConfig, corrupt, sample_time
 
 C = 101
 
@@ -188,3 +188,25 @@ def test_corrupt_leaves_padding_untouched():
     np.testing.assert_array_equal(c.batch.frac_coords[5:], 0.25)
     assert np.all(np.asarray(c.batch.atomic_numbers[:5]) == 101)  # t = 1: all masked
     np.testing.assert_array_equal(c.k[:5], 999)
+
+
+def test_sample_time_mid_fraction():
+    """mid_fraction = 0 is MatterGen's U(t_min, 1) draw unchanged; f > 0 puts a share f of the
+    times in U(mid_range) on top of the uniform share, and mid_fraction = 1 only there."""
+    key, n = jax.random.key(3), 200_000
+    base = DiffusionConfig()
+    np.testing.assert_array_equal(
+        sample_time(key, n, base), jax.random.uniform(key, (n,), minval=base.t_min, maxval=1.0)
+    )
+    f, (lo, hi) = 0.5, base.mid_range
+    t = np.asarray(sample_time(key, n, DiffusionConfig(mid_fraction=f)))
+    inside = np.mean((t >= lo) & (t < hi))
+    want = f + (1 - f) * (hi - lo) / (1 - base.t_min)
+    assert abs(inside - want) < 4 * np.sqrt(want * (1 - want) / n)
+    assert t.min() >= base.t_min and t.max() <= 1.0
+    only = np.asarray(sample_time(key, 1000, DiffusionConfig(mid_fraction=1.0)))
+    assert only.min() >= lo and only.max() <= hi
+    with pytest.raises(ValueError, match="mid_fraction"):
+        DiffusionConfig(mid_fraction=1.5)
+    with pytest.raises(ValueError, match="mid_range"):
+        DiffusionConfig(mid_range=(0.6, 0.5))

@@ -17,7 +17,8 @@ def test_train_crystal_flags_reach_the_stage_config():
         "--records", "r.npz", "--lr", "3e-4", "--atoms", "40", "--graphs", "5",
         "--ckpt-every", "7", "--seed", "3", "--adapters-only", "--cosine", "--time-scale", "2",
         "--pos-sigma-ref", "0.5", "--pos-weight", "0.3", "--type-ce", "0.02", "--width", "16",
-        "--blocks", "1", "--steps", "11", "--finetune-steps", "5",
+        "--blocks", "1", "--steps", "11", "--finetune-steps", "5", "--cell-var", "0.05",
+        "--t-mid", "0.4",
     ]  # fmt: skip
     args = train_crystal.parse(argv)
     before = copy.deepcopy(vars(args))
@@ -31,6 +32,7 @@ def test_train_crystal_flags_reach_the_stage_config():
     assert ft.model.time_scale == 2 and ft.model.pos_sigma_ref == 0.5
     assert ft.model.emb_size_atom == ft.model.latent_dim == 16 and ft.model.num_blocks == 1
     assert ft.weights.pos == 0.3 and ft.diffusion.types.hybrid_coeff == 0.02
+    assert ft.diffusion.cell.limit_var_scaling_constant == 0.05 and ft.diffusion.mid_fraction == 0.4
     assert isinstance(ft.loss.mode, FinetuneAdapters) and isinstance(pre.loss.mode, Pretrain)
     plain = train_crystal.stage_config(train_crystal.parse([]), "finetune", 3)
     assert isinstance(plain.loss.mode, FinetuneFull) and plain.train.decay_steps is None
@@ -64,6 +66,16 @@ def test_train_crystal_finetune_takes_the_init_architecture(tmp_path, capsys):
     with pytest.raises(SystemExit):
         train_crystal.main([*argv, "--pos-sigma-ref", "0.3", "--workdir", str(tmp_path / "w")])
     assert "--pos-sigma-ref: 0.3 contradicts" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+    with pytest.raises(ValueError, match=r"--cell-var: 0.05 contradicts"):
+        train_crystal.stage_config(
+            train_crystal.parse([*argv, "--cell-var", "0.05"]), "finetune", 2
+        )
+    tmid = train_crystal.stage_config(train_crystal.parse([*argv, "--t-mid", "0.3"]), "finetune", 2)
+    assert tmid.resolved().diffusion.mid_fraction == 0.3  # the t distribution may change in one
+    with pytest.raises(SystemExit):
+        train_crystal.main([*argv, "--t-mid", "2", "--workdir", str(tmp_path / "w")])
+    assert "--t-mid: expected a share in [0, 1], got 2.0" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
 
 

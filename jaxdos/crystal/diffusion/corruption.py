@@ -28,16 +28,26 @@ class DiffusionConfig:
         cell: lattice VP.
         types: absorbing D3PM (training schedule, T = 1000).
         t_min: lower end of the training time distribution U(t_min, 1).
+        mid_fraction: share of training times drawn from U(mid_range) instead (0 = MatterGen):
+            more of the gradient where the sampler commits sites, cell and types (issue 12).
+        mid_range: (lo, hi) of that share.
     """
 
     pos: wrapped_normal.WrappedNormalConfig = wrapped_normal.WrappedNormalConfig()
     cell: lattice.LatticeConfig = lattice.LatticeConfig()
     types: d3pm.D3PMConfig = d3pm.D3PMConfig()
     t_min: float = 1e-5
+    mid_fraction: float = 0.0
+    mid_range: tuple[float, float] = (0.25, 0.55)
 
     def __post_init__(self):
         if not 0 <= self.t_min < 1:
             raise ValueError(f"t_min: expected in [0, 1), got {self.t_min}")
+        if not 0 <= self.mid_fraction <= 1:
+            raise ValueError(f"mid_fraction: expected in [0, 1], got {self.mid_fraction}")
+        lo, hi = self.mid_range
+        if not self.t_min <= lo < hi <= 1:
+            raise ValueError(f"mid_range: expected t_min <= lo < hi <= 1, got {self.mid_range}")
 
 
 class Corrupted(NamedTuple):
@@ -66,8 +76,14 @@ def types_to_classes(atomic_numbers: Array) -> Array:
 
 
 def sample_time(key: PRNGKey, num_graphs: int, config: DiffusionConfig) -> Array:
-    """t ~ U(t_min, 1), `[G]`."""
-    return jax.random.uniform(key, (num_graphs,), minval=config.t_min, maxval=1.0)
+    """t ~ U(t_min, 1), `[G]`; with `mid_fraction` > 0 that share of crystals from U(mid_range)."""
+    k_t, k_mid, k_pick = jax.random.split(key, 3)
+    if config.mid_fraction == 0:
+        return jax.random.uniform(key, (num_graphs,), minval=config.t_min, maxval=1.0)
+    t = jax.random.uniform(k_t, (num_graphs,), minval=config.t_min, maxval=1.0)
+    lo, hi = config.mid_range
+    mid = jax.random.uniform(k_mid, (num_graphs,), minval=lo, maxval=hi)
+    return jnp.where(jax.random.uniform(k_pick, (num_graphs,)) < config.mid_fraction, mid, t)
 
 
 def corrupt(key: PRNGKey, batch: CrystalBatch, t: Array, config: DiffusionConfig) -> Corrupted:
