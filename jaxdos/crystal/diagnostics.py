@@ -4,7 +4,9 @@ The exact score of a target batch (one known crystal per graph, same atom layout
 training loss regresses on: coordinates sigma * grad log p_wrapped(x_t | x_0), the lattice
 -(L_t - mean_t) / std_t of the VP marginal, types as a one-hot on the true class. Driving the
 sampler with it regenerates the targets exactly, so any field whose network output, swapped in
-alone, stops that is where a trained model fails (issue 12's overfit bisection).
+alone, stops that is where a trained model fails (issue 12's overfit bisection). `hand_over`
+splits by time instead (exact above t, network below), and `score_quality` measures each field's
+error against the exact score along the forward process, t by t.
 """
 
 from collections.abc import Collection
@@ -102,13 +104,11 @@ def hand_over(
         net, overflow, stats = split_diagnostics(out)
         ref = exact_score(target, batch, t, config)
         late = t <= t_switch
-        pick = lambda late_of, a, b: jnp.where(
-            late_of.reshape(late_of.shape + (1,) * (a.ndim - 1)), a, b
-        )
+        atom_late = late[batch.batch][:, None]
         mixed = ScoreOutput(
-            frac=pick(late[batch.batch], net.frac, ref.frac),
-            lattice=pick(late, net.lattice, ref.lattice),
-            type_logits=pick(late[batch.batch], net.type_logits, ref.type_logits),
+            frac=jnp.where(atom_late, net.frac, ref.frac),
+            lattice=jnp.where(late[:, None, None], net.lattice, ref.lattice),
+            type_logits=jnp.where(atom_late, net.type_logits, ref.type_logits),
         )
         return ScoreWithDiagnostics(mixed, overflow, stats) if stats is not None else mixed
 
