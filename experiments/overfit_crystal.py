@@ -2,7 +2,8 @@
 
     python -m experiments.overfit_crystal --out runs/overfit [--crystals 16] [--steps 3000]
         [--sampling-steps 100] [--lr 1e-3] [--cosine] [--time-scale 1] [--pos-sigma-ref S0]
-        [--pos-weight 0.1] [--type-ce 0.01] [--frac-fourier K] [--cell-var C] [--seeds 1]
+        [--pos-weight 0.1] [--type-ce 0.01] [--frac-fourier K] [--cell-var C] [--t-mid F]
+        [--seeds 1]
         [--model DIR] [--hand-over T [T ...]]
 
 Trains a tiny unconditional CDOSGen on the first `--crystals` world training crystals with at most
@@ -15,9 +16,8 @@ network may give site i another atom's element. `--seeds` repeats each row with 
 seeds. `--hand-over T ...` replaces the bisection by hand-over rows: the exact score down to t = T,
 then every field from the network (`jaxdos.crystal.diagnostics.hand_over`), which says at which
 noise level the network loses the crystals. Before either, the score's quality against the exact
-one by t
-(`jaxdos.crystal.diagnostics.score_quality`). Writes OUT/model/ and OUT/bisection.json, and
-prints both tables.
+one by t (`jaxdos.crystal.diagnostics.score_quality`). Writes OUT/model/ and OUT/bisection.json,
+and prints both tables.
 """
 
 import argparse
