@@ -3,8 +3,7 @@
     python -m experiments.overfit_crystal --out runs/overfit [--crystals 16] [--steps 3000]
         [--sampling-steps 100] [--lr 1e-3] [--cosine] [--time-scale 1] [--pos-sigma-ref S0]
         [--pos-weight 0.1] [--type-ce 0.01] [--frac-fourier K] [--cell-var C] [--t-mid F]
-        [--seeds 1]
-        [--model DIR] [--hand-over T [T ...]]
+        [--seeds 1] [--model DIR] [--hand-over T [T ...]]
 
 Trains a tiny unconditional CDOSGen on the first `--crystals` world training crystals with at most
 8 atoms (or loads `--model`), then samples them with every combination of network and exact-score
