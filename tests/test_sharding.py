@@ -1,18 +1,13 @@
 """Sharding helpers: padding, placement round trips, multi-host flag handling, 8 fake devices."""
 
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+from fake_devices import run_on_fake_devices
 
 from jaxdos import sharding
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_padded_size_and_pad_batch():
@@ -83,12 +78,4 @@ def test_eight_fake_devices():
         print("ok")
         """
     )
-    env = dict(
-        os.environ,
-        XLA_FLAGS="--xla_force_host_platform_device_count=8",
-        JAX_PLATFORMS="cpu",
-        PYTHONPATH=str(ROOT),
-    )
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=300)
-    assert out.returncode == 0, out.stderr.decode()[-3000:]
-    assert out.stdout.decode().strip() == "ok"
+    assert run_on_fake_devices(script, timeout=300).strip() == "ok"

@@ -1,19 +1,12 @@
 """CDOSGen training data-parallel: K sub-batches per step on 1 and 8 fake devices follow the same
 loss curve; a checkpoint resumes exactly on the same count and to tolerance on another."""
 
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
 import pytest
+from fake_devices import ROOT, run_on_fake_devices
 from test_crystal_train import _data, synthetic_records
 
 from jaxdos.crystal.fit import crystal_train_config, fit_crystal
 from jaxdos.crystal.train import LossConfig
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_sub_batches_must_be_a_multiple_of_the_devices(tmp_path):
@@ -70,14 +63,6 @@ def test_one_and_eight_devices_train_alike_and_resume(tmp_path):
             np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
         print("ok")
     """
-    env = dict(
-        os.environ,
-        XLA_FLAGS="--xla_force_host_platform_device_count=8",
-        JAX_PLATFORMS="cpu",
-        PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests" / "crystal")]),
+    assert (
+        run_on_fake_devices(script, ROOT / "tests" / "crystal", timeout=900).strip().endswith("ok")
     )
-    out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)], env=env, capture_output=True, timeout=900
-    )
-    assert out.returncode == 0, out.stderr.decode()[-3000:]
-    assert out.stdout.decode().strip().endswith("ok")

@@ -1,15 +1,10 @@
 """CDOSGen sampling over several devices: layout, per-crystal keys, 1 = 2 = 8 fake devices."""
 
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fake_devices import ROOT, run_on_fake_devices
 
 from jaxdos.crystal.diffusion.num_atoms import (
     device_atom_budget,
@@ -21,7 +16,6 @@ from jaxdos.crystal.generate import _merge
 from jaxdos.crystal.graph import GraphConfig, presize_budgets
 from jaxdos.structures import unpack
 
-ROOT = Path(__file__).resolve().parents[2]
 COUNTS = np.array([3, 1, 4, 1, 5, 2, 6], np.int32)
 
 
@@ -79,23 +73,6 @@ def test_presized_budgets_cover_the_run_and_never_shrink():
         presize_budgets(base, [0], 0.0577)
 
 
-def _run_on_fake_devices(script: str, timeout: int = 600) -> str:
-    env = dict(
-        os.environ,
-        XLA_FLAGS="--xla_force_host_platform_device_count=8",
-        JAX_PLATFORMS="cpu",
-        PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)],
-        env=env,
-        capture_output=True,
-        timeout=timeout,
-    )
-    assert out.returncode == 0, out.stderr.decode()[-3000:]
-    return out.stdout.decode()
-
-
 def test_toy_sampler_gives_the_same_crystals_on_1_2_8_devices():
     # An analytic score (pull to a point, a 4 A cube) with flat type logits, so types are random
     # draws, and one corrector step, so the batch-global norms are reduced across devices.
@@ -139,7 +116,7 @@ def test_toy_sampler_gives_the_same_crystals_on_1_2_8_devices():
         assert len({s.device for s in shards}) == 8 and shards[0].data.shape[0] == 1
         print("ok")
     """
-    assert _run_on_fake_devices(script).strip().endswith("ok")
+    assert run_on_fake_devices(script, ROOT / "tests").strip().endswith("ok")
 
 
 @pytest.mark.slow
@@ -160,4 +137,4 @@ def test_gemnet_pipeline_gives_the_same_crystals_on_1_2_8_devices():
             np.testing.assert_allclose(res[d].lattice, res[1].lattice, rtol=1e-5, atol=1e-5)
         print("ok")
     """
-    assert _run_on_fake_devices(script, timeout=900).strip().endswith("ok")
+    assert run_on_fake_devices(script, ROOT / "tests", timeout=900).strip().endswith("ok")

@@ -1,17 +1,10 @@
 """DOSSampler training data-parallel: 1 and 8 fake devices at the same global batch follow the same
 loss curve, and a checkpoint resumes exactly on the same count and to tolerance across counts."""
 
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
 import pytest
+from fake_devices import ROOT, run_on_fake_devices
 
 from jaxdos.sampler.fit import SamplerFitConfig, run_stage
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_batch_size_must_split_over_the_devices(tmp_path):
@@ -66,14 +59,6 @@ def test_one_and_eight_devices_train_alike_and_resume(tmp_path):
             np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
         print("ok")
     """
-    env = dict(
-        os.environ,
-        XLA_FLAGS="--xla_force_host_platform_device_count=8",
-        JAX_PLATFORMS="cpu",
-        PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests" / "sampler")]),
+    assert (
+        run_on_fake_devices(script, ROOT / "tests" / "sampler", timeout=600).strip().endswith("ok")
     )
-    out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)], env=env, capture_output=True, timeout=600
-    )
-    assert out.returncode == 0, out.stderr.decode()[-3000:]
-    assert out.stdout.decode().strip().endswith("ok")

@@ -81,23 +81,12 @@ def _run_real():
 
 @pytest.mark.slow  # compiles the real sampler twice (1 and 8 devices)
 def test_real_sampler_eight_devices_equal_one(tmp_path):
-    import os
-    import subprocess
-    import sys
     from pathlib import Path
 
-    here = Path(__file__).resolve().parent
-    env = dict(
-        os.environ,
-        XLA_FLAGS="--xla_force_host_platform_device_count=8",
-        JAX_PLATFORMS="cpu",
-        PYTHONPATH=os.pathsep.join([str(here.parents[1]), str(here)]),
-    )
+    from fake_devices import run_on_fake_devices
+
     out = tmp_path / "eight.npz"
-    proc = subprocess.run(
-        [sys.executable, "-c", _SHARDED, str(out)], env=env, capture_output=True, timeout=900
-    )
-    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    run_on_fake_devices(_SHARDED, Path(__file__).resolve().parent, args=[out], timeout=900)
     one = _run_real()
     with np.load(out) as eight:
         np.testing.assert_array_equal(one.index, eight["index"])

@@ -3,9 +3,6 @@ inverse CDF) follows softmax(ℓ') at the real vocabulary, the corrector re-mask
 eligible bins uniformly, `top_subset` equals a stable full ranking, seeds reproduce, and the
 guided sampler with corrector gives the same tokens on 1 and 8 fake devices."""
 
-import os
-import subprocess
-import sys
 from functools import partial
 from pathlib import Path
 
@@ -14,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats
+from fake_devices import run_on_fake_devices
 from sampler_toy import SMALL
 from test_sampling_options import CFG, GUIDE, PRIOR
 
@@ -31,7 +29,6 @@ from jaxdos.sampler.sampling import (
 )
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
 
 
 def _keys(n, seed=0):
@@ -187,17 +184,8 @@ np.save(sys.argv[1], trajectory(small_params.__wrapped__(), 8))
 
 @pytest.mark.slow  # compiles the guided sampler with corrector twice, once on 8 fake devices
 def test_one_and_eight_fake_devices_give_the_same_dos(small_params, tmp_path):
-    env = dict(
-        os.environ,
-        XLA_FLAGS="--xla_force_host_platform_device_count=8",
-        JAX_PLATFORMS="cpu",
-        PYTHONPATH=os.pathsep.join([str(HERE), str(ROOT)]),
-    )
     out = tmp_path / "eight.npy"
-    proc = subprocess.run(
-        [sys.executable, "-c", _EIGHT, str(out)], env=env, capture_output=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    run_on_fake_devices(_EIGHT, HERE, args=[out], timeout=600)
     one = trajectory(small_params, 1)
     direct = sample(
         small_params,
