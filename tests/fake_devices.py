@@ -13,13 +13,13 @@ ROOT = Path(__file__).resolve().parents[1]
 def run_on_fake_devices(
     script: str, *paths: Path, args=(), timeout: int = 600, devices: int = 8
 ) -> str:
-    """stdout of `script` (dedented) run with `args` on `devices` CPU devices, the repository and
-    `paths` importable; asserts a zero exit status (showing the end of stderr otherwise)."""
+    """stdout of `script` (dedented) run with `args` on `devices` CPU devices; the repository,
+    then `paths`, then tests/ are importable. Asserts a zero exit status (else shows stderr)."""
     env = dict(
         os.environ,
         XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
         JAX_PLATFORMS="cpu",
-        PYTHONPATH=os.pathsep.join(str(p) for p in (ROOT, *paths)),
+        PYTHONPATH=os.pathsep.join(map(str, (ROOT, *paths, ROOT / "tests"))),
     )
     out = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(script), *map(str, args)],

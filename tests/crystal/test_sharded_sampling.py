@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from fake_devices import ROOT, run_on_fake_devices
+from fake_devices import run_on_fake_devices
 
 from jaxdos.crystal.diffusion.num_atoms import (
     device_atom_budget,
@@ -116,7 +116,7 @@ def test_toy_sampler_gives_the_same_crystals_on_1_2_8_devices():
         assert len({s.device for s in shards}) == 8 and shards[0].data.shape[0] == 1
         print("ok")
     """
-    assert run_on_fake_devices(script, ROOT / "tests").strip().endswith("ok")
+    assert run_on_fake_devices(script).strip().endswith("ok")
 
 
 @pytest.mark.slow
@@ -137,4 +137,4 @@ def test_gemnet_pipeline_gives_the_same_crystals_on_1_2_8_devices():
             np.testing.assert_allclose(res[d].lattice, res[1].lattice, rtol=1e-5, atol=1e-5)
         print("ok")
     """
-    assert run_on_fake_devices(script, ROOT / "tests", timeout=900).strip().endswith("ok")
+    assert run_on_fake_devices(script, timeout=900).strip().endswith("ok")
