@@ -91,13 +91,19 @@ def parse(argv=None):
     return args
 
 
+def initial_params(model: GemNetTDenoiser, targets) -> dict:
+    """The run's initial weights (seed 0): the same for jaxdos's and MatterGen's training."""
+    crystal = jax.tree.map(jnp.asarray, targets)
+    params = jax.jit(model.init)(jax.random.key(0), crystal, jnp.full(targets.num_graphs, 0.5))
+    return {"params": params["params"]}
+
+
 def train(args, targets):
     config, diffusion, weights = lever_configs(args)
     model = GemNetTDenoiser(config)
     g = targets.num_graphs
     batch = TrainBatch(jax.tree.map(jnp.asarray, targets), jnp.zeros((g, 256)))
-    params = jax.jit(model.init)(jax.random.key(0), batch.crystal, jnp.full(g, 0.5))
-    params = {"params": params["params"]}
+    params = initial_params(model, targets)
     loss = LossConfig(mode=Pretrain(), diffusion=diffusion, weights=weights)
     tcfg = crystal_train_config(
         steps=args.steps,
@@ -157,18 +163,23 @@ def main(argv=None):
             own, anyref = own + counts[0], anyref + counts[1]
         return own, anyref
 
-    rows = []
     net_fn = denoiser_score_fn(model)
-    for t_switch in args.hand_over or ():
-        own, anyref = count(hand_over(net_fn, targets, t_switch, diffusion))
-        rows.append({"hand_over_t": t_switch, "own": own, "any": anyref, "n": g})
-        print(f"network below t = {t_switch:<5g} own {own}/{g} any {anyref}/{g}", flush=True)
-    for r in range(len(FIELDS) + 1) if args.hand_over is None else ():
-        for exact in itertools.combinations(FIELDS, r):
-            own, anyref = count(swap_fields(net_fn, targets, exact, diffusion))
-            net = [f for f in FIELDS if f not in exact]
-            rows.append({"network": net, "exact": list(exact), "own": own, "any": anyref, "n": g})
-            print(f"network {'+'.join(net) or '-':16s} own {own}/{g} any {anyref}/{g}", flush=True)
+    if args.hand_over is not None:  # (row keys, score function, printed label) per row
+        cases = [({"hand_over_t": t}, hand_over(net_fn, targets, t, diffusion),
+                  f"network below t = {t:<5g}") for t in args.hand_over]  # fmt: skip
+    else:
+        cases = []
+        for r in range(len(FIELDS) + 1):
+            for exact in itertools.combinations(FIELDS, r):
+                net = [f for f in FIELDS if f not in exact]
+                cases.append(({"network": net, "exact": list(exact)},
+                              swap_fields(net_fn, targets, exact, diffusion),
+                              f"network {'+'.join(net) or '-':16s}"))  # fmt: skip
+    rows = []
+    for keys, fn, label in cases:
+        own, anyref = count(fn)
+        rows.append({**keys, "own": own, "any": anyref, "n": g})
+        print(f"{label} own {own}/{g} any {anyref}/{g}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     doc = {
         "args": {k: str(v) for k, v in vars(args).items()},

@@ -17,8 +17,6 @@ import argparse
 import dataclasses
 import time
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from experiments import overfit_crystal
@@ -52,18 +50,12 @@ def main(argv=None):
 
     torch.set_num_threads(2)
     targets = overfit_crystal.world_targets(args.crystals)
-    defaults = dict(width=None, time_scale=None, pos_sigma_ref=None, blocks=None, cell_var=None,
-                    frac_fourier=None, type_ce=None, pos_weight=0.1, t_mid=None)  # fmt: skip
-    config, diffusion, _ = overfit_crystal.lever_configs(argparse.Namespace(**defaults))
-    model = GemNetTDenoiser(config)
-    g = targets.num_graphs
-    init = jax.jit(model.init)(
-        jax.random.key(0), jax.tree.map(jnp.asarray, targets), jnp.full(g, 0.5)
-    )
+    # overfit_crystal's network and forward processes with every lever at MatterGen's default.
+    lever_defaults = overfit_crystal.parse(["--out", str(args.out)])
+    config, diffusion, _ = overfit_crystal.lever_configs(lever_defaults)
+    init = overfit_crystal.initial_params(GemNetTDenoiser(config), targets)
     dist = NumAtomsDistribution.from_counts(np.asarray(targets.num_atoms))
-    start = save_model(
-        args.out / "init", {"params": init["params"]}, config, dist, diffusion=diffusion
-    )
+    start = save_model(args.out / "init", init, config, dist, diffusion=diffusion)
     module, mg_config = mattergen_module(CDOSGenModel.load(start))
     denoiser = module.model
     clean = chem_batch_of(targets)

@@ -1,7 +1,5 @@
 """Sharding helpers: padding, placement round trips, multi-host flag handling, 8 fake devices."""
 
-import textwrap
-
 import jax
 import numpy as np
 import pytest
@@ -56,8 +54,7 @@ def test_initialize_distributed_flags(monkeypatch):
 
 
 def test_eight_fake_devices():
-    script = textwrap.dedent(
-        """
+    script = """
         import jax, jax.numpy as jnp, numpy as np
         from jaxdos import sharding
         mesh = sharding.make_mesh()
@@ -77,5 +74,4 @@ def test_eight_fake_devices():
         assert sharding.make_mesh(2).devices.size == 2
         print("ok")
         """
-    )
     assert run_on_fake_devices(script, timeout=300).strip() == "ok"

@@ -77,9 +77,9 @@ def types_to_classes(atomic_numbers: Array) -> Array:
 
 def sample_time(key: PRNGKey, num_graphs: int, config: DiffusionConfig) -> Array:
     """t ~ U(t_min, 1), `[G]`; with `mid_fraction` > 0 that share of crystals from U(mid_range)."""
-    k_t, k_mid, k_pick = jax.random.split(key, 3)
     if config.mid_fraction == 0:
         return jax.random.uniform(key, (num_graphs,), minval=config.t_min, maxval=1.0)
+    k_t, k_mid, k_pick = jax.random.split(key, 3)
     t = jax.random.uniform(k_t, (num_graphs,), minval=config.t_min, maxval=1.0)
     lo, hi = config.mid_range
     mid = jax.random.uniform(k_mid, (num_graphs,), minval=lo, maxval=hi)
