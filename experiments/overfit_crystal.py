@@ -1,9 +1,9 @@
 """Issue 12's overfit bisection: memorise a few world crystals, then regenerate them field by field.
 
     python -m experiments.overfit_crystal --out runs/overfit [--crystals 16] [--steps 3000]
-        [--sampling-steps 100] [--lr 1e-3] [--cosine] [--time-scale 1] [--pos-sigma-ref S0]
-        [--pos-weight 0.1] [--type-ce 0.01] [--frac-fourier K] [--cell-var C] [--t-mid F]
-        [--seeds 1] [--model DIR] [--hand-over T [T ...]]
+        [--repeat 1] [--sampling-steps 100] [--lr 1e-3] [--cosine] [--time-scale 1]
+        [--pos-sigma-ref S0] [--pos-weight 0.1] [--type-ce 0.01] [--frac-fourier K] [--cell-var C]
+        [--t-mid F] [--seeds 1] [--model DIR] [--hand-over T [T ...]]
 
 Trains a tiny unconditional CDOSGen on the first `--crystals` world training crystals with at most
 8 atoms (or loads `--model`), then samples them with every combination of network and exact-score
@@ -49,16 +49,20 @@ from jaxdos.data.world import train_val_records
 from jaxdos.training import init_train_state, make_optimizer
 
 
-def world_targets(count: int, max_atoms: int = 8):
-    """The first `count` world training crystals with <= max_atoms atoms, as sampler targets."""
+def world_targets(count: int, max_atoms: int = 8, repeat: int = 1):
+    """The first `count` world training crystals with <= max_atoms atoms, as sampler targets, each
+    `repeat` times in a row (a training batch of `repeat` copies holds one crystal's worth of
+    information: the test of whether the network can represent one crystal's score at all)."""
     train, _ = train_val_records()
-    return targets_from_records(train.take(np.flatnonzero(train.num_atoms <= max_atoms)[:count]))
+    idx = np.flatnonzero(train.num_atoms <= max_atoms)[:count]
+    return targets_from_records(train.take(np.repeat(idx, repeat)))
 
 
 def add_run_flags(p: argparse.ArgumentParser, crystals: int = 16, steps: int = 3000) -> None:
     """The flags of an overfit run (shared with `experiments.overfit_mattergen`)."""
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--crystals", type=int, default=crystals)
+    p.add_argument("--repeat", type=int, default=1, help="copies of each crystal in the batch")
     p.add_argument("--steps", type=int, default=steps)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--cosine", action="store_true", help="cosine-decay the lr to 1 %% over --steps")
@@ -68,6 +72,8 @@ def add_run_flags(p: argparse.ArgumentParser, crystals: int = 16, steps: int = 3
 def check_run_flags(p: argparse.ArgumentParser, args) -> None:
     if not 1 <= args.crystals <= 64:
         p.error(f"--crystals: expected 1..64, got {args.crystals}")
+    if not 1 <= args.repeat <= 64 or args.crystals * args.repeat > 64:
+        p.error(f"--repeat: expected 1..64 with --crystals x --repeat <= 64, got {args.repeat}")
     if args.steps < 1 or args.sampling_steps < 2:
         p.error("--steps: expected >= 1; --sampling-steps: expected >= 2")
 
@@ -133,7 +139,7 @@ def print_quality(quality: dict) -> None:
 
 def main(argv=None):
     args = parse(argv)
-    targets = world_targets(args.crystals)
+    targets = world_targets(args.crystals, repeat=args.repeat)
     t0 = time.time()
     if args.model is None:
         model, params = train(args, targets)

@@ -46,10 +46,10 @@ def main(argv=None):
     from jaxdos.crystal.denoiser import GemNetTDenoiser
     from jaxdos.crystal.diffusion.num_atoms import NumAtomsDistribution
     from jaxdos.crystal.fit import crystal_train_config
-    from jaxdos.training import _schedule
+    from jaxdos.training import lr_schedule
 
     torch.set_num_threads(2)
-    targets = overfit_crystal.world_targets(args.crystals)
+    targets = overfit_crystal.world_targets(args.crystals, repeat=args.repeat)
     # overfit_crystal's network and forward processes with every lever at MatterGen's default.
     lever_defaults = overfit_crystal.parse(["--out", str(args.out)])
     config, diffusion, _ = overfit_crystal.lever_configs(lever_defaults)
@@ -63,7 +63,7 @@ def main(argv=None):
         steps=args.steps, learning_rate=args.lr,
         decay_steps=args.steps if args.cosine else None, final_lr_fraction=0.01,
     )  # fmt: skip
-    schedule = _schedule(tcfg)  # optax: a schedule, or a float when constant
+    schedule = lr_schedule(tcfg)  # optax: a schedule, or a float when constant
     lr_at = schedule if callable(schedule) else (lambda _: schedule)
     opt = torch.optim.Adam(module.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-8)
     torch.manual_seed(1)
@@ -88,7 +88,7 @@ def main(argv=None):
     save_model(args.out / "model", params, gcfg, dist, meta, diffusion=diffusion)
     print(f"trained in {time.time() - t0:.0f} s; bisection of the MatterGen-trained weights:")
     overfit_crystal.main(["--out", str(args.out), "--model", str(args.out / "model"),
-                          "--crystals", str(args.crystals),
+                          "--crystals", str(args.crystals), "--repeat", str(args.repeat),
                           "--sampling-steps", str(args.sampling_steps)])  # fmt: skip
 
 

@@ -53,6 +53,7 @@ __all__ = [
     "FitResult",
     "LossFn",
     "make_optimizer",
+    "lr_schedule",
     "init_train_state",
     "make_train_step",
     "Checkpointer",
@@ -148,14 +149,15 @@ class FitResult(NamedTuple):
     export: Any
 
 
-def _schedule(cfg: TrainConfig):
+def lr_schedule(cfg: TrainConfig):
+    """The step size by step: the warmup, then constant or cosine-decayed (a float when constant
+    without warmup: optax then scales without a schedule counter)."""
     lr = cfg.learning_rate
     if cfg.decay_steps is None:
         after = optax.constant_schedule(lr)
     else:
         after = optax.cosine_decay_schedule(lr, cfg.decay_steps, alpha=cfg.final_lr_fraction)
     if cfg.warmup == 0:
-        # A plain float when constant: optax then scales without a schedule counter.
         return lr if cfg.decay_steps is None else after
     return optax.join_schedules([optax.linear_schedule(0.0, lr, cfg.warmup), after], [cfg.warmup])
 
@@ -163,7 +165,7 @@ def _schedule(cfg: TrainConfig):
 def make_optimizer(
     cfg: TrainConfig, labels: Callable[[PyTree], PyTree] | None = None
 ) -> optax.GradientTransformation:
-    """Clip (global norm, then by value, where set) -> AdamW on `_schedule(cfg)`.
+    """Clip (global norm, then by value, where set) -> AdamW on `lr_schedule(cfg)`.
 
     Args:
         cfg: the settings.
@@ -175,7 +177,7 @@ def make_optimizer(
         parts.append(optax.clip_by_global_norm(cfg.clip_norm))
     if cfg.clip_value is not None:
         parts.append(optax.clip(cfg.clip_value))
-    adam = optax.adamw(_schedule(cfg), b1=0.9, b2=0.999, eps=1e-8, weight_decay=cfg.weight_decay)
+    adam = optax.adamw(lr_schedule(cfg), b1=0.9, b2=0.999, eps=1e-8, weight_decay=cfg.weight_decay)
     opt = optax.chain(*parts, adam)
     if labels is None:
         return opt

@@ -66,6 +66,28 @@ def exact_score(
     )
 
 
+def _mixed(score_fn: ScoreFn, target: CrystalBatch, config: DiffusionConfig, network_at) -> ScoreFn:
+    """`score_fn` with each field taken from the network where `network_at(t)[field]` (`[G]`
+    bool) holds and from `exact_score(target, ...)` elsewhere; diagnostics pass through."""
+
+    def fn(params, batch, t, cond, key):
+        net, overflow, stats = split_diagnostics(score_fn(params, batch, t, cond, key))
+        ref = exact_score(target, batch, t, config)
+        use = network_at(t)
+
+        def per_atom(field):
+            return use[field][batch.batch][:, None]
+
+        mixed = ScoreOutput(
+            frac=jnp.where(per_atom("pos"), net.frac, ref.frac),
+            lattice=jnp.where(use["cell"][:, None, None], net.lattice, ref.lattice),
+            type_logits=jnp.where(per_atom("types"), net.type_logits, ref.type_logits),
+        )
+        return ScoreWithDiagnostics(mixed, overflow, stats) if stats is not None else mixed
+
+    return fn
+
+
 def swap_fields(
     score_fn: ScoreFn,
     target: CrystalBatch,
@@ -77,19 +99,9 @@ def swap_fields(
     unknown = set(exact) - set(FIELDS)
     if unknown:
         raise ValueError(f"exact: unknown fields {sorted(unknown)}, expected a subset of {FIELDS}")
-    exact = frozenset(exact)
-
-    def fn(params, batch, t, cond, key):
-        net, overflow, stats = split_diagnostics(score_fn(params, batch, t, cond, key))
-        ref = exact_score(target, batch, t, config)
-        out = ScoreOutput(
-            frac=ref.frac if "pos" in exact else net.frac,
-            lattice=ref.lattice if "cell" in exact else net.lattice,
-            type_logits=ref.type_logits if "types" in exact else net.type_logits,
-        )
-        return ScoreWithDiagnostics(out, overflow, stats) if stats is not None else out
-
-    return fn
+    return _mixed(
+        score_fn, target, config, lambda t: {f: jnp.full(t.shape, f not in exact) for f in FIELDS}
+    )
 
 
 def hand_over(
@@ -98,21 +110,7 @@ def hand_over(
     """The exact score of `target` for t > `t_switch`, the network's (every field) below: the
     sampler reaches t_switch on the targets' own forward marginal, then the network alone must
     finish. The largest t_switch that still regenerates says where a trained model loses them."""
-
-    def fn(params, batch, t, cond, key):
-        out = score_fn(params, batch, t, cond, key)
-        net, overflow, stats = split_diagnostics(out)
-        ref = exact_score(target, batch, t, config)
-        late = t <= t_switch
-        atom_late = late[batch.batch][:, None]
-        mixed = ScoreOutput(
-            frac=jnp.where(atom_late, net.frac, ref.frac),
-            lattice=jnp.where(late[:, None, None], net.lattice, ref.lattice),
-            type_logits=jnp.where(atom_late, net.type_logits, ref.type_logits),
-        )
-        return ScoreWithDiagnostics(mixed, overflow, stats) if stats is not None else mixed
-
-    return fn
+    return _mixed(score_fn, target, config, lambda t: dict.fromkeys(FIELDS, t <= t_switch))
 
 
 def regenerated(generated: CrystalBatch, targets: CrystalBatch) -> tuple[int, int]:
