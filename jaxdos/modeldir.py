@@ -238,7 +238,9 @@ def config_from_json(cls, d: dict):
     Field types (from the annotations) steer the rebuild: nested dataclasses, `tuple[X, ...]`,
     `tuple[X, Y]` and `X | None`. Fields missing from `d` take their defaults (a config saved before
     the field existed); an unknown field is an error, because silently dropping it would load a
-    different model than the one saved.
+    different model than the one saved. A dataclass that retired a field says how its older JSON
+    reads in a static `upgrade_json(d) -> d`, applied before the check (e.g.
+    `jaxdos.neighbors.GraphConfig`, whose `image_budget` gave way to `candidates_per_atom`).
 
     Raises:
         ValueError: naming the field, on an unknown field or a value of the wrong shape.
@@ -250,6 +252,9 @@ def _build(tp, value, where: str):
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ValueError(f"{where}: expected an object, got {value!r}")
+        upgrade = getattr(tp, "upgrade_json", None)
+        if upgrade is not None:
+            value = upgrade(value)
         hints = typing.get_type_hints(tp)
         names = {f.name for f in dataclasses.fields(tp)}
         unknown = sorted(set(value) - names)

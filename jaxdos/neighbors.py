@@ -6,12 +6,14 @@ Ground floor: shared by CDOSGen (`jaxdos.crystal.graph` re-exports it) and the D
 
 Everything is computed inside `jit` with shapes fixed by a `GraphConfig`:
 
-1. Per-crystal dense view `[G, A]` of the flat atoms (A = `max_atoms_per_crystal`).
-2. All (centre i, neighbour j, image n) candidates `[G, A, A * I]`, I = (2 * image_budget + 1)^3,
-   images ordered like `torch.cartesian_prod(range(-r, r + 1) x 3)`, candidates j-major.
-   MatterGen's image count per direction, ceil(cutoff * |a_j x a_k| / V) maxed over the batch
-   and capped at `max_cell_images_per_dim`, masks the images actually used;
-   a candidate is kept iff 1e-4 < d^2 <= cutoff^2.
+1. Each crystal's own image box: per lattice direction k, MatterGen's count
+   rep_gk = min(ceil(cutoff * |a_j x a_k| / V), max_cell_images_per_dim), so the box holds
+   I_g = prod_k (2 rep_gk + 1) images, ordered like `torch.cartesian_prod(range(-r, r + 1) x 3)`
+   (first axis slowest).
+2. Candidates `[N, J]` of every centre-atom slot i, J = `candidates_per_atom`: candidate c is
+   neighbour j = c // I_g of the centre's crystal (n_g atoms) at image c % I_g of that crystal's
+   box, so candidates are j-major, then image; one is kept iff j < n_g and 1e-4 < d^2 <= cutoff^2.
+   A crystal needs n_g * I_g candidates (`GraphStats.candidates_needed`).
 3. The `max_neighbors` nearest per centre (`lax.top_k`: ties go to the lower candidate index, i.e.
    lower j, then earlier image, so the cut is deterministic; torch's unstable sort is not).
 4. GemNet's `reorder_symmetric_edges`: keep s < t, or s == t with a lexicographically negative
@@ -20,6 +22,17 @@ Everything is computed inside `jit` with shapes fixed by a `GraphConfig`:
 5. Triplets as GemNet-T's `get_triplets` (every b->a for each c->a, b->a != c->a; parallel periodic
    copies stay distinct), stored densely `[E, T]` with T = `max_in_degree`, the same padded layout
    as MatterGen's efficient bilinear (its Kmax).
+
+Why per-crystal boxes give MatterGen's graph although MatterGen enumerates one box for the whole
+batch (its per-direction count maxed over the batch, then capped): with wrapped coordinates the
+fractional difference df_k of two atoms has |df_k| < 1, so an image with |n_k| > rep_gk lies at
+least |n_k + df_k| h_k > rep_gk h_k >= cutoff away (h_k = V / |a_j x a_k|, the spacing of the
+lattice planes) when the cap does not bind; where it binds for crystal g, the batch box is capped
+at the same value. The images of the batch box outside a crystal's own box therefore never hold a
+neighbour, and the candidates that remain keep their relative order (j, then image), so the
+neighbour sets and the top_k tie-break are the same. The builder used to enumerate that dense
+batch box, `[G, A, A * I]` candidates; `experiments.reference.dense_graph` keeps it as the
+reference (tests/crystal/test_graph_equivalence.py, experiments/bench_graph.py).
 
 Fractional coordinates are wrapped to [0, 1) before anything else (a no-op on MatterGen's data),
 so integer image shifts of single atoms leave the graph unchanged.
@@ -63,6 +76,12 @@ __all__ = [
 ]
 
 
+# Fields of older GraphConfig JSON that no longer exist (saved model directories, checkpoint
+# budgets): `image_budget` (images per direction of the dense batch box) has no counterpart in
+# `candidates_per_atom`, which takes its default and grows on overflow like every budget.
+_RETIRED_FIELDS = ("image_budget",)
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class GraphConfig:
     """Cutoffs (MatterGen semantics) and static budgets (ours) of the periodic graph.
@@ -71,9 +90,12 @@ class GraphConfig:
         cutoff: radius in Angstrom (MatterGen: 7.0).
         max_neighbors: nearest neighbours kept per centre atom before symmetrisation (50).
         max_cell_images_per_dim: MatterGen's cap on images per lattice direction (5).
-        max_atoms_per_crystal: static A; a crystal with more atoms is a host-side ValueError.
-        image_budget: images per direction enumerated statically (<= the cap); a batch needing more
-            (but <= the cap) overflows and is re-run with a larger budget.
+        max_atoms_per_crystal: A, the most atoms of one crystal; a batch with more overflows (the
+            denoiser's input check rejects it before).
+        candidates_per_atom: J, (neighbour atom, image) candidates enumerated per centre-atom slot;
+            a crystal of n atoms whose own image box holds I images needs n * I (at most
+            A * (2 * max_cell_images_per_dim + 1)^3); a batch needing more overflows and is
+            re-run with a larger budget.
         edges_per_atom: directed edges (after symmetrisation) per atom slot; E = N * this, even.
         max_in_degree: T, incoming edges per atom (and triplets per edge) budget.
     """
@@ -82,34 +104,42 @@ class GraphConfig:
     max_neighbors: int = 50
     max_cell_images_per_dim: int = 5
     max_atoms_per_crystal: int = 20
-    image_budget: int = 2
+    candidates_per_atom: int = 2048
     edges_per_atom: int = 64
     max_in_degree: int = 64
 
     def __post_init__(self):
         if not self.cutoff > 0:
             raise ValueError(f"cutoff must be > 0, got {self.cutoff}")
-        for name in ("max_neighbors", "max_cell_images_per_dim", "max_atoms_per_crystal"):
+        for name in (
+            "max_neighbors",
+            "max_cell_images_per_dim",
+            "max_atoms_per_crystal",
+            "candidates_per_atom",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0 <= self.image_budget <= self.max_cell_images_per_dim:
-            raise ValueError(
-                f"image_budget must be in [0, max_cell_images_per_dim="
-                f"{self.max_cell_images_per_dim}], got {self.image_budget}"
-            )
         if self.edges_per_atom < 2 or self.edges_per_atom % 2:
             raise ValueError(f"edges_per_atom must be even and >= 2, got {self.edges_per_atom}")
         if self.max_in_degree < 1:
             raise ValueError(f"max_in_degree must be >= 1, got {self.max_in_degree}")
 
+    @staticmethod
+    def upgrade_json(d: dict) -> dict:
+        """An older GraphConfig JSON in today's fields (`modeldir.config_from_json` calls it).
+
+        Drops the retired `image_budget`; `candidates_per_atom`, if absent, takes its default.
+        """
+        return {k: v for k, v in d.items() if k not in _RETIRED_FIELDS}
+
 
 class GraphStats(NamedTuple):
     """What a batch needed (int32 scalars), to compare with the budgets."""
 
-    images_needed: Array  # max over the batch of per-direction images, after MatterGen's cap
+    candidates_needed: Array  # max over crystals of n_g * I_g (atoms x own-box images, capped)
     half_edges_needed: Array  # kept (s<t) edges before appending reverses
     in_degree_needed: Array  # max incoming edges of any atom
-    atoms_needed: Array | int = 0  # most atoms in one crystal (beyond A they would be dropped)
+    atoms_needed: Array | int = 0  # most atoms in one crystal
 
 
 class PeriodicGraph(NamedTuple):
@@ -151,101 +181,134 @@ def image_offsets(r: int) -> np.ndarray:
     return np.array(list(itertools.product(rng, rng, rng)), dtype=np.int32).reshape(-1, 3)
 
 
-def _images_needed(lattice: Array, cutoff: float) -> Array:
-    """Per-crystal images per direction, ceil(cutoff * |a_j x a_k| / |V|), `[G, 3]`."""
+def _inverse_spacings(lattice: Array) -> Array:
+    """1 / h_k = |a_j x a_k| / |V| per crystal and lattice direction, `[G, 3]`."""
     a0, a1, a2 = lattice[:, 0], lattice[:, 1], lattice[:, 2]
     crosses = jnp.stack([jnp.cross(a1, a2), jnp.cross(a2, a0), jnp.cross(a0, a1)], axis=1)
     vol = jnp.sum(a0 * crosses[:, 0], axis=-1)
-    inv_min_dist = jnp.linalg.norm(crosses / vol[:, None, None], axis=-1)
-    return jnp.ceil(cutoff * inv_min_dist).astype(jnp.int32)
+    return jnp.linalg.norm(crosses / vol[:, None, None], axis=-1)
 
 
-def _dense_view(batch: CrystalBatch, max_atoms: int) -> Array:
-    """Flat index of local atom a of crystal g, `[G, A]` (N where empty)."""
-    n, g = batch.num_nodes, batch.num_graphs
-    node_ids = jnp.arange(n, dtype=jnp.int32)
-    valid = batch.node_mask
-    gid = jnp.where(valid, batch.batch, g)
-    first = jax.ops.segment_min(jnp.where(valid, node_ids, n), gid, num_segments=g + 1)
-    local = jnp.where(valid, node_ids - first[gid], max_atoms)
-    dense = jnp.full((g + 1, max_atoms), n, jnp.int32)
-    return dense.at[gid, local].set(node_ids, mode="drop")[:g]
+def _box_sizes(lattice: Array, config: GraphConfig) -> Array:
+    """Per-crystal image box rep_gk = min(ceil(cutoff * |a_j x a_k| / |V|), cap), `[G, 3]` int32.
+
+    A NaN or infinite count (a degenerate cell) takes the cap, so the box stays finite.
+    """
+    cap = config.max_cell_images_per_dim
+    need = jnp.ceil(config.cutoff * _inverse_spacings(lattice))
+    return jnp.where(need <= cap, need, cap).astype(jnp.int32)
+
+
+def _d2_summed(cart: Array, nbr: Array, gc: Array) -> Array:
+    diff = cart[:, None, :] - nbr[gc]
+    return jnp.sum(diff * diff, axis=-1)
+
+
+def _d2_written_out(cart: Array, nbr: Array, gc: Array) -> Array:
+    sq = [jnp.maximum(jnp.square(cart[:, k, None] - nbr[gc, :, k]), 0.0) for k in range(3)]
+    return (sq[0] + sq[2]) + sq[1]
+
+
+def _squared_distances(cart: Array, nbr: Array, gc: Array) -> Array:
+    """|x_i - y_{g(i), c}|^2 `[N, J]` of centres `cart [N, 3]` and neighbour images `nbr [G, J, 3]`
+    (`gc [N]`: the crystal of each centre).
+
+    Rounded exactly as `jnp.sum(diff * diff, axis=-1)` of the dense builder, so that distance
+    ties at the k-NN cut resolve the same way. XLA:CPU (jax 0.10: a YNNPACK reduction) adds that
+    sum as (x0 + x2) + x1 and is slow over a trailing axis of 3 (a quarter of this builder's
+    time), so the CPU branch writes it out per component; `maximum(., 0)` (a no-op on squares)
+    keeps LLVM from contracting a square and an add into one FMA, which rounds differently.
+    Other backends run the sum itself. tests/crystal/test_graph_equivalence.py checks that both
+    forms agree bit for bit, so a compiler that changes either fails there, not silently.
+    """
+    return jax.lax.platform_dependent(cart, nbr, gc, cpu=_d2_written_out, default=_d2_summed)
 
 
 def build_graph(batch: CrystalBatch, config: GraphConfig) -> PeriodicGraph:
     """Build the padded periodic graph of a batch (jittable; budgets static from `config`).
 
     Args:
-        batch: CrystalBatch with N atom slots and G graph slots.
+        batch: CrystalBatch with N atom slots and G graph slots; each crystal's atoms contiguous
+            and in graph order (`CrystalBatch`'s layout; `denoiser.check_inputs` enforces it).
         config: GraphConfig.
 
     Returns:
         PeriodicGraph with E = N * edges_per_atom edges and T = max_in_degree triplet slots.
     """
     n, g = batch.num_nodes, batch.num_graphs
-    a = config.max_atoms_per_crystal
-    offs_np = image_offsets(config.image_budget)
-    n_img = offs_np.shape[0]
-    offs = jnp.asarray(offs_np)
+    n_cand = config.candidates_per_atom
     e_half = n * config.edges_per_atom // 2
     k_in = config.max_in_degree
     lattice = batch.lattice.astype(jnp.float32)
 
-    # Images MatterGen would enumerate for this batch: max over the (valid) batch, capped.
-    per_graph = jnp.where(batch.graph_mask[:, None], _images_needed(lattice, config.cutoff), 0)
-    rep = jnp.minimum(per_graph.max(axis=0), config.max_cell_images_per_dim)  # [3]
-    image_ok = jnp.all(jnp.abs(offs) <= rep[None, :], axis=-1)  # [I]
+    # Each crystal's own box (step 1); padding graphs get the one image n = 0.
+    rep = jnp.where(batch.graph_mask[:, None], _box_sizes(lattice, config), 0)  # [G, 3]
+    width = 2 * rep + 1
+    n_img = jnp.prod(width, axis=-1)  # [G] I_g
 
     # Wrap first: MatterGen's inputs always are, and then unwrapped inputs give the same graph.
     frac = jnp.mod(batch.frac_coords.astype(jnp.float32), 1.0)
     cart = jnp.einsum("ni,nij->nj", frac, lattice[batch.batch])
-    dense = _dense_view(batch, a)  # [G, A]
-    gid = jnp.where(batch.node_mask, batch.batch, g)
-    per_crystal = jax.ops.segment_sum(batch.node_mask.astype(jnp.int32), gid, num_segments=g + 1)
-    dense_ok = dense < n
-    cart_p = jnp.concatenate([cart, jnp.zeros((1, 3), cart.dtype)])
-    dcart = cart_p[dense]  # [G, A, 3]
-    shifts = jnp.einsum("mi,gij->gmj", offs.astype(jnp.float32), lattice)  # [G, I, 3]
-    # Neighbour image positions [G, A(j), I, 3]; centre i broadcast in front.
-    nbr = dcart[:, :, None, :] + shifts[:, None, :, :]
-    diff = dcart[:, :, None, None, :] - nbr[:, None, :, :, :]  # [G, i, j, I, 3]
-    d2 = jnp.sum(diff * diff, axis=-1)
-    ok = (
-        dense_ok[:, :, None, None]
-        & dense_ok[:, None, :, None]
-        & image_ok[None, None, None, :]
-        & (d2 <= config.cutoff**2)
-        & (d2 > 1e-4)
-    )
-    key = jnp.where(ok, -d2, -jnp.inf).reshape(g, a, a * n_img)
-    k_nn = min(config.max_neighbors, a * n_img)
+    node_ids = jnp.arange(n, dtype=jnp.int32)
+    gid = jnp.where(batch.node_mask, batch.batch, g)  # padding atoms -> extra slot g
+    count = jax.ops.segment_sum(batch.node_mask.astype(jnp.int32), gid, num_segments=g + 1)
+    first = jax.ops.segment_min(jnp.where(batch.node_mask, node_ids, n), gid, num_segments=g + 1)
+    first = jnp.where(count > 0, first, 0)  # an empty crystal's segment_min is INT_MAX
+    gc = jnp.minimum(gid, g - 1)  # the centre's crystal, clipped for gathers (padding: masked)
+
+    # Candidates (step 2), decoded once per crystal `[G, J]`: neighbour j-major, then image in
+    # cartesian order; every centre slot of a crystal reads its crystal's row.
+    cand = jnp.arange(n_cand, dtype=jnp.int32)[None, :]
+    j_loc = cand // n_img[:, None]
+    s = cand % n_img[:, None]
+    n2 = s % width[:, 2:3] - rep[:, 2:3]
+    s = s // width[:, 2:3]
+    n1 = s % width[:, 1:2] - rep[:, 1:2]
+    n0 = s // width[:, 1:2] - rep[:, 0:1]
+    cand_ok = j_loc < count[:g, None]
+    j_flat = jnp.minimum(first[:g, None] + j_loc, n - 1)  # [G, J]
+    # n @ L of every image of the cap's box `[G, (2 cap + 1)^3, 3]`, the dense builder's einsum
+    # (the same rounding whatever the box), read at each candidate's image.
+    cap = config.max_cell_images_per_dim
+    offs = jnp.asarray(image_offsets(cap), jnp.float32)
+    shifts = jnp.einsum("mi,gij->gmj", offs, lattice)
+    w_cap = 2 * cap + 1
+    in_cap = ((n0 + cap) * w_cap + (n1 + cap)) * w_cap + (n2 + cap)  # [G, J]
+    shift = jnp.take_along_axis(shifts, in_cap[..., None], axis=1)  # [G, J, 3]
+    nbr = cart[j_flat] + shift  # neighbour image positions [G, J, 3]
+    d2 = _squared_distances(cart, nbr, gc)  # [N, J]
+    ok = cand_ok[gc] & (gid < g)[:, None] & (d2 <= config.cutoff**2) & (d2 > 1e-4)
+    key = jnp.where(ok, -d2, -jnp.inf)
+    k_nn = min(config.max_neighbors, n_cand)
     top_val, top_idx = jax.lax.top_k(key, k_nn)  # ties: lower candidate index first
-    sel = jnp.isfinite(top_val)  # [G, A, k]
-    j_loc = top_idx // n_img
-    img = offs[top_idx % n_img]  # [G, A, k, 3]
-    i_loc = jnp.broadcast_to(jnp.arange(a)[None, :, None], j_loc.shape)
+    sel = jnp.isfinite(top_val)  # [N, k]
+
+    def take(x):  # [G, J] -> [N, k]: the top candidates of each centre slot
+        return x[gc[:, None], top_idx]
+
+    src_all = take(j_flat)
+    img = jnp.stack([take(n0), take(n1), take(n2)], axis=-1)  # [N, k, 3]
+    tgt_all = jnp.broadcast_to(node_ids[:, None], src_all.shape)
     lex_neg = (img[..., 0] < 0) | (
         (img[..., 0] == 0) & ((img[..., 1] < 0) | ((img[..., 1] == 0) & (img[..., 2] < 0)))
     )
-    keep = sel & ((j_loc < i_loc) | ((j_loc == i_loc) & lex_neg))
+    keep = sel & ((src_all < tgt_all) | ((src_all == tgt_all) & lex_neg))
 
-    # Compact the kept (source j, target i) edges into E // 2 slots, order (g, i, rank).
+    # Compact the kept (source j, target i) edges into E // 2 slots, order (i, rank); with the
+    # atoms of each crystal contiguous and in graph order that is (g, local i, rank).
     keep_f = keep.reshape(-1)
     n_keep = jnp.sum(keep_f.astype(jnp.int32))
     slot = jnp.where(keep_f, jnp.cumsum(keep_f) - 1, e_half)
-    gg = jnp.broadcast_to(jnp.arange(g)[:, None, None], j_loc.shape).reshape(-1)
-    src_all = dense[gg, j_loc.reshape(-1)]
-    tgt_all = dense[gg, i_loc.reshape(-1)]
 
     def compact(x, fill):
         out = jnp.full((e_half,) + x.shape[1:], fill, x.dtype)
         return out.at[slot].set(x, mode="drop")
 
-    src = compact(src_all, 0)
-    tgt = compact(tgt_all, 0)
+    src = compact(src_all.reshape(-1), 0)
+    tgt = compact(tgt_all.reshape(-1), 0)
     off = compact(img.reshape(-1, 3), 0)
     half_mask = jnp.arange(e_half) < n_keep
-    egraph = compact(gg.astype(jnp.int32), 0)
+    egraph = compact(jnp.broadcast_to(gc[:, None], src_all.shape).reshape(-1), 0)
 
     dvec = (
         cart[src] + jnp.einsum("ei,eij->ej", off.astype(jnp.float32), lattice[egraph]) - cart[tgt]
@@ -275,16 +338,16 @@ def build_graph(batch: CrystalBatch, config: GraphConfig) -> PeriodicGraph:
     trip = jnp.where(trip_mask, trip, 0)
 
     stats = GraphStats(
-        images_needed=jnp.max(rep).astype(jnp.int32),
+        candidates_needed=jnp.max(count[:g] * n_img).astype(jnp.int32),
         half_edges_needed=n_keep.astype(jnp.int32),
         in_degree_needed=jnp.max(counts).astype(jnp.int32),
-        atoms_needed=jnp.max(per_crystal[:g]).astype(jnp.int32),
+        atoms_needed=jnp.max(count[:g]).astype(jnp.int32),
     )
     overflow = (
-        (stats.images_needed > config.image_budget)
+        (stats.candidates_needed > n_cand)
         | (stats.half_edges_needed > e_half)
         | (stats.in_degree_needed > k_in)
-        | (stats.atoms_needed > a)
+        | (stats.atoms_needed > config.max_atoms_per_crystal)
     )
     return PeriodicGraph(
         idx_s=idx_s.astype(jnp.int32),
@@ -303,22 +366,24 @@ def build_graph(batch: CrystalBatch, config: GraphConfig) -> PeriodicGraph:
     )
 
 
+def _pow2(x: float, floor: int = 1) -> int:
+    """The smallest power of two >= max(x, floor)."""
+    return 1 << max(0, math.ceil(math.log2(max(x, floor, 1))))
+
+
 def grow_budgets(config: GraphConfig, stats: GraphStats, num_nodes: int) -> GraphConfig:
     """A GraphConfig whose budgets cover `stats` (host-side; powers of two for few recompiles)."""
 
-    def pow2(x: int) -> int:
-        return 1 << max(0, math.ceil(math.log2(max(x, 1))))
+    def grown(budget: int, needed: int, floor: int = 1) -> int:
+        return budget if needed <= budget else _pow2(needed, floor)
 
-    images = max(config.image_budget, int(stats.images_needed))
     per_atom = math.ceil(2 * int(stats.half_edges_needed) / max(num_nodes, 1))
-    edges = config.edges_per_atom if per_atom <= config.edges_per_atom else max(2, pow2(per_atom))
-    deg = int(stats.in_degree_needed)
     return dataclasses.replace(
         config,
-        image_budget=min(images, config.max_cell_images_per_dim),
         max_atoms_per_crystal=max(config.max_atoms_per_crystal, int(stats.atoms_needed)),
-        edges_per_atom=edges,
-        max_in_degree=config.max_in_degree if deg <= config.max_in_degree else pow2(deg),
+        candidates_per_atom=grown(config.candidates_per_atom, int(stats.candidates_needed)),
+        edges_per_atom=grown(config.edges_per_atom, per_atom, 2),
+        max_in_degree=grown(config.max_in_degree, int(stats.in_degree_needed)),
     )
 
 
@@ -327,11 +392,13 @@ def presize_budgets(config: GraphConfig, num_atoms, limit_density: float) -> Gra
     smaller than `config`'s; overflow stays detected and handled by `retry_on_overflow`).
 
     - atoms per crystal: the largest count of the run;
-    - images: ceil(cutoff / side) for the smallest crystal's prior cell (side = (n / rho)^(1/3),
-      the VP limit, lattice.py), capped at MatterGen's per-direction cap;
+    - candidates: the most n * I(n) over the run's counts n, I(n) = (2 r + 1)^3 images of the
+      prior cell of n atoms, a cube of side (n / rho)^(1/3) (the VP limit, lattice.py), with
+      r = ceil(cutoff / side) capped at MatterGen's per-direction cap;
     - edges: k = min(max_neighbors, rho 4/3 pi cutoff^3) neighbours per centre; symmetrised k-NN
       lists give about k directed edges per atom (bounded by 2k), so 5/4 k edge slots and 3/2 k
-      in-degree slots, rounded up to powers of two (few distinct buckets).
+      in-degree slots;
+    each rounded up to a power of two (few distinct buckets).
     """
     n = np.asarray(num_atoms, np.int64)
     if n.size == 0 or n.min() < 1:
@@ -339,18 +406,19 @@ def presize_budgets(config: GraphConfig, num_atoms, limit_density: float) -> Gra
     if not limit_density > 0:
         raise ValueError(f"limit_density: expected > 0, got {limit_density}")
 
-    def pow2(x: float) -> int:
-        return 1 << max(1, math.ceil(math.log2(max(x, 1.0))))
+    def candidates(atoms: int) -> int:
+        side = (atoms / limit_density) ** (1.0 / 3.0)
+        r = min(config.max_cell_images_per_dim, math.ceil(config.cutoff / side))
+        return atoms * (2 * r + 1) ** 3
 
-    side = (float(n.min()) / limit_density) ** (1.0 / 3.0)
-    images = min(config.max_cell_images_per_dim, math.ceil(config.cutoff / side))
+    need = max(candidates(int(a)) for a in np.unique(n))
     k = min(config.max_neighbors, limit_density * 4.0 / 3.0 * math.pi * config.cutoff**3)
     return dataclasses.replace(
         config,
         max_atoms_per_crystal=max(config.max_atoms_per_crystal, int(n.max())),
-        image_budget=max(config.image_budget, images),
-        edges_per_atom=max(config.edges_per_atom, pow2(1.25 * k)),
-        max_in_degree=max(config.max_in_degree, pow2(1.5 * k)),
+        candidates_per_atom=max(config.candidates_per_atom, _pow2(need)),
+        edges_per_atom=max(config.edges_per_atom, _pow2(1.25 * k, 2)),
+        max_in_degree=max(config.max_in_degree, _pow2(1.5 * k, 2)),
     )
 
 

@@ -27,6 +27,8 @@ Crystals (stage 2, the oracle, datasets):
     E  directed edges of the periodic graph (padded); bonds in the oracle
     T  triplet slots per edge (`[E, T]`, T = `max_in_degree`)
     I  periodic images (lattice translations)
+    J  neighbour candidates per centre-atom slot of the periodic graph (a neighbour atom of the
+       same crystal at one image of that crystal's box; `GraphConfig.candidates_per_atom`)
     Y  spherical-basis functions (GemNet's `num_spherical`)
     C  GemNet feature channels (Ct triplet, Cc bilinear, as MatterGen names them)
     Z  atom-type classes of the D3PM (101)

@@ -124,12 +124,13 @@ def test_sample_dos_compiles_its_step_once(recorder, tmp_path):
 
 def test_generate_crystals_compiles_once_per_bucket(recorder):
     # One atom count, so every batch lands in the same atom bucket, and graph budgets at their
-    # worst case (images at MatterGen's cap, 2 * max_neighbors edges and in-degree, rounded to a
-    # power of two), so no batch overflows into a regrown model: 3 batches, one compile.
+    # worst case (candidates for 3 atoms x 11^3 images at MatterGen's cap, 2 * max_neighbors
+    # edges and in-degree, rounded to a power of two), so no batch overflows into a regrown
+    # model: 3 batches, one compile.
     rec = recorder(crystal_generate, "make_sampler")
     model = untrained_model(32, [3])
     graph = dataclasses.replace(
-        model.gemnet.graph, image_budget=5, edges_per_atom=64, max_in_degree=64
+        model.gemnet.graph, candidates_per_atom=4096, edges_per_atom=64, max_in_degree=64
     )
     model = dataclasses.replace(
         model,

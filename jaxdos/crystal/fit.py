@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdos import sharding, training
+from jaxdos import modeldir, sharding, training
 from jaxdos.crystal.batch import DosCondition
 from jaxdos.crystal.checkpoint import DEFAULT_DIR, CDOSGenModel, merge_base_params, save_model
 from jaxdos.crystal.denoiser import GemNetConfig, GemNetTDenoiser
@@ -144,9 +144,10 @@ class RegrowingStep:
         return {"graph": None if graph is None else dataclasses.asdict(graph)}
 
     def set_budgets(self, saved: dict) -> None:
-        """Take the budgets of a checkpoint (on resume)."""
+        """Take the budgets of a checkpoint (on resume; older budget fields are upgraded)."""
         if saved.get("graph") is not None:
-            self.model = _with_graph(self.model, GraphConfig(**saved["graph"]))
+            graph = modeldir.config_from_json(GraphConfig, saved["graph"])
+            self.model = _with_graph(self.model, graph)
 
 
 def presize_graph(

@@ -149,7 +149,8 @@ class RegrowingStep:
 
     def set_budgets(self, saved: dict) -> None:
         if saved.get("graph") is not None:
-            self.config = dataclasses.replace(self.config, graph=GraphConfig(**saved["graph"]))
+            graph = modeldir.config_from_json(GraphConfig, saved["graph"])
+            self.config = dataclasses.replace(self.config, graph=graph)
 
 
 @functools.lru_cache(maxsize=16)

@@ -46,6 +46,23 @@ def brute_force_edges(frac_list, lattice_list, cutoff, max_neighbors, cap):
     return sorted(edges), dists, gaps
 
 
+def images_per_axis(lattice, cutoff, cap):
+    """MatterGen's images per lattice direction k of one cell: min(ceil(cutoff / h_k), cap), h_k
+    the spacing of the lattice planes, V / |a_i x a_j|."""
+    lat = np.asarray(lattice, np.float64)
+    vol = abs(np.dot(lat[0], np.cross(lat[1], lat[2])))
+    areas = [np.linalg.norm(np.cross(lat[(d + 1) % 3], lat[(d + 2) % 3])) for d in range(3)]
+    return [min(cap, int(np.ceil(cutoff * a / vol))) for a in areas]
+
+
+def candidates_needed(lattice_list, num_atoms, cutoff, cap):
+    """max over crystals of n * prod(2 r + 1): the graph's `GraphStats.candidates_needed`."""
+    return max(
+        int(n) * int(np.prod([2 * r + 1 for r in images_per_axis(lat, cutoff, cap)]))
+        for lat, n in zip(lattice_list, num_atoms, strict=True)
+    )
+
+
 def pad_batch(frac_list, lattice_list, z_list, num_nodes, num_graphs):
     """A padded CrystalBatch (numpy -> jnp) from per-crystal arrays; padding at the end."""
     import jax.numpy as jnp

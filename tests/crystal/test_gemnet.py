@@ -23,7 +23,7 @@ GRAPH = GraphConfig(
     cutoff=5.0,
     max_neighbors=100_000,
     max_atoms_per_crystal=8,
-    image_budget=2,
+    candidates_per_atom=1024,
     edges_per_atom=128,
     max_in_degree=128,
 )

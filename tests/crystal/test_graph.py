@@ -5,7 +5,7 @@ import dataclasses
 import jax
 import numpy as np
 import pytest
-from periodic_reference import brute_force_edges, pad_batch, random_crystal
+from periodic_reference import brute_force_edges, candidates_needed, pad_batch, random_crystal
 
 from jaxdos.crystal.graph import GraphConfig, build_graph_checked, build_graph_jit
 
@@ -72,7 +72,7 @@ FULL = GraphConfig(
     max_neighbors=10_000,
     max_cell_images_per_dim=5,
     max_atoms_per_crystal=5,
-    image_budget=4,
+    candidates_per_atom=1024,
     edges_per_atom=128,
     max_in_degree=256,
 )
@@ -87,7 +87,10 @@ def test_matches_brute_force_without_truncation(seed):
     ]
     crystals.append((rng.uniform(0, 1, (2, 3)), TINY_LAT))  # tiny cell: needs >= 3 images per axis
     ref, ref_d, got, got_d, graph, batch, _, used = _check(crystals, FULL, 12, 4)
-    assert used == FULL and int(graph.stats.images_needed) >= 3
+    # The tiny cell needs 7 images per axis: 2 atoms x 7^3 candidates per centre.
+    need = candidates_needed([c[1] for c in crystals], [3, 5, 2], FULL.cutoff, 5)
+    assert need == 2 * 7**3
+    assert used == FULL and int(graph.stats.candidates_needed) == need
     assert got == ref
     for k in ref:
         assert abs(got_d[k] - ref_d[k]) < 1e-4
@@ -98,10 +101,11 @@ def test_image_cap_binds_like_mattergen():
     # With MatterGen's cap at 1 only |n| <= 1 images exist, in both implementations.
     rng = np.random.default_rng(5)
     crystals = [(rng.uniform(0, 1, (2, 3)), TINY_LAT)]
-    cfg = dataclasses.replace(FULL, max_cell_images_per_dim=1, image_budget=1)
+    cfg = dataclasses.replace(FULL, max_cell_images_per_dim=1)
     ref, _, got, _, graph, batch, _, _ = _check(crystals, cfg, 12, 4)
     ref_full, *_ = brute_force_edges([crystals[0][0] % 1.0], [TINY_LAT], 3.0, 10_000, 5)
     assert got == ref and len(ref) < len(ref_full)
+    assert int(graph.stats.candidates_needed) == 2 * 3**3  # the cap's box, not the 7^3 needed
 
 
 def test_knn_truncation_matches_brute_force():
@@ -113,7 +117,7 @@ def test_knn_truncation_matches_brute_force():
             cutoff=5.0,
             max_neighbors=12,
             max_cell_images_per_dim=2,
-            image_budget=2,
+            candidates_per_atom=512,
             edges_per_atom=32,
             max_in_degree=64,
         )
@@ -135,19 +139,21 @@ def test_overflow_detected_and_padding_inert():
         cutoff=4.0,
         max_neighbors=50,
         max_atoms_per_crystal=3,
-        image_budget=1,
+        candidates_per_atom=256,  # 500 needed
         edges_per_atom=2,
         max_in_degree=2,
     )
     g = build_graph_jit(batch, small)
     assert bool(g.overflow)
-    assert int(g.stats.atoms_needed) == 4 and int(g.stats.images_needed) == 2
+    need = candidates_needed([lat], [4], 4.0, 5)
+    assert int(g.stats.atoms_needed) == 4 and int(g.stats.candidates_needed) == need > 256
     assert int(g.stats.half_edges_needed) > 6 * 2 // 2 and int(g.stats.in_degree_needed) > 2
     with pytest.raises(RuntimeError, match="overflows"):
         build_graph_checked(batch, small, max_tries=0)
     graph, used = build_graph_checked(batch, small)
     assert not bool(graph.overflow)
-    assert used.max_atoms_per_crystal == 4 and used.image_budget == 2
+    assert used.max_atoms_per_crystal == 4
+    assert used.candidates_per_atom == 1 << (need - 1).bit_length()  # the next power of two
     assert used.edges_per_atom > 2 and used.max_in_degree > 2
     ref, *_ = brute_force_edges([np.asarray(batch.frac_coords)[:4]], [lat], 4.0, 50, 5)
     assert _edges_of(graph, batch)[0] == ref
@@ -156,3 +162,17 @@ def test_overflow_detected_and_padding_inert():
     assert np.all(gg.dist[~gg.edge_mask] == 4.0)
     assert not np.any(gg.trip_mask[~gg.edge_mask])
     assert int(gg.num_edges[0]) == int(gg.edge_mask.sum()) and int(gg.num_edges[1]) == 0
+
+
+def test_graph_json_of_older_versions_loads():
+    # Model directories and checkpoints written before `candidates_per_atom` carry `image_budget`
+    # (the dense builder's images per direction): it is dropped, the new budget takes its default.
+    from jaxdos import modeldir
+
+    old = {"cutoff": 7.0, "max_neighbors": 20, "max_atoms_per_crystal": 20, "image_budget": 5,
+           "edges_per_atom": 32, "max_in_degree": 32}  # fmt: skip
+    got = modeldir.config_from_json(GraphConfig, old)
+    assert got == GraphConfig(cutoff=7.0, max_neighbors=20, edges_per_atom=32, max_in_degree=32)
+    assert got.candidates_per_atom == GraphConfig().candidates_per_atom
+    with pytest.raises(ValueError, match="unknown field"):
+        modeldir.config_from_json(GraphConfig, {**old, "images": 3})

@@ -62,12 +62,15 @@ def test_crystal_keys_depend_on_the_crystal_not_the_layout():
 
 
 def test_presized_budgets_cover_the_run_and_never_shrink():
-    base = GraphConfig(max_neighbors=20, image_budget=1, edges_per_atom=16, max_in_degree=16)
+    base = GraphConfig(
+        max_neighbors=20, candidates_per_atom=64, edges_per_atom=16, max_in_degree=16
+    )
     got = presize_budgets(base, [2, 24, 7], limit_density=0.0577)
     assert got.max_atoms_per_crystal == 24
-    assert got.image_budget == 3  # ceil(7 / (2 / 0.0577)^(1/3)) for the 2-atom crystal
+    # n (2 r + 1)^3, r = ceil(7 / (n / 0.0577)^(1/3)): 2 * 7^3, 24 * 3^3, 7 * 5^3 -> 875 -> 1024
+    assert got.candidates_per_atom == 1024
     assert (got.edges_per_atom, got.max_in_degree) == (32, 32)  # 5/4 and 3/2 of k = 20
-    big = GraphConfig(edges_per_atom=256, max_in_degree=256, image_budget=5)
+    big = GraphConfig(edges_per_atom=256, max_in_degree=256, candidates_per_atom=4096)
     assert presize_budgets(big, [4], 0.0577) == big
     with pytest.raises(ValueError, match="num_atoms"):
         presize_budgets(base, [0], 0.0577)

@@ -373,7 +373,7 @@ def test_neighbour_stats_match_crystal_graph(rng):
     x = next(iter(crystal_batches(recs, bud, shuffle=False)))
     cb = jax.tree.map(jnp.asarray, x.crystal)
     config = GraphConfig(
-        cutoff=cutoff, max_neighbors=k, edges_per_atom=16, max_in_degree=32, image_budget=1
+        cutoff=cutoff, max_neighbors=k, edges_per_atom=16, max_in_degree=32, candidates_per_atom=256
     )
     graph, _ = build_graph_checked(cb, config)
     assert int(graph.stats.half_edges_needed) == ours.edges.sum() // 2

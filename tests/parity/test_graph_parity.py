@@ -59,7 +59,7 @@ def test_graph_matches_mattergen(gemnet_scale_file):
 
     # Budgets large enough for one compile (build_graph_checked would regrow them otherwise).
     config = graph_mod.GraphConfig(
-        max_atoms_per_crystal=8, image_budget=5, edges_per_atom=128, max_in_degree=128
+        max_atoms_per_crystal=8, candidates_per_atom=8192, edges_per_atom=128, max_in_degree=128
     )
     graph, _ = graph_mod.build_graph_checked(_crystal_batch(cells, fracs, num_atoms), config)
     assert int(graph.stats.in_degree_needed) > 50  # the max-neighbour cut was exercised

@@ -276,9 +276,9 @@ def export_config(gemnet: GemNetConfig, diffusion: DiffusionConfig) -> dict:
 
     Scale factors and scaler statistics travel in the state_dict (`export.export_state_dict`).
     jaxdos-only settings with no MatterGen field are not written: the graph's static budgets
-    (`max_atoms_per_crystal`, `image_budget`, `edges_per_atom`, `max_in_degree`), the number of
-    wrapped-normal images, the D3PM hybrid loss weight and t_min (training / sampling settings,
-    not part of the network or the corruption's definition).
+    (`max_atoms_per_crystal`, `candidates_per_atom`, `edges_per_atom`, `max_in_degree`), the
+    number of wrapped-normal images, the D3PM hybrid loss weight and t_min (training / sampling
+    settings, not part of the network or the corruption's definition).
     """
     if gemnet.dos_dim is not None:
         raise ConversionError("export: MatterGen has no DOS adapter module (export_state_dict)")

@@ -85,8 +85,9 @@ def _dummy_batch() -> CrystalBatch:
 def param_template(config: GemNetConfig) -> dict:
     """flax path -> ShapeDtypeStruct of every param of `GemNetTDenoiser(config)` (no compute)."""
     small = dataclasses.replace(
-        config, graph=dataclasses.replace(config.graph, max_atoms_per_crystal=2, image_budget=1,
-                                          edges_per_atom=2, max_in_degree=2)
+        config, graph=dataclasses.replace(config.graph, max_atoms_per_crystal=2,
+                                          candidates_per_atom=2, edges_per_atom=2,
+                                          max_in_degree=2)
     )  # fmt: skip
     model = GemNetTDenoiser(small)
     shapes = jax.eval_shape(
