@@ -3,7 +3,10 @@
     add_run_flags(parser, out="runs/name")   # --out, --resume, --force, --seed
     add_crystal_flags(parser, settings)      # --crystals-per-dos, --guidance, --steps,
                                              # --corrector-steps, --crystal-batch, --scorer,
-                                             # --guide-predictor, --guide-strength
+                                             # --guide-predictor, --guide-strength,
+                                             # --guide-band-gap, --guide-dos-at-fermi,
+                                             # --guide-integrated-dos (LO HI each),
+                                             # --guide-tcm {1,2}
     crystal_settings(args)                   # those flags as keyword arguments
     add_model_flags(parser)                  # --dos-model, --crystal-model (model directories)
     add_sampling_flags(parser)               # DOSSampler options: --unmask-order, --temperature,
@@ -44,8 +47,9 @@ def add_run_flags(
     parser.add_argument("--seed", type=int, default=seed, help=f"run seed (default {seed})")
 
 
-# CrystalSettings field -> (flag, type, help); the flag is the field name except --guidance, which
-# kept its name when the field became `cfg_scale` (stage 1's `gamma` is a different knob).
+# CrystalSettings field -> (flag, type, help[, more argparse keywords]); the flag is the field name
+# except --guidance, which kept its name when the field became `cfg_scale` (stage 1's `gamma` is a
+# different knob).
 _CRYSTAL_FLAGS = {
     "crystals_per_dos": ("--crystals-per-dos", int, "CDOSGen crystals per DOS"),
     "cfg_scale": ("--guidance", float, "classifier-free guidance scale of CDOSGen (cfg_scale)"),
@@ -65,25 +69,51 @@ _CRYSTAL_FLAGS = {
     "guide_predictor": (
         "--guide-predictor",
         str,
-        "a dos_predictor model directory that guides each conditioned crystal towards its DOS",
+        "a dos_predictor model directory that guides each conditioned crystal towards its DOS, "
+        "or into the --guide-band-gap / --guide-dos-at-fermi / --guide-integrated-dos windows "
+        "and towards --guide-tcm",
     ),
     "guide_strength": ("--guide-strength", float, "strength of --guide-predictor's guidance"),
+    **{
+        f"guide_{name}": (
+            f"--guide-{name.replace('_', '-')}",
+            float,
+            f"guide the predicted {text} into [LO, HI] (needs --guide-predictor)",
+            {"nargs": 2, "metavar": ("LO", "HI")},
+        )
+        for name, text in (
+            ("band_gap", "E_BG (eV)"),
+            ("dos_at_fermi", "DOS(E_F) (states/eV/atom)"),
+            ("integrated_dos", "N(E_F) (states/atom)"),
+        )
+    },
+    "guide_tcm": (
+        "--guide-tcm",
+        int,
+        "guide the predicted DOS towards TCM Type 1 or 2 (a smooth surrogate of the paper's "
+        "criteria; needs --guide-predictor)",
+        {"choices": (1, 2)},
+    ),
 }
 
 
 def add_crystal_flags(parser: argparse.ArgumentParser, defaults) -> None:
     """The `jaxdos.pipeline.screening.CrystalSettings` fields as flags, defaults from `defaults`."""
-    for name, (flag, kind, text) in _CRYSTAL_FLAGS.items():
+    for name, (flag, kind, text, *more) in _CRYSTAL_FLAGS.items():
         value = getattr(defaults, name)
-        shown = (
-            {"scorer": "oracle", "guide_predictor": "none"}.get(name) if value is None else value
+        shown = ("oracle" if name == "scorer" else "none") if value is None else value
+        parser.add_argument(
+            flag, dest=name, type=kind, default=value, help=f"{text} ({shown})", **dict(*more)
         )
-        parser.add_argument(flag, dest=name, type=kind, default=value, help=f"{text} ({shown})")
 
 
 def crystal_settings(args: argparse.Namespace) -> dict:
-    """The parsed `add_crystal_flags` values, as keyword arguments of a config."""
-    return {name: getattr(args, name) for name in _CRYSTAL_FLAGS}
+    """The parsed `add_crystal_flags` values, as keyword arguments of a config (a window's
+    [LO, HI] list as a tuple)."""
+    return {
+        name: tuple(v) if isinstance(v := getattr(args, name), list) else v
+        for name in _CRYSTAL_FLAGS
+    }
 
 
 def add_model_flags(

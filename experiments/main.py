@@ -17,6 +17,7 @@ COMMANDS = {
     "multi-property": "multi_property",
     "audit-dos": "audit_dos",
     "eval-crystal": "eval_crystal",
+    "eval-guidance": "eval_guidance",
     "make-world": "make_world",
     "load-mp": "load_mp",
     "convert-mattergen": "convert_mattergen",

@@ -24,11 +24,15 @@ the conduction band), so the TCM filter measures its own gap:
   nothing about transparency. Because the band contains bin 128, the gap's top edge is <= E_F.
 - criteria: gap >= 3.1 eV; DOS(E_F) > zero_tol * K; Type 1 bandwidth > 4 eV, Type 2 < 3 eV.
 
+Smooth TCM surrogate (`tcm_surrogate`): a differentiable penalty built on the same measurements,
+for gradient guidance of a generator through a DOS predictor (`jaxdos.pipeline.guided`).
+
 Thermoelectric (Section 6.2): Algorithm 1 gap in [0.1, 1.0] eV, DOS(E_F) <= zero_tol * K, and
 cosine > 0.9 to a reference thermoelectric DOS.
 """
 
 import dataclasses
+import math
 from typing import NamedTuple
 
 import jax
@@ -52,6 +56,7 @@ __all__ = [
     "te_filter",
     "screen_tcm",
     "screen_te",
+    "tcm_surrogate",
 ]
 
 ZERO_TOL = 0.5 / (N_LEVELS - 1)  # the tokeniser's level-0 cut, relative to K
@@ -304,3 +309,111 @@ def screen_te(dos, reference, criteria: TECriteria = TECriteria()) -> TEResult:
         ) from None
     out = _te_jit(jnp.asarray(a, jnp.float32), jnp.asarray(r, jnp.float32), criteria)
     return TEResult(*(np.asarray(v) for v in out))
+
+
+# Spectra below this peak (states / eV / atom) are scaled as if they peaked here, so the
+# surrogate's relative levels and their gradients stay finite on an all-zero DOS.
+_PEAK_FLOOR = 1e-3
+
+
+def tcm_surrogate(
+    dos,
+    tcm_type: int,
+    criteria: TCMCriteria = TCMCriteria(),
+    *,
+    occupied: float = 0.05,
+    tau: float = 0.1,
+):
+    """A smooth penalty `[..., L] -> [...] >= 0` of how far each spectrum is from TCM Type 1 / 2.
+
+    Built from `tcm_filter`'s own measurements, on the levels u = DOS / K (K its peak, as the
+    filter's empty-bin cut): a bin is *empty* by the filter's cut u <= zero_tol, and *occupied*
+    here when u >= `occupied`. Per bin, `full = (u - zero_tol)_+ / occupied` (how far from empty)
+    and `low = (occupied - u)_+ / occupied` (how far from occupied, in [0, 1]). For each candidate
+    bottom b <= 128 of the band holding E_F (the filter's `band_bottom`):
+
+    - gap: mean `full` over the `min_gap` window [b - G, b) just below it (G = 40 bins: 3.1 eV);
+    - valence: `low` of the highest level below that window (the filter counts the gap only if
+      occupied bins lie below it);
+    - band, Type 1: mean `low` over [b, max(b + W1, 129)), W1 = 52 bins (> 4 eV), the band from
+      its bottom through E_F and on to the required width;
+    - band, Type 2: mean `low` over [b, 129) plus, for a hole of `min_gap_bins` starting at some h
+      with 129 <= h <= b + 38 (< 3 eV wide), mean `full` over that hole (the band's top);
+
+    and, independent of b, metallic: `low` of DOS(E_F) / K (`properties.dos_at_fermi`). The loss
+    is `metallic + softmin` of the per-candidate sums, softmin = -tau log(mean exp(-cost / tau))
+    over the candidates (b, or (b, h) for Type 2), which lies in [min, min + tau log(#)].
+
+    Relation to the hard filter: at the filter's own band bottom every term is 0 when the
+    spectrum passes with margin (gap bins empty by the filter's cut, band bins and DOS(E_F) at
+    least `occupied` of K), so a passing DOS costs at most tau log(#candidates) (0.45 for Type 1
+    at tau = 0.1); a spectrum fails the filter only if some criterion's bins are on the wrong
+    side of the cut, which every candidate pays for linearly. Not exact: the surrogate asks
+    occupied bins for `occupied` K where the filter asks only > zero_tol K, and a single empty
+    bin inside the band, which the filter ignores (holes need `min_gap_bins`), costs 1 / width.
+    Algorithm 1's band gap is not used: it is ~0 for the gapped metals a TCM is (module
+    docstring).
+
+    Args:
+        dos: `[..., L]` per-atom spectra (negative values count as 0).
+        tcm_type: 1 (conduction bandwidth > `type1_min_width`) or 2 (< `type2_max_width`).
+        criteria: the thresholds of `tcm_filter` (static).
+        occupied: level, relative to K, from which a bin counts as occupied, in (zero_tol, 1).
+        tau: softmin temperature (> 0), in units of the penalties.
+
+    Returns:
+        `[...]` penalty (jittable, differentiable almost everywhere: ReLU and max kinks).
+    """
+    if tcm_type not in (1, 2):
+        raise ValueError(f"tcm_type: expected 1 or 2, got {tcm_type!r}")
+    if not criteria.zero_tol < occupied < 1.0:
+        raise ValueError(f"occupied: expected in (zero_tol, 1), got {occupied!r}")
+    if not tau > 0:
+        raise ValueError(f"tau: expected > 0, got {tau!r}")
+    n = check_grid(dos).shape[-1]
+    d = jnp.maximum(dos, 0.0)
+    peak = jnp.maximum(jnp.max(d, axis=-1), _PEAK_FLOOR)
+    u = d / peak[..., None]
+    full = jnp.maximum(u - criteria.zero_tol, 0.0) / occupied
+    low = jnp.maximum(occupied - u, 0.0) / occupied
+    zero = jnp.zeros_like(u[..., :1])
+    cum_full = jnp.concatenate([zero, jnp.cumsum(full, axis=-1)], axis=-1)  # [..., L + 1]
+    cum_low = jnp.concatenate([zero, jnp.cumsum(low, axis=-1)], axis=-1)
+
+    k = criteria.min_gap_bins
+    # Soft hole starts: the product of `low` over bins [i, i + k), ~1 where k bins are empty.
+    starts = low[..., : n - k + 1]
+    for j in range(1, k):
+        starts = starts * low[..., j : n - k + 1 + j]
+    cum_starts = jnp.concatenate([zero, jnp.cumsum(starts, axis=-1)], axis=-1)
+
+    def mean(cum, lo, hi):  # mean over bins [lo, hi) of static index arrays, `[..., len(lo)]`
+        return (cum[..., hi] - cum[..., lo]) / (hi - lo)
+
+    def band(lo, hi):  # the band [lo, hi): occupied on average, and no hole overlapping it
+        return mean(cum_low, lo, hi) + cum_starts[..., hi] - cum_starts[..., lo - k + 1]
+
+    g = math.ceil(criteria.min_gap / BIN_WIDTH - 1e-6)  # bins of the narrowest passing gap
+    bottom = np.arange(g + 1, FERMI_INDEX + 1)  # candidate band bottoms b, [B']
+    gap = mean(cum_full, bottom - g, bottom)
+    below = np.arange(n)[None, :] < (bottom - g)[:, None]  # [B', L]
+    valence_top = jnp.max(jnp.where(below, u[..., None, :], 0.0), axis=-1)
+    valence = jnp.maximum(occupied - valence_top, 0.0) / occupied
+    metallic = jnp.maximum(occupied - dos_at_fermi(d) / peak, 0.0) / occupied
+    if tcm_type == 1:
+        w1 = math.floor(criteria.type1_min_width / BIN_WIDTH + 1e-6) + 1  # > type1_min_width
+        end = np.maximum(bottom + w1, FERMI_INDEX + 1)
+        cost = gap + valence + band(bottom, end)  # [..., B']
+    else:
+        w2 = math.ceil(criteria.type2_max_width / BIN_WIDTH - 1e-6) - 1  # < type2_max_width
+        w0 = math.floor(criteria.type2_min_width / BIN_WIDTH + 1e-6) + 1  # > type2_min_width
+        top = np.arange(FERMI_INDEX + 1, n - k + 1)  # first hole bin h above the band, [H]
+        hole = mean(cum_full, top, top + k)  # [..., H]
+        lower = gap + valence + band(bottom, np.full_like(bottom, FERMI_INDEX + 1))
+        width = top[None, :] - bottom[:, None]  # [B', H] bins of the band [b, h)
+        fits = np.flatnonzero((width >= w0) & (width <= w2))  # the (b, h) of a Type 2 band
+        cost = (lower[..., :, None] + hole[..., None, :]).reshape(*lower.shape[:-1], -1)
+        cost = cost[..., fits]  # [..., #(b, h)]
+    # softmin = -tau log mean exp(-cost / tau): the mean keeps it >= min(cost) >= 0.
+    logmean = jax.nn.logsumexp(-cost / tau, axis=-1) - math.log(cost.shape[-1])
+    return metallic - tau * logmean

@@ -13,9 +13,12 @@ device is re-run alone with grown budgets (one more compile per grown bucket); l
 to the presized budgets, since larger budgets change the network output in the last ulp (reduction
 order) and a batch's crystals must not depend on which batches ran before it.
 
-Predictor guidance (`guide_predictor`, `guide_strength`): each conditioned crystal's own DOS is also
-the target of a learned DOS predictor's gradient guidance (`jaxdos.pipeline.guided`) on top of
-classifier-free guidance; the targets travel per crystal, split over the devices with them.
+Predictor guidance (`guide_predictor`, `guide_strength`; `jaxdos.pipeline.guided`): a learned DOS
+predictor's gradient pulls each crystal's denoised estimate towards a target, on top of
+classifier-free guidance (or of unconditional sampling). The target is each conditioned crystal's
+own DOS, or, given `guide_windows` / `guide_tcm`, property windows (band gap, DOS(E_F), N(E_F))
+and the TCM criteria, which need no conditioning DOS; the targets travel per crystal, split over
+the devices with them.
 """
 
 import dataclasses
@@ -32,7 +35,12 @@ from jaxdos.crystal.diffusion.num_atoms import device_atom_budget
 from jaxdos.crystal.diffusion.sampler import CrystalSamplingConfig
 from jaxdos.crystal.generate import check_condition_dos, generate_with_model
 from jaxdos.crystal.graph import presize_budgets
-from jaxdos.pipeline.guided import predictor_guidance
+from jaxdos.pipeline.guided import (
+    check_tcm,
+    check_windows,
+    predictor_guidance,
+    predictor_property_guidance,
+)
 from jaxdos.pipeline.models import as_model
 from jaxdos.predictor.checkpoint import KIND as DOS_PREDICTOR
 from jaxdos.structures import Crystals, unpack
@@ -62,6 +70,8 @@ def generate_crystals(
     devices=None,
     guide_predictor=None,
     guide_strength: float = 1.0,
+    guide_windows: dict | None = None,
+    guide_tcm: int | None = None,
 ) -> tuple[Crystals, np.ndarray]:
     """Generate crystals conditioned on each DOS, or unconditionally.
 
@@ -81,8 +91,16 @@ def generate_crystals(
             list of local `jax.Device`; the same seed gives the same crystals on any count.
         guide_predictor: None, or a "dos_predictor" model (directory) whose DOS of each
             crystal's denoised estimate is pulled towards the crystal's conditioning DOS
-            (`GradientGuidance`; needs `dos`).
+            (`GradientGuidance`; needs `dos`), or into `guide_windows` when those are given.
         guide_strength: that guidance's strength s (>= 0).
+        guide_windows: None, or {"band_gap" | "dos_at_fermi" | "integrated_dos": (lo, hi)}
+            (eV, states/eV/atom, states/atom): the predictor's properties of every crystal are
+            pulled into these windows (`predictor_property_guidance`) instead of towards its
+            conditioning DOS; works with `dos` (on top of classifier-free guidance) or without
+            (on unconditional sampling). Needs `guide_predictor`.
+        guide_tcm: None, or 1 / 2: the predictor's DOS of every crystal is also pulled towards
+            the paper's TCM Type 1 / 2 criteria (`filters.tcm_surrogate`); like `guide_windows`,
+            with or without `dos`, and it combines with them. Needs `guide_predictor`.
 
     Returns:
         (`Crystals` padded to 20 atoms, `[M']` index of the conditioning DOS of each crystal, -1
@@ -99,6 +117,11 @@ def generate_crystals(
         raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
     if not np.isfinite(cfg_scale) or cfg_scale < 0:
         raise ValueError(f"cfg_scale: expected a finite value >= 0, got {cfg_scale}")
+    windows = check_windows(guide_windows, "guide_windows")
+    property_guided = bool(windows) or check_tcm("guide_tcm", guide_tcm) is not None
+    if property_guided and guide_predictor is None:
+        field = "guide_windows" if windows else "guide_tcm"
+        raise ValueError(f"{field}: needs guide_predictor (the predictor that measures them)")
     if dos is None:
         if num_samples is None or num_samples < 1:
             raise ValueError(
@@ -111,12 +134,25 @@ def generate_crystals(
         source = np.repeat(np.arange(cond.shape[0]), crystals_per_dos)
         cond = cond[source]
     guidance = NoGuidance() if cond is None else ClassifierFree(cfg_scale=float(cfg_scale))
-    guide_params = None
-    if guide_predictor is not None:
-        if cond is None:
-            raise ValueError("guide_predictor: needs conditioning DOS (its targets), got dos=None")
+    guide_params = guide_targets = None
+    if property_guided:
         predictor = as_model(guide_predictor, DOS_PREDICTOR)
-        guidance, guide_params, _ = predictor_guidance(
+        guidance, guide_params, guide_targets = predictor_property_guidance(
+            predictor,
+            windows,
+            source.size,
+            strength=float(guide_strength),
+            tcm=guide_tcm,
+            base=guidance,
+        )
+    elif guide_predictor is not None:
+        if cond is None:
+            raise ValueError(
+                "guide_predictor: needs conditioning DOS (its targets), guide_windows or "
+                "guide_tcm, got dos=None"
+            )
+        predictor = as_model(guide_predictor, DOS_PREDICTOR)
+        guidance, guide_params, guide_targets = predictor_guidance(
             predictor, cond, strength=float(guide_strength), base=guidance
         )
     # Checks corrector_steps (and the rest of the sampler settings) before the model loads.
@@ -143,7 +179,7 @@ def generate_crystals(
     for b, (start, rows) in enumerate(zip(starts, rows_of, strict=True)):
         kwargs = {"dos": cond[rows]} if cond is not None else {}
         if guide_params is not None:
-            kwargs.update(guide_params=guide_params, guide_targets=cond[rows])
+            kwargs.update(guide_params=guide_params, guide_targets=guide_targets[rows])
         gen, _ = generate_with_model(
             base,
             model.params,

@@ -5,7 +5,8 @@ estimate; the predictor knows only crystals. This module is where the two meet (
 import each other): `PredictorDosLoss` runs the predictor on the estimate, relaxed types included,
 and compares its DOS with a target DOS per crystal; `PredictorPropertyLoss` measures the paper's
 properties on that DOS with the same differentiable kernels stage 1 uses (Algorithm 1's soft band
-gap, DOS(E_F), N(E_F)) and penalises the distance to a window [lo, hi] per property.
+gap, DOS(E_F), N(E_F)) and penalises the distance to a window [lo, hi] per property, plus, if
+asked, a smooth surrogate of the TCM Type 1 / 2 criteria (`filters.tcm_surrogate`).
 
     guidance, guide_params, guide_targets = predictor_guidance(model, target_dos, strength=1.0)
     gen = generate(score_fn, params, key=..., num_atoms=..., config=replace(cfg, guidance=guidance),
@@ -23,7 +24,7 @@ from jaxdos.crystal.diffusion.guidance import (
     GradientGuidance,
     NoGuidance,
 )
-from jaxdos.kernels import properties
+from jaxdos.kernels import filters, properties
 from jaxdos.kernels.grid import check_dos
 from jaxdos.predictor.checkpoint import DOSPredictorModel
 from jaxdos.predictor.config import PredictorConfig
@@ -32,6 +33,9 @@ from jaxdos.structures import MAX_Z
 from jaxdos.typing import Array, PyTree
 
 __all__ = [
+    "check_tcm",
+    "check_window",
+    "check_windows",
     "PredictorDosLoss",
     "PredictorPropertyLoss",
     "predictor_guidance",
@@ -74,10 +78,18 @@ class PredictorPropertyLoss:
     """Per crystal, sum over `names` of ((lo - p)_+ + (p - hi)_+)^2 / scale^2, p the property of
     the predictor's DOS of the estimate; `guide_targets` `[G, P, 2]` holds each window [lo, hi].
     Zero inside every window. `scale` is the property's typical size (`_SCALES`), so the terms add
-    in comparable units."""
+    in comparable units.
+
+    With `tcm` = 1 or 2, plus `filters.tcm_surrogate(dos, tcm)`: the smooth surrogate of the
+    paper's TCM Type 1 / 2 criteria (Section 6.1; gap below E_F >= 3.1 eV, DOS(E_F) > 0,
+    conduction bandwidth > 4 eV / < 3 eV) on the same DOS. It is ~tau log(#candidates) (< 0.5)
+    on a spectrum that passes `filters.tcm_filter` with margin and grows linearly with every bin
+    on the wrong side of a criterion (its docstring relates it to the hard filter term by term).
+    """
 
     config: PredictorConfig
     names: tuple[str, ...]
+    tcm: int | None = None
 
     def __call__(
         self, guide_params: PyTree, guide_targets: Array, est: DenoisedEstimate
@@ -89,11 +101,43 @@ class PredictorPropertyLoss:
             p, lo, hi = measured[name], guide_targets[:, j, 0], guide_targets[:, j, 1]
             gap = jnp.maximum(lo - p, 0.0) + jnp.maximum(p - hi, 0.0)
             loss = loss + (gap / _SCALES[name]) ** 2
+        if self.tcm is not None:
+            loss = loss + filters.tcm_surrogate(dos, self.tcm)
         return loss, overflow
 
 
 # Typical magnitudes in the world (eV, states/eV/atom, states/atom): the units of the window loss.
 _SCALES = {"band_gap": 1.0, "dos_at_fermi": 0.5, "integrated_dos": 1.0}
+
+
+def check_window(field: str, window) -> tuple[float, float]:
+    """`window` as (lo, hi) floats; ValueError naming `field` unless it is two finite numbers
+    with lo <= hi. The one rule for every property window (library argument or command flag)."""
+    try:
+        lo, hi = (float(v) for v in window)
+    except (TypeError, ValueError):
+        raise ValueError(f"{field}: expected a window (lo, hi), got {window!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
+        raise ValueError(f"{field}: expected finite lo <= hi, got ({lo}, {hi})")
+    return lo, hi
+
+
+def check_tcm(field: str, tcm) -> int | None:
+    """None, or the TCM type 1 / 2; ValueError naming `field` otherwise."""
+    if tcm is not None and tcm not in (1, 2):
+        raise ValueError(f"{field}: expected TCM type 1 or 2, got {tcm!r}")
+    return tcm
+
+
+def check_windows(windows, field: str = "windows") -> dict[str, tuple[float, float]]:
+    """{property: (lo, hi)} checked by `check_window`; ValueError naming `field` for an unknown
+    property or a bad window (`field[name]`)."""
+    out = {}
+    for name, window in dict(windows or {}).items():
+        if name not in _SCALES:
+            raise ValueError(f"{field}: unknown property {name!r} (known: {sorted(_SCALES)})")
+        out[name] = check_window(f"{field}[{name!r}]", window)
+    return out
 
 
 def predictor_property_guidance(
@@ -102,31 +146,34 @@ def predictor_property_guidance(
     num_crystals: int,
     *,
     strength: float,
+    tcm: int | None = None,
     base: NoGuidance | ClassifierFree = _UNGUIDED,
     t_max: float = 0.5,
 ) -> tuple[GradientGuidance, PyTree, Array]:
-    """Guidance towards property windows, the same for every crystal of the batch.
+    """Guidance towards property windows and / or the TCM criteria, the same for every crystal.
 
     Args:
         model: a trained predictor.
-        windows: {"band_gap" | "dos_at_fermi" | "integrated_dos": (lo, hi)}, lo <= hi, finite.
+        windows: {"band_gap" | "dos_at_fermi" | "integrated_dos": (lo, hi)}, lo <= hi, finite;
+            may be empty when `tcm` is given.
         num_crystals: G, the crystals of the batch to generate.
         strength, base, t_max: as `GradientGuidance`.
+        tcm: None, or 1 / 2: also guide towards TCM Type 1 / 2 (`PredictorPropertyLoss`).
 
     Raises:
-        ValueError: naming `windows` for an unknown property or a bad window.
+        ValueError: naming `windows` for an unknown property or a bad window, or `tcm`.
     """
-    if not windows:
-        raise ValueError("windows: expected at least one property window")
-    for name, (lo, hi) in windows.items():
-        if name not in _SCALES:
-            raise ValueError(f"windows: unknown property {name!r} (known: {sorted(_SCALES)})")
-        if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
-            raise ValueError(f"windows[{name!r}]: expected finite lo <= hi, got ({lo}, {hi})")
+    windows = check_windows(windows)
+    check_tcm("tcm", tcm)
+    if not windows and tcm is None:
+        raise ValueError("windows: expected at least one property window (or tcm)")
     names = tuple(sorted(windows))
-    table = np.array([windows[n] for n in names], np.float32)  # [P, 2]
+    table = np.array([windows[n] for n in names], np.float32).reshape(len(names), 2)  # [P, 2]
     guidance = GradientGuidance(
-        loss=PredictorPropertyLoss(model.config, names), strength=strength, base=base, t_max=t_max
+        loss=PredictorPropertyLoss(model.config, names, tcm),
+        strength=strength,
+        base=base,
+        t_max=t_max,
     )
     return guidance, model.params, np.broadcast_to(table, (num_crystals, *table.shape)).copy()
 

@@ -20,11 +20,13 @@ from jaxdos.crystal.checkpoint import KIND as CDOSGEN
 from jaxdos.data.world import load_world
 from jaxdos.kernels import stats
 from jaxdos.kernels.pairing import METRIC_ROWS, conditioning_estimates, derangement
+from jaxdos.kernels.properties import PROPERTY_NAMES
 from jaxdos.pipeline.crystals import (
     DEFAULT_CORRECTOR_STEPS,
     DEFAULT_STEPS,
     generate_crystals,
 )
+from jaxdos.pipeline.guided import check_tcm, check_window
 from jaxdos.pipeline.models import load_checked
 from jaxdos.pipeline.rundir import RunDir
 from jaxdos.pipeline.score import ORACLE, score, uniqueness_novelty
@@ -45,6 +47,8 @@ __all__ = [
 ]
 
 _CRYSTAL_FIELDS = Crystals._fields
+# CrystalSettings window field -> the property it guides (`jaxdos.kernels.properties` names)
+_WINDOW_FIELDS = {f"guide_{name}": name for name in PROPERTY_NAMES}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -65,9 +69,17 @@ class CrystalSettings:
             `scorer` column.
         guide_predictor: None, or a "dos_predictor" model directory that guides each conditioned
             crystal towards its conditioning DOS (`generate_crystals(guide_predictor=...)`,
-            on top of classifier-free guidance); unconditional crystals are never guided. Use a
-            different predictor than `scorer`, or the scores measure the guide, not the crystals.
+            on top of classifier-free guidance), or into the `guide_*` windows and towards
+            `guide_tcm` when any is set;
+            unconditional crystals (a screen's baseline) are never guided. Use a different
+            predictor than `scorer`, or the scores measure the guide, not the crystals.
         guide_strength: that guidance's strength (>= 0).
+        guide_band_gap, guide_dos_at_fermi, guide_integrated_dos: None, or a window (lo, hi) of
+            E_BG (eV), DOS(E_F) (states/eV/atom) or N(E_F) (states/atom) that `guide_predictor`
+            pulls the predicted property into (`generate_crystals(guide_windows=...)`); finite,
+            lo <= hi, and only with `guide_predictor`.
+        guide_tcm: None, or 1 / 2: `guide_predictor` also pulls the predicted DOS towards TCM
+            Type 1 / 2 (`generate_crystals(guide_tcm=...)`); only with `guide_predictor`.
     """
 
     crystals_per_dos: int = 4
@@ -79,6 +91,10 @@ class CrystalSettings:
     scorer: str | None = None
     guide_predictor: str | None = None
     guide_strength: float = 1.0
+    guide_band_gap: tuple[float, float] | None = None
+    guide_dos_at_fermi: tuple[float, float] | None = None
+    guide_integrated_dos: tuple[float, float] | None = None
+    guide_tcm: int | None = None
 
     def __post_init__(self):
         for name in ("crystals_per_dos", "crystal_batch"):
@@ -94,6 +110,26 @@ class CrystalSettings:
             raise ValueError(
                 f"guide_strength: expected a finite value >= 0, got {self.guide_strength}"
             )
+        check_tcm("guide_tcm", self.guide_tcm)
+        for name in (*_WINDOW_FIELDS, "guide_tcm"):
+            if getattr(self, name) is None:
+                continue
+            if name != "guide_tcm":
+                # Canonical (lo, hi) floats, whatever sequence the caller gave (a flag's list).
+                object.__setattr__(self, name, check_window(name, getattr(self, name)))
+            if self.guide_predictor is None:
+                raise ValueError(
+                    f"{name}: needs guide_predictor (--guide-predictor), the DOS predictor "
+                    "that measures the property it guides"
+                )
+
+    def guide_windows(self) -> dict[str, tuple[float, float]]:
+        """{property: (lo, hi)} of the `guide_*` windows that are set (empty: none)."""
+        return {
+            prop: getattr(self, name)
+            for name, prop in _WINDOW_FIELDS.items()
+            if getattr(self, name) is not None
+        }
 
     def check_crystal_model(self):
         """The CDOSGen model of these settings, loaded once (the scorer checked too);
@@ -158,6 +194,8 @@ def crystal_stage(
                 model=model,
                 guide_predictor=guide,
                 guide_strength=cfg.guide_strength,
+                guide_windows=cfg.guide_windows(),
+                guide_tcm=cfg.guide_tcm,
             )
             source = rows[source]
         else:

@@ -155,3 +155,46 @@ def test_type2_minimum_band_width_option():
     np.testing.assert_array_equal(strict.type2, [False, True])
     with pytest.raises(ValueError, match="type2_min_width"):
         filters.TCMCriteria(type2_min_width=3.0)
+
+
+METAL = np.full(256, 1.0, np.float32)  # no gap anywhere
+SURROGATE_CASES = np.stack([TYPE1, TYPE2, MIDDLE, SMALL_GAP, INSULATOR, SEMICORE, METAL])
+surrogate = jax.jit(filters.tcm_surrogate, static_argnames=("tcm_type", "criteria"))
+
+
+@pytest.mark.parametrize("tcm_type", [1, 2])
+def test_tcm_surrogate_is_low_exactly_for_the_spectra_that_pass(tcm_type):
+    d = jnp.asarray(SURROGATE_CASES)
+    passes = np.asarray(getattr(tcm(d), f"type{tcm_type}"))
+    assert passes.sum() == 1  # TYPE1 for Type 1, TYPE2 for Type 2
+    loss = np.asarray(surrogate(d, tcm_type=tcm_type))
+    assert np.all(loss >= 0)
+    # A passing spectrum costs at most tau log(#candidates) < 0.5; every failing one > 1.
+    assert loss[passes].max() < 0.5 and loss[~passes].min() > 1.0, loss
+    # Criteria are static, as for the hard filter: a 4 eV minimum gap fails TYPE1 / TYPE2 (gap
+    # 3.9 eV) too, by two bins, which costs above any passing spectrum.
+    strict = surrogate(d, tcm_type=tcm_type, criteria=filters.TCMCriteria(min_gap=4.0))
+    assert float(strict[passes][0]) > 0.5
+
+
+def test_tcm_surrogate_gradient_is_finite_and_matches_finite_differences(rng):
+    cases = np.concatenate([SURROGATE_CASES, np.zeros((1, 256), np.float32)])
+    # A TCM-like spectrum with every level away from the ReLU kinks (gap bins between the
+    # filter's cut and `occupied`, band bins well above it): smooth there, so central
+    # differences in float64 agree with the gradient.
+    gap_levels = np.where(TYPE2 > 0, 0.0, rng.uniform(0.005, 0.04, 256))
+    x = TYPE2 * rng.uniform(0.8, 1.0, 256) + gap_levels
+    v = rng.normal(size=256)
+    eps = 1e-5
+    with jax.enable_x64(True):
+        y = jnp.asarray(np.concatenate([np.stack([x, x + eps * v, x - eps * v]), cases]))
+        for t in (1, 2):
+            value_and_grad = jax.value_and_grad(lambda y, t=t: filters.tcm_surrogate(y, t))
+            f, g = jax.jit(jax.vmap(value_and_grad))(y)
+            assert np.all(np.isfinite(np.asarray(g)))  # the hand-built cases and a zero DOS too
+            fd = (f[1] - f[2]) / (2 * eps)
+            exact = jnp.vdot(g[0], jnp.asarray(v))
+            assert float(exact) == pytest.approx(float(fd), rel=1e-5, abs=1e-8)
+            assert abs(float(exact)) > 1e-3  # the check is not vacuous
+    with pytest.raises(ValueError, match="tcm_type"):
+        filters.tcm_surrogate(jnp.asarray(TYPE1), 3)

@@ -112,8 +112,23 @@ def test_guide_predictor_is_checked_up_front(tmp_path):
         CrystalSettings(guide_predictor=str(SAMPLER_DIR)).check_crystal_model()
     with pytest.raises(ValueError, match="^guide_strength: "):
         CrystalSettings(guide_strength=-1.0)
+    guide = _tiny_predictor(tmp_path)
     with pytest.raises(ValueError, match="guide_predictor: needs conditioning DOS"):
-        generate_crystals(num_samples=2, guide_predictor=_tiny_predictor(tmp_path))
+        generate_crystals(num_samples=2, guide_predictor=guide)
+    # Property guidance needs no DOS, but a predictor and good windows, checked before compute.
+    with pytest.raises(ValueError, match="^guide_windows: needs guide_predictor"):
+        generate_crystals(num_samples=2, guide_windows={"band_gap": (1.0, 2.0)})
+    with pytest.raises(ValueError, match="^guide_tcm: needs guide_predictor"):
+        generate_crystals(num_samples=2, guide_tcm=1)
+    with pytest.raises(ValueError, match="^guide_tcm: expected TCM type 1 or 2"):
+        generate_crystals(num_samples=2, guide_predictor=guide, guide_tcm=3)
+    with pytest.raises(ValueError, match=r"^guide_windows\['band_gap'\]: expected finite"):
+        generate_crystals(num_samples=2, guide_predictor=guide, guide_windows={"band_gap": (2, 1)})
+    with pytest.raises(ValueError, match="^guide_band_gap: needs guide_predictor"):
+        CrystalSettings(guide_band_gap=(1.0, 2.0))
+    with pytest.raises(ValueError, match="^guide_dos_at_fermi: expected finite lo <= hi"):
+        CrystalSettings(guide_predictor="p", guide_dos_at_fermi=(0.0, float("inf")))
+    assert CrystalSettings(guide_predictor="p", guide_band_gap=[1, 2]).guide_band_gap == (1.0, 2.0)
 
 
 @pytest.mark.slow  # three CDOSGen compiles (~2 min on 2 busy cores)
@@ -184,3 +199,58 @@ def test_property_guidance_moves_dos_at_fermi_into_the_window():
         )
     )
     assert pulled.mean() > plain.mean() + 0.1, (plain, pulled)
+
+
+def test_tcm_guidance_loss_is_the_surrogate_of_the_predicted_dos_and_differentiable():
+    from jaxdos.crystal.diffusion.guidance import DenoisedEstimate
+    from jaxdos.kernels.filters import tcm_surrogate
+    from jaxdos.pipeline.guided import predictor_property_guidance
+
+    model = sharp_predictor()
+    cfg, params = model.config, model.params
+    b = jax.tree.map(jnp.asarray, prior_batch(np.full(2, 4)))
+    probs = jax.nn.softmax(jax.random.normal(jax.random.key(3), (b.num_nodes, 101)))
+    est = DenoisedEstimate(probs, b.frac_coords, b.lattice, b)
+    guidance, gp, gt = predictor_property_guidance(model, {}, 2, tcm=2, strength=1.0)
+    assert gt.shape == (2, 0, 2)  # no windows: the TCM term alone
+
+    @jax.jit
+    def value_and_grad(q):
+        def loss(q):
+            return jnp.sum(guidance.loss(gp, gt, est._replace(type_probs=q))[0])
+
+        types = jnp.concatenate([jnp.zeros((b.num_nodes, 1)), q[:, :100]], 1)
+        surrogate = jnp.sum(tcm_surrogate(forward(cfg, params, b, types)[0][:2], 2))
+        return (*jax.value_and_grad(loss)(q), surrogate)
+
+    value, grad, surrogate = value_and_grad(probs)
+    np.testing.assert_allclose(float(value), float(surrogate), rtol=1e-5)
+    assert np.all(np.isfinite(np.asarray(grad))) and float(jnp.abs(grad).max()) > 0
+    v = jax.random.normal(jax.random.key(4), probs.shape) * 1e-3
+    fd = (value_and_grad(probs + v)[0] - value_and_grad(probs - v)[0]) / 2
+    assert float(jnp.vdot(grad, v)) == pytest.approx(float(fd), rel=0.01)
+    with pytest.raises(ValueError, match="tcm"):
+        predictor_property_guidance(model, {}, 2, tcm=3, strength=1.0)
+    with pytest.raises(ValueError, match="windows"):
+        predictor_property_guidance(model, {}, 2, strength=1.0)
+
+
+@pytest.mark.slow  # three compiles of a 1-block CDOSGen (~3 min on 2 busy cores)
+def test_generate_crystals_with_property_guidance_needs_no_conditioning_dos(tmp_path):
+    from untrained import untrained_model
+
+    from jaxdos.pipeline.crystals import generate_crystals
+
+    guide = _tiny_predictor(tmp_path)
+    model = untrained_model(8, np.array([2, 3]))
+    run = dict(num_samples=4, steps=4, seed=3, batch_size=4, model=model)
+    targets = dict(guide_windows={"band_gap": (1.8, 2.2)}, guide_tcm=1)
+    plain, src = generate_crystals(**run)
+    zero, src0 = generate_crystals(guide_predictor=guide, guide_strength=0.0, **targets, **run)
+    pulled, _ = generate_crystals(guide_predictor=guide, guide_strength=1e3, **targets, **run)
+    for a, b in zip(plain, zero, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(src, src0)
+    assert np.all(src == -1)
+    # The composition guide reads types only: its gradient moves the atom types.
+    assert not np.array_equal(pulled.atomic_numbers, plain.atomic_numbers)

@@ -9,6 +9,7 @@
     audit_dos        AuditConfig           Table 8: DOSSampler audit
     sample_dos       SampleDOSConfig       stage 1 alone: targets -> accepted DOS
     eval_crystal     EvalCrystalConfig     stage 2 alone: issue 12's realism goals
+    eval_guidance    EvalGuidanceConfig    predictor-guided CDOSGen: TCM yield, E_BG MAE (oracle)
     eval_predictor   EvalPredictorConfig   Table 7: DOS predictor vs oracle and a baseline
 
 They live in a subpackage, not as `jaxdos.pipeline.<job>`, because `jaxdos.pipeline.sample_dos`
@@ -20,6 +21,7 @@ __all__ = [
     "design",
     "generate",
     "eval_crystal",
+    "eval_guidance",
     "eval_predictor",
     "multi_property",
     "sample_dos",
