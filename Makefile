@@ -45,7 +45,7 @@ audit: install
 # pre-training and a first fine-tuning (--make-default), two full fine-tuning rounds at a constant
 # lr, and a 14 000-step round with the lr cosine-decayed from 1e-3 to 1e-4.
 train-default: install
-	$(BIN)/python -m experiments.train_sampler --preset tiny --steps 1000 --regressor-steps 200 --workdir runs/sampler_tiny --export jaxdos/assets/sampler_tiny
+	$(BIN)/python -m experiments.train_sampler --preset tiny --steps 3000 --regressor-steps 300 --workdir runs/sampler_tiny --export jaxdos/assets/sampler_tiny
 	$(BIN)/python -m experiments.train_crystal --make-default --steps 500 --finetune-steps 250
 	$(BIN)/python -m experiments.train_crystal --stage finetune --init jaxdos/assets/crystal_tiny --steps 2500 --workdir runs/crystal_ft2
 	$(BIN)/python -m experiments.train_crystal --stage finetune --init runs/crystal_ft2/model --steps 3000 --workdir runs/crystal_ft3

@@ -3,13 +3,15 @@
     python -m experiments.bench_dos_smoothness                 # 128 samples x 8 settings, 16 steps
     python -m experiments.bench_dos_smoothness --quick         # 16 samples, 2 settings
     python -m experiments.bench_dos_smoothness --configs "" "temperature=0.5,final_argmax=1"
+    python -m experiments.bench_dos_smoothness --models default runs/sampler/model --configs ""
 
 Issue 12, goal 2: the DOSSampler should draw spectra like the world's (roughness within 1.5x of
 the world's test split, audit plausibility >= 50 % of the world's own rate, at the default steps).
 Each setting is a `DOSSamplingConfig` (16 steps by default, as `tcm_screen`) with the fields given
 as `name=value` pairs ("" is the paper's Algorithm 2); all draw `--samples` unconditional spectra
-with the embedded model, the same seed and K drawn from the training set, through the same
-rejection loop as `audit_dos` (no targets, so every proposal is kept).
+with each of `--models` (sampler directories; "default" is the embedded one), the same seed and K
+drawn from the training set, through the same rejection loop as `audit_dos` (no targets, so every
+proposal is kept).
 
 Goal 2 holds for a setting when its mean roughness is <= 1.5x the world's and its plausibility
 rate >= 0.5x the world's (point values; the intervals are printed beside them).
@@ -25,6 +27,7 @@ Wall time per setting includes its compile.
 
 import dataclasses
 import time
+from pathlib import Path
 
 from experiments import benchio
 
@@ -75,32 +78,42 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--configs", nargs="*", default=list(DEFAULT_CONFIGS))
+    p.add_argument("--models", nargs="+", default=["default"], help='sampler dirs ("default")')
     args = p.parse_args(argv)
+    for m in args.models:
+        if m != "default" and not (Path(m) / "model.json").is_file():
+            p.error(f"--models: {m}/model.json not found")
     if args.quick:
         args.samples, args.configs = 16, args.configs[:2]
     configs = [(spec or "Algorithm 2", parse_config(spec, args.steps)) for spec in args.configs]
+    if len(args.models) > 1:
+        configs = [(f"{m}: {name}", sc, m) for m in args.models for name, sc in configs]
+    else:
+        configs = [(name, sc, args.models[0]) for name, sc in configs]
 
     import numpy as np
 
     from jaxdos.data.world import load_world
     from jaxdos.kernels import stats
     from jaxdos.kernels.audit import audit
-    from jaxdos.sampler.checkpoint import load_default
+    from jaxdos.sampler.checkpoint import DOSSamplerModel, load_default
     from jaxdos.sampler.proposal import guided_proposer
     from jaxdos.sampler.rejection import RejectionConfig, run_rejection
     from jaxdos.sampler.targets import Targets
 
-    m = load_default()
-    params, model_config, dist = m.params, m.config, m.scale_distribution
+    models = {m: load_default() if m == "default" else DOSSamplerModel.load(m) for m in args.models}
     world = np.asarray(load_world("test").dos, np.float32)
     world_rough = stats.mean(roughness(world))
     rejection = RejectionConfig(
         accept=args.samples, proposals=args.samples, batch_size=args.batch_size, seed=args.seed
     )
     rows, table = [], []
-    for name, sc in configs:
+    for name, sc, model_name in configs:
         t0 = time.perf_counter()
-        proposer = guided_proposer(params, model_config, dist, Targets(), sampling_config=sc)
+        m = models[model_name]
+        proposer = guided_proposer(
+            m.params, m.config, m.scale_distribution, Targets(), sampling_config=sc
+        )
         dos = np.asarray(run_rejection(proposer, Targets(), rejection, progress=False).dos)
         wall = time.perf_counter() - t0
         row = audit(dos, world)
@@ -113,6 +126,7 @@ def main(argv=None):
         rows.append(
             {
                 "setting": name,
+                "model": model_name,
                 "config": repr(sc),
                 "roughness": rough.value,
                 "roughness_ci": rough.ci(),
