@@ -23,7 +23,8 @@ from jaxdos.sampler.scale import ScaleDistribution
 # sha256 over (path, dtype, shape, bytes) of every array that the loaders before issue 13 gave for
 # the embedded models (orbax for the sampler, msgpack for CDOSGen), computed before their files
 # were rewritten in the one format: the new files must give exactly these arrays.
-SAMPLER_PARAMS_SHA = "3b8dc8354477ae51eab51ab57d1b862c1d4c95698b889a099cde567454fd5d75"
+# The sampler's digest is that of its 2026-12-02 retraining (3 000 steps; a new model on purpose).
+SAMPLER_PARAMS_SHA = "87555e109cc60d4951e638cd9745990068fa4dea487735f82e9f175b47665e57"
 SAMPLER_SCALE_SHA = "d74782915254090dad01d3332102518127af11ba147e8b0bb538d9ec1860ddf6"
 CDOSGEN_PARAMS_SHA = "e1e813a04b965fdbbc2293e744003a9394a2a6dbb3b882e869c216c5e79c7843"
 
