@@ -289,14 +289,47 @@ def build_graph(batch: CrystalBatch, config: GraphConfig) -> PeriodicGraph:
     src_all = take(j_flat)
     img = jnp.stack([take(n0), take(n1), take(n2)], axis=-1)  # [N, k, 3]
     tgt_all = jnp.broadcast_to(node_ids[:, None], src_all.shape)
-    lex_neg = (img[..., 0] < 0) | (
-        (img[..., 0] == 0) & ((img[..., 1] < 0) | ((img[..., 1] == 0) & (img[..., 2] < 0)))
-    )
-    keep = sel & ((src_all < tgt_all) | ((src_all == tgt_all) & lex_neg))
+    edges, n_keep, counts = symmetric_edges(
+        sel.reshape(-1), src_all.reshape(-1), tgt_all.reshape(-1), img.reshape(-1, 3),
+        jnp.broadcast_to(gc[:, None], src_all.shape).reshape(-1), cart, lattice, n, g, config,
+    )  # fmt: skip
 
-    # Compact the kept (source j, target i) edges into E // 2 slots, order (i, rank); with the
-    # atoms of each crystal contiguous and in graph order that is (g, local i, rank).
-    keep_f = keep.reshape(-1)
+    stats = GraphStats(
+        candidates_needed=jnp.max(count[:g] * n_img).astype(jnp.int32),
+        half_edges_needed=n_keep.astype(jnp.int32),
+        in_degree_needed=jnp.max(counts).astype(jnp.int32),
+        atoms_needed=jnp.max(count[:g]).astype(jnp.int32),
+    )
+    overflow = (
+        (stats.candidates_needed > n_cand)
+        | (stats.half_edges_needed > e_half)
+        | (stats.in_degree_needed > k_in)
+        | (stats.atoms_needed > config.max_atoms_per_crystal)
+    )
+    return edges._replace(stats=stats, overflow=overflow)
+
+
+def symmetric_edges(sel, src, tgt, img, egraph, cart, lattice, n: int, g: int, config: GraphConfig):
+    """Steps 4-5 from the k-NN cut: the kept half of the directed edges, their reverses, and the
+    triplet table (shared with the dense reference builder, experiments/reference/dense_graph.py).
+
+    Args:
+        sel, src, tgt, egraph: `[K]` flat over (centre, rank): selected, source and target atom
+            ids (contiguous per crystal, in graph order), the crystal.
+        img: `[K, 3]` image offsets. cart `[N, 3]` wrapped Cartesian positions, lattice `[G, 3, 3]`.
+
+    Returns:
+        (the PeriodicGraph with `stats` and `overflow` None, kept half-edges, in-degrees `[N]`).
+    """
+    e_half = n * config.edges_per_atom // 2
+    k_in = config.max_in_degree
+    lex_neg = (img[:, 0] < 0) | (
+        (img[:, 0] == 0) & ((img[:, 1] < 0) | ((img[:, 1] == 0) & (img[:, 2] < 0)))
+    )
+    keep_f = sel & ((src < tgt) | ((src == tgt) & lex_neg))
+
+    # Compact the kept (source j, target i) edges into E // 2 slots, order (i, rank), which is
+    # (g, local i, rank) with the atoms of each crystal contiguous and in graph order.
     n_keep = jnp.sum(keep_f.astype(jnp.int32))
     slot = jnp.where(keep_f, jnp.cumsum(keep_f) - 1, e_half)
 
@@ -304,11 +337,11 @@ def build_graph(batch: CrystalBatch, config: GraphConfig) -> PeriodicGraph:
         out = jnp.full((e_half,) + x.shape[1:], fill, x.dtype)
         return out.at[slot].set(x, mode="drop")
 
-    src = compact(src_all.reshape(-1), 0)
-    tgt = compact(tgt_all.reshape(-1), 0)
-    off = compact(img.reshape(-1, 3), 0)
+    src = compact(src, 0)
+    tgt = compact(tgt, 0)
+    off = compact(img, 0)
     half_mask = jnp.arange(e_half) < n_keep
-    egraph = compact(jnp.broadcast_to(gc[:, None], src_all.shape).reshape(-1), 0)
+    egraph = compact(egraph.astype(jnp.int32), 0)
 
     dvec = (
         cart[src] + jnp.einsum("ei,eij->ej", off.astype(jnp.float32), lattice[egraph]) - cart[tgt]
@@ -337,19 +370,7 @@ def build_graph(batch: CrystalBatch, config: GraphConfig) -> PeriodicGraph:
     trip_mask = (trip < n_edges) & (trip != jnp.arange(n_edges)[:, None]) & edge_mask[:, None]
     trip = jnp.where(trip_mask, trip, 0)
 
-    stats = GraphStats(
-        candidates_needed=jnp.max(count[:g] * n_img).astype(jnp.int32),
-        half_edges_needed=n_keep.astype(jnp.int32),
-        in_degree_needed=jnp.max(counts).astype(jnp.int32),
-        atoms_needed=jnp.max(count[:g]).astype(jnp.int32),
-    )
-    overflow = (
-        (stats.candidates_needed > n_cand)
-        | (stats.half_edges_needed > e_half)
-        | (stats.in_degree_needed > k_in)
-        | (stats.atoms_needed > config.max_atoms_per_crystal)
-    )
-    return PeriodicGraph(
+    graph = PeriodicGraph(
         idx_s=idx_s.astype(jnp.int32),
         idx_t=idx_t.astype(jnp.int32),
         cell_offsets=jnp.concatenate([off, -off]).astype(jnp.int32),
@@ -361,9 +382,10 @@ def build_graph(batch: CrystalBatch, config: GraphConfig) -> PeriodicGraph:
         trip_ba=trip,
         trip_mask=trip_mask,
         num_edges=jax.ops.segment_sum(edge_mask.astype(jnp.int32), edge_graph, num_segments=g),
-        stats=stats,
-        overflow=overflow,
+        stats=None,
+        overflow=None,
     )
+    return graph, n_keep, counts
 
 
 def _pow2(x: float, floor: int = 1) -> int:

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdos.neighbors import GraphConfig, PeriodicGraph
+from jaxdos.neighbors import GraphConfig, PeriodicGraph, symmetric_edges
 from jaxdos.structures import CrystalBatch
 from jaxdos.typing import Array
 
@@ -123,53 +123,11 @@ def build_graph_dense(batch: CrystalBatch, config: GraphConfig, image_budget: in
     j_loc = top_idx // n_img
     img = offs[top_idx % n_img]  # [G, A, k, 3]
     i_loc = jnp.broadcast_to(jnp.arange(a)[None, :, None], j_loc.shape)
-    lex_neg = (img[..., 0] < 0) | (
-        (img[..., 0] == 0) & ((img[..., 1] < 0) | ((img[..., 1] == 0) & (img[..., 2] < 0)))
-    )
-    keep = sel & ((j_loc < i_loc) | ((j_loc == i_loc) & lex_neg))
-
-    keep_f = keep.reshape(-1)
-    n_keep = jnp.sum(keep_f.astype(jnp.int32))
-    slot = jnp.where(keep_f, jnp.cumsum(keep_f) - 1, e_half)
     gg = jnp.broadcast_to(jnp.arange(g)[:, None, None], j_loc.shape).reshape(-1)
-    src_all = dense[gg, j_loc.reshape(-1)]
-    tgt_all = dense[gg, i_loc.reshape(-1)]
-
-    def compact(x, fill):
-        out = jnp.full((e_half,) + x.shape[1:], fill, x.dtype)
-        return out.at[slot].set(x, mode="drop")
-
-    src = compact(src_all, 0)
-    tgt = compact(tgt_all, 0)
-    off = compact(img.reshape(-1, 3), 0)
-    half_mask = jnp.arange(e_half) < n_keep
-    egraph = compact(gg.astype(jnp.int32), 0)
-
-    dvec = (
-        cart[src] + jnp.einsum("ei,eij->ej", off.astype(jnp.float32), lattice[egraph]) - cart[tgt]
-    )
-    dist = jnp.sqrt(jnp.sum(dvec * dvec, axis=-1))
-    safe = jnp.where(half_mask, dist, 1.0)
-    unit = jnp.where(half_mask[:, None], -dvec / safe[:, None], jnp.array([1.0, 0.0, 0.0]))
-    dist = jnp.where(half_mask, dist, config.cutoff)
-
-    idx_s = jnp.concatenate([src, tgt])
-    idx_t = jnp.concatenate([tgt, src])
-    edge_mask = jnp.concatenate([half_mask, half_mask])
-    n_edges = 2 * e_half
-    id_swap = (jnp.arange(n_edges, dtype=jnp.int32) + e_half) % n_edges
-    edge_graph = jnp.concatenate([egraph, egraph])
-
-    t_key = jnp.where(edge_mask, idx_t, n)
-    order = jnp.argsort(t_key, stable=True).astype(jnp.int32)
-    sorted_t = t_key[order]
-    counts = jax.ops.segment_sum(edge_mask.astype(jnp.int32), t_key, num_segments=n + 1)[:n]
-    start = jnp.cumsum(counts) - counts
-    rank = jnp.arange(n_edges) - start[jnp.minimum(sorted_t, n - 1)]
-    table = jnp.full((n, k_in), n_edges, jnp.int32).at[sorted_t, rank].set(order, mode="drop")
-    trip = table[idx_t]  # [E, T]
-    trip_mask = (trip < n_edges) & (trip != jnp.arange(n_edges)[:, None]) & edge_mask[:, None]
-    trip = jnp.where(trip_mask, trip, 0)
+    edges, n_keep, counts = symmetric_edges(
+        sel.reshape(-1), dense[gg, j_loc.reshape(-1)], dense[gg, i_loc.reshape(-1)],
+        img.reshape(-1, 3), gg, cart, lattice, n, g, config,
+    )  # fmt: skip
 
     stats = DenseStats(
         images_needed=jnp.max(rep).astype(jnp.int32),
@@ -183,21 +141,7 @@ def build_graph_dense(batch: CrystalBatch, config: GraphConfig, image_budget: in
         | (stats.in_degree_needed > k_in)
         | (stats.atoms_needed > a)
     )
-    return PeriodicGraph(
-        idx_s=idx_s.astype(jnp.int32),
-        idx_t=idx_t.astype(jnp.int32),
-        cell_offsets=jnp.concatenate([off, -off]).astype(jnp.int32),
-        vec=jnp.concatenate([unit, -unit]),
-        dist=jnp.concatenate([dist, dist]),
-        edge_mask=edge_mask,
-        edge_graph=edge_graph,
-        id_swap=id_swap,
-        trip_ba=trip,
-        trip_mask=trip_mask,
-        num_edges=jax.ops.segment_sum(edge_mask.astype(jnp.int32), edge_graph, num_segments=g),
-        stats=stats,
-        overflow=overflow,
-    )
+    return edges._replace(stats=stats, overflow=overflow)
 
 
 build_graph_dense_jit = jax.jit(build_graph_dense, static_argnums=(1, 2))
