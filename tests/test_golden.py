@@ -76,7 +76,7 @@ def _crystal_values(crystals) -> dict:
             valid.append(0.0)
     return {
         "num_atoms": n.astype(np.float64),
-        "volume_per_atom": volume / n,
+        "log_volume_per_atom": np.log(volume / n),  # log: a blown-up cell is a tail, not a mean
         "z_mean": zmean,
         "z_std": np.sqrt(zvar),
         "distinct_elements": np.array([len(set(z[i, : n[i]])) for i in range(n.size)], float),

@@ -81,11 +81,11 @@ def test_one_step_matches_optax_by_hand():
 
 
 def test_schedule_warmup_then_cosine():
-    lr = [float(training._schedule(CFG)(s)) for s in range(7)]
+    lr = [float(training.lr_schedule(CFG)(s)) for s in range(7)]
     cos = [0.05 * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * k / 4))) for k in range(5)]
     np.testing.assert_allclose(lr, [0.0, 0.025, *cos], rtol=1e-5, atol=1e-8)
     # No warmup and no decay: a plain float (optax keeps no schedule counter).
-    assert training._schedule(TrainConfig(learning_rate=0.01)) == 0.01
+    assert training.lr_schedule(TrainConfig(learning_rate=0.01)) == 0.01
 
 
 def with_bias(params, batch, key):
