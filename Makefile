@@ -23,7 +23,7 @@ run: install
 	$(BIN)/python -m experiments.tcm_screen --out runs/tcm_screen --resume
 
 test: install-parity
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile  # two workers: much of a test is single-threaded compilation
 
 test-slow: install-parity
 	$(BIN)/python -m pytest -q -m slow

@@ -32,8 +32,9 @@ def test_relaxed_one_hot_types_equal_the_lookup():
         frac_coords=rng.uniform(0, 1, (n, 3)).astype(np.float32),
         lattice=np.tile(3.5 * np.eye(3, dtype=np.float32), (b.num_graphs, 1, 1)),
     ))  # fmt: skip
-    ref, _, _ = forward(cfg, params, b)
-    soft, _, _ = forward(cfg, params, b, jax.nn.one_hot(z, MAX_Z + 1))
+    ref, _, _ = jax.jit(lambda p, x: forward(cfg, p, x))(params, b)  # eager e3nn: ~40 s
+    one_hot = jax.nn.one_hot(z, MAX_Z + 1)
+    soft, _, _ = jax.jit(lambda p, x, s: forward(cfg, p, x, s))(params, b, one_hot)
     np.testing.assert_allclose(np.asarray(soft), np.asarray(ref), rtol=1e-5, atol=1e-6)
 
 
