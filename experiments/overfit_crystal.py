@@ -3,7 +3,7 @@
     python -m experiments.overfit_crystal --out runs/overfit [--crystals 16] [--steps 3000]
         [--repeat 1] [--sampling-steps 100] [--lr 1e-3] [--cosine] [--time-scale 1]
         [--pos-sigma-ref S0] [--pos-weight 0.1] [--type-ce 0.01] [--frac-fourier K] [--cell-var C]
-        [--t-mid F] [--seeds 1] [--model DIR] [--hand-over T [T ...]]
+        [--cell-time-power P] [--t-mid F] [--seeds 1] [--model DIR] [--hand-over T [T ...]]
 
 Trains a tiny unconditional CDOSGen on the first `--crystals` world training crystals with at most
 8 atoms (or loads `--model`), then samples them with every combination of network and exact-score
@@ -35,6 +35,7 @@ from jaxdos.crystal.denoiser import GemNetTDenoiser
 from jaxdos.crystal.diagnostics import (
     FIELDS,
     hand_over,
+    invariant_floor,
     regenerated,
     score_quality,
     swap_fields,
@@ -130,10 +131,24 @@ def train(args, targets):
 TIMES = (0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.9)
 
 
+def pos_floor(targets, crystals: int, repeat: int, diffusion) -> np.ndarray:
+    """`[len(TIMES)]` the mean over the run's distinct crystals of `invariant_floor`: the pos_rel
+    an invariant network that had memorised one crystal could reach (a lower bound with several)."""
+    frac, z = np.asarray(targets.frac_coords), np.asarray(targets.atomic_numbers)
+    owner = np.where(np.asarray(targets.node_mask), np.asarray(targets.batch), -1)
+    rng = np.random.default_rng(3)
+    floors = [invariant_floor(frac[owner == g], z[owner == g], TIMES, rng, diffusion, 16, 12)
+              for g in range(0, crystals * repeat, repeat)]  # fmt: skip
+    return np.mean(floors, axis=0)
+
+
+QUALITY_COLUMNS = ("pos_rel", "pos_floor", "pos_gain", "cell_rel", "type_acc")
+
+
 def print_quality(quality: dict) -> None:
-    print("t      pos_rel  pos_gain  cell_rel  type_acc")
+    print("t      " + "  ".join(QUALITY_COLUMNS))
     for i, t in enumerate(quality["t"]):
-        cols = (quality[k][i] for k in ("pos_rel", "pos_gain", "cell_rel", "type_acc"))
+        cols = (quality[k][i] for k in QUALITY_COLUMNS)
         print(f"{t:<6.3f} " + " ".join(f"{x:8.3f}" for x in cols))
 
 
@@ -155,6 +170,7 @@ def main(argv=None):
         denoiser_score_fn(model), params, jax.tree.map(jnp.asarray, targets), TIMES,
         jax.random.key(2), diffusion, draws=16,
     )  # fmt: skip
+    quality["pos_floor"] = pos_floor(targets, args.crystals, args.repeat, diffusion)
     print_quality(quality)
     cfg = CrystalSamplingConfig(steps=args.sampling_steps, diffusion=diffusion)
     g = len(targets.num_atoms) * args.seeds

@@ -81,20 +81,27 @@ def add_lever_flags(p: argparse.ArgumentParser) -> None:
         "--cell-var", type=float, default=None,
         help="lattice noise c in v = c N^(2/3) A^2 per entry (default MatterGen's 0.25)",
     )  # fmt: skip
+    p.add_argument(
+        "--cell-time-power", type=float, default=None,
+        help="the lattice process runs on the clock t^P, settling the cell before the sites "
+        "(default 1 = MatterGen)",
+    )  # fmt: skip
 
 
 def _given(value, default):
     return default if value is None else value
 
 
-def _check_t_mid(args) -> None:
+def _check_lever_ranges(args) -> None:
     if args.t_mid is not None and not 0 <= args.t_mid <= 1:
         raise ValueError(f"--t-mid: expected a share in [0, 1], got {args.t_mid}")
+    if args.cell_time_power is not None and not 0.25 <= args.cell_time_power <= 8:
+        raise ValueError(f"--cell-time-power: expected 0.25..8, got {args.cell_time_power}")
 
 
 def lever_configs(args) -> tuple[GemNetConfig, DiffusionConfig, LossWeights]:
     """The tiny GemNet config, corruption settings and loss weights that `add_lever_flags` set."""
-    _check_t_mid(args)
+    _check_lever_ranges(args)
     width = _given(args.width, 64)
     config = GemNetConfig.tiny(
         time_scale=_given(args.time_scale, 1.0),
@@ -107,7 +114,10 @@ def lever_configs(args) -> tuple[GemNetConfig, DiffusionConfig, LossWeights]:
     )
     diffusion = DiffusionConfig(
         types=D3PMConfig(hybrid_coeff=_given(args.type_ce, 0.01)),
-        cell=LatticeConfig(limit_var_scaling_constant=_given(args.cell_var, 0.25)),
+        cell=LatticeConfig(
+            limit_var_scaling_constant=_given(args.cell_var, 0.25),
+            time_power=_given(args.cell_time_power, 1.0),
+        ),
         mid_fraction=_given(args.t_mid, 0.0),
     )
     return config, diffusion, LossWeights(pos=args.pos_weight)
@@ -142,13 +152,16 @@ def init_configs(args) -> tuple[GemNetConfig, DiffusionConfig, LossWeights]:
                 f"{flag}: {value} contradicts the --init model's architecture ({have}); a "
                 "fine-tune takes its network from --init, drop the flag"
             )
-    have = diffusion.cell.limit_var_scaling_constant
-    if args.cell_var is not None and args.cell_var != have:
-        raise ValueError(
-            f"--cell-var: {args.cell_var} contradicts the --init model's lattice noise ({have}); "
-            "a fine-tune keeps its forward process, drop the flag"
-        )
-    _check_t_mid(args)
+    for flag, value, have in (
+        ("--cell-var", args.cell_var, diffusion.cell.limit_var_scaling_constant),
+        ("--cell-time-power", args.cell_time_power, diffusion.cell.time_power),
+    ):
+        if value is not None and value != have:
+            raise ValueError(
+                f"{flag}: {value} contradicts the --init model's lattice process ({have}); "
+                "a fine-tune keeps its forward process, drop the flag"
+            )
+    _check_lever_ranges(args)
     if args.t_mid is not None:  # the training time distribution, not the model: may change
         diffusion = dataclasses.replace(diffusion, mid_fraction=args.t_mid)
     if args.type_ce is not None:  # a loss weight, not architecture: the flag may change it

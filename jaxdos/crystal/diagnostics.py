@@ -6,7 +6,9 @@ training loss regresses on: coordinates sigma * grad log p_wrapped(x_t | x_0), t
 sampler with it regenerates the targets exactly, so any field whose network output, swapped in
 alone, stops that is where a trained model fails (issue 12's overfit bisection). `hand_over`
 splits by time instead (exact above t, network below), and `score_quality` measures each field's
-error against the exact score along the forward process, t by t.
+error against the exact score along the forward process, t by t, and `invariant_floor` the part of
+that error no network can remove (a translation- and permutation-invariant network regresses on
+the exact score's posterior mean, which shrinks once noise makes sites ambiguous).
 """
 
 from collections.abc import Collection
@@ -31,6 +33,7 @@ __all__ = [
     "hand_over",
     "regenerated",
     "score_quality",
+    "invariant_floor",
 ]
 
 FIELDS = ("pos", "cell", "types")
@@ -194,3 +197,70 @@ def score_quality(
     rows = np.where(seen > 0, np.nansum(per_draw, axis=1) / np.maximum(seen, 1), np.nan)
     names = ("pos_rel", "pos_gain", "cell_rel", "type_acc")
     return {"t": np.asarray(times, float), **{n: rows[:, j] for j, n in enumerate(names)}}
+
+
+def _wrapped_log_and_grad(d: np.ndarray, s: float, images: int):
+    """Per-dimension wrapped normal: log density summed over the last axis, and its gradient."""
+    dd = d[..., None] + np.arange(-images, images + 1)  # [..., 3, I]
+    lw = -(dd**2) / (2 * s * s)
+    top = lw.max(-1, keepdims=True)
+    w = np.exp(lw - top)
+    logp = (top[..., 0] + np.log(w.sum(-1))).sum(-1)
+    return logp, (w * (-dd / (s * s))).sum(-1) / w.sum(-1)
+
+
+def invariant_floor(
+    frac: np.ndarray,
+    numbers: np.ndarray,
+    times,
+    rng: np.random.Generator,
+    config: DiffusionConfig = _DEFAULT,
+    draws: int = 32,
+    grid: int = 16,
+) -> np.ndarray:
+    """`[len(times)]` the lowest `pos_rel` (score_quality) an invariant network can reach on one
+    crystal it has memorised: the relative error of the Bayes-optimal prediction of the exact
+    coordinate score (its posterior mean over every translation, on a `grid`^3 grid, and every
+    permutation of same-element atoms, the types known) against that score, common mode removed.
+
+    With several training crystals the optimum also mixes over crystals, so this per-crystal
+    value is a lower bound there. `frac` `[n, 3]`, `numbers` `[n]`; permutations are enumerated,
+    so keep n small (<= 8 atoms, a few elements).
+    """
+    import itertools
+
+    x0 = np.asarray(frac, np.float64)
+    z = np.asarray(numbers)
+    n = len(z)
+    perms = [list(p) for p in itertools.permutations(range(n)) if np.all(z[list(p)] == z)]
+    axis = np.arange(grid) / grid
+    shifts = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 1, 3)
+    images = config.pos.num_images
+
+    def posterior_mean(xt: np.ndarray, s: float) -> np.ndarray:
+        top, weight, acc = -np.inf, 0.0, np.zeros_like(xt)  # running log-sum-exp over perms
+        for p in perms:
+            centres = (x0[p][None] + shifts) % 1.0  # [grid^3, n, 3]
+            logp, grad = _wrapped_log_and_grad((xt[None] - centres + 0.5) % 1.0 - 0.5, s, images)
+            lp = logp.sum(-1)
+            new_top = max(top, lp.max())
+            w = np.exp(lp - new_top)
+            decay = np.exp(top - new_top)
+            weight = weight * decay + w.sum()
+            acc = acc * decay + np.einsum("c,cnd->nd", w, grad)
+            top = new_top
+        return s * acc / weight
+
+    out = []
+    for t in times:
+        s = float(wrapped_normal.sigma(jnp.float32(t), jnp.int32(n), config.pos))
+        err = ref = 0.0
+        for _ in range(draws):
+            xt = (x0 + s * rng.standard_normal(x0.shape)) % 1.0
+            target = s * _wrapped_log_and_grad((xt - x0 + 0.5) % 1.0 - 0.5, s, images)[1]
+            best = posterior_mean(xt, s)
+            target, best = target - target.mean(0), best - best.mean(0)
+            err += np.sum((best - target) ** 2)
+            ref += np.sum(target**2)
+        out.append(err / ref)
+    return np.asarray(out)

@@ -1,5 +1,7 @@
 """Forward corruptions vs closed forms; wrapped-normal score vs finite differences; D3PM Bayes."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -131,6 +133,17 @@ def test_wrapped_normal_loss_target_is_minus_eps_for_small_sigma():
     xt, eps = jax.jit(wrapped_normal.forward_sample)(jax.random.key(0), x0, sig)
     loss = jax.jit(wrapped_normal.score_matching_loss, static_argnums=4)(-eps, xt, x0, sig, cfg)
     assert float(loss.max()) < 1e-4
+
+
+def test_lattice_time_power_warps_the_clock():
+    base, warped = lattice.LatticeConfig(), lattice.LatticeConfig(time_power=3.0)
+    t = jnp.linspace(0.0, 1.0, 11)
+    np.testing.assert_array_equal(lattice.alpha(t, dataclasses.replace(base, time_power=1.0)),
+                                  lattice.alpha(t, base))  # fmt: skip
+    np.testing.assert_allclose(lattice.alpha(t, warped), lattice.alpha(t**3, base), rtol=1e-6)
+    assert float(lattice.alpha(0.5, warped)) > 0.9 > float(lattice.alpha(0.5, base))
+    with pytest.raises(ValueError, match="time_power"):
+        lattice.LatticeConfig(time_power=0.0)
 
 
 def test_lattice_alpha_and_marginal_monte_carlo():

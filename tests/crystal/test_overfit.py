@@ -16,10 +16,13 @@ from jaxdos.crystal.diagnostics import (
     FIELDS,
     exact_score,
     hand_over,
+    invariant_floor,
     regenerated,
     score_quality,
     swap_fields,
 )
+from jaxdos.crystal.diffusion.corruption import DiffusionConfig
+from jaxdos.crystal.diffusion.lattice import LatticeConfig
 from jaxdos.crystal.diffusion.sampler import CrystalSamplingConfig
 from jaxdos.crystal.generate import generate
 
@@ -29,10 +32,13 @@ def zero_score(params, batch, t, cond, key):
     return ScoreOutput(jnp.zeros((n, 3)), jnp.zeros((g, 3, 3)), jnp.zeros((n, 101)))
 
 
-def test_exact_score_regenerates_world_crystals():
+@pytest.mark.parametrize("time_power", [1.0, 3.0])
+def test_exact_score_regenerates_world_crystals(time_power):
+    # time_power 3: the warped lattice clock; the sampler must follow the same marginal.
+    diffusion = DiffusionConfig(cell=LatticeConfig(time_power=time_power))
     targets = world_targets(4)
-    fn = swap_fields(zero_score, targets, ("pos", "cell", "types"))
-    cfg = CrystalSamplingConfig(steps=100)
+    fn = swap_fields(zero_score, targets, ("pos", "cell", "types"), diffusion)
+    cfg = CrystalSamplingConfig(steps=100, diffusion=diffusion)
     gen = generate(fn, {}, key=jax.random.key(0), num_atoms=targets.num_atoms, config=cfg)
     np.testing.assert_array_equal(gen.batch.atomic_numbers, targets.atomic_numbers)
     assert regenerated(gen.batch, targets) == (4, 4)
@@ -99,3 +105,47 @@ def test_memorised_crystals_are_regenerated(tmp_path):
     rows = json.loads((tmp_path / "bisection.json").read_text())["rows"]
     network = next(r for r in rows if not r["exact"])
     assert network["any"] >= 12
+
+
+def _floor_by_brute_force(frac, sig, noise, grid):
+    """One-shot posterior over the two orderings of a 2-atom, one-element crystal and every shift
+    (images summed to +-3), written out directly."""
+    k = np.arange(-3, 4)
+    axis = np.arange(grid) / grid
+    shifts = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
+    err = ref = 0.0
+    for eps in noise:
+        xt = (frac + sig * eps) % 1.0
+
+        def log_and_grad(d):
+            dd = ((d + 0.5) % 1.0 - 0.5)[..., None] + k
+            w = np.exp(-(dd**2) / (2 * sig**2))
+            return np.log(w.sum(-1)).sum(-1), (w * -dd / sig**2).sum(-1) / w.sum(-1)
+
+        target = sig * log_and_grad(xt - frac)[1]
+        logs, grads = [], []
+        for order in ([0, 1], [1, 0]):
+            for shift in shifts:
+                lp, g = log_and_grad(xt - frac[order] - shift)
+                logs.append(lp.sum())
+                grads.append(g)
+        w = np.exp(np.array(logs) - max(logs))
+        best = sig * np.einsum("c,cnd->nd", w / w.sum(), np.array(grads))
+        target, best = target - target.mean(0), best - best.mean(0)
+        err, ref = err + np.sum((best - target) ** 2), ref + np.sum(target**2)
+    return err / ref
+
+
+def test_invariant_floor_matches_brute_force_and_its_limits():
+    from jaxdos.crystal.diffusion import wrapped_normal
+
+    frac = np.array([[0.1, 0.2, 0.3], [0.6, 0.7, 0.8]])
+    times = (0.2, 0.6, 0.7)
+    got = invariant_floor(frac, np.array([8, 8]), times, np.random.default_rng(0), draws=6, grid=6)
+    rng = np.random.default_rng(0)
+    for t, value in zip(times, got, strict=True):
+        sig = float(wrapped_normal.sigma(jnp.float32(t), 2, wrapped_normal.WrappedNormalConfig()))
+        noise = [rng.standard_normal(frac.shape) for _ in range(6)]
+        np.testing.assert_allclose(value, _floor_by_brute_force(frac, sig, noise, 6), rtol=1e-9, atol=1e-12)
+    # Small noise: the posterior sits on the crystal itself; large: the sites are lost (-> 1).
+    assert got[0] < 1e-6 and got[2] > 0.95

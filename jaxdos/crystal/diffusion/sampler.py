@@ -326,7 +326,7 @@ def _step(
     alpha_s = lattice.alpha(s, dcfg.cell)
     a = jnp.maximum(alpha_t / alpha_s, 1e-3)
     v = lattice.limit_var(b.num_atoms, dcfg.cell)
-    std_s = jnp.sqrt((1 - alpha_s**2) * v)
+    std_s = jnp.sqrt(lattice.noise_fraction(s, dcfg.cell) * v)
     var_ts = jnp.maximum(std_t**2 - std_s**2 * a**2, 0.0)
     mean_cell = b.lattice / a + (var_ts / a)[:, None, None] * sc + (1 - 1 / a) * mu
     noise_cell = jnp.sqrt(var_ts) * std_s / std_t
