@@ -299,6 +299,7 @@ def test_bases_match_closed_forms():
     np.testing.assert_allclose(noise_level_encoding(jnp.asarray(t), 8), enc, atol=1e-6)
 
 
+@pytest.mark.slow  # levers off by default; four eager GemNet calls
 def test_time_scale_and_position_preconditioning(setup):
     """time_scale s at t equals the MatterGen encoding at s * t; pos_sigma_ref multiplies only the
     coordinate output by sqrt(1 + (s0 / sigma)^2) with sigma the atom's coordinate noise."""
@@ -331,6 +332,7 @@ def test_time_scale_and_position_preconditioning(setup):
         dataclasses.replace(COND, pos_sigma_ref=-1.0)
 
 
+@pytest.mark.slow  # lever off by default; eager GemNet calls
 def test_frac_fourier_features_start_at_zero_and_see_only_fractional_offsets(setup):
     """frac_fourier adds a zero-initialised layer: with the base params plus that layer at zero
     the outputs are the base model's bit for bit; with it perturbed they change, and stay

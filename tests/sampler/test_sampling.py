@@ -61,6 +61,7 @@ def test_prior_survives_every_step_with_corrector(small_params, key):
     assert n_masked[-1] == 0 and n_masked[0] == b * (256 - PRIOR.sum())
 
 
+@pytest.mark.slow  # eager sampler step: ~40 s on 2 cores
 def test_jit_equals_eager_step(small_params, key):
     b = 2
     tokens = initial_tokens(b, PRIOR).at[:, :40].set(7)
