@@ -146,6 +146,7 @@ def test_invariant_floor_matches_brute_force_and_its_limits():
     for t, value in zip(times, got, strict=True):
         sig = float(wrapped_normal.sigma(jnp.float32(t), 2, wrapped_normal.WrappedNormalConfig()))
         noise = [rng.standard_normal(frac.shape) for _ in range(6)]
-        np.testing.assert_allclose(value, _floor_by_brute_force(frac, sig, noise, 6), rtol=1e-9, atol=1e-12)
+        ref = _floor_by_brute_force(frac, sig, noise, 6)
+        np.testing.assert_allclose(value, ref, rtol=1e-9, atol=1e-12)
     # Small noise: the posterior sits on the crystal itself; large: the sites are lost (-> 1).
     assert got[0] < 1e-6 and got[2] > 0.95
