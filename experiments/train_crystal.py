@@ -32,7 +32,7 @@ from jaxdos.crystal.checkpoint import DEFAULT_DIR
 from jaxdos.crystal.denoiser import GemNetConfig
 from jaxdos.crystal.diffusion.corruption import DiffusionConfig
 from jaxdos.crystal.diffusion.d3pm import D3PMConfig
-from jaxdos.crystal.diffusion.lattice import LatticeConfig
+from jaxdos.crystal.diffusion.lattice import TIME_POWER_RANGE, LatticeConfig
 from jaxdos.crystal.diffusion.losses import LossWeights
 from jaxdos.crystal.fit import (
     CrystalFitConfig,
@@ -95,8 +95,9 @@ def _given(value, default):
 def _check_lever_ranges(args) -> None:
     if args.t_mid is not None and not 0 <= args.t_mid <= 1:
         raise ValueError(f"--t-mid: expected a share in [0, 1], got {args.t_mid}")
-    if args.cell_time_power is not None and not 0.25 <= args.cell_time_power <= 8:
-        raise ValueError(f"--cell-time-power: expected 0.25..8, got {args.cell_time_power}")
+    lo, hi = TIME_POWER_RANGE
+    if args.cell_time_power is not None and not lo <= args.cell_time_power <= hi:
+        raise ValueError(f"--cell-time-power: expected {lo}..{hi}, got {args.cell_time_power}")
 
 
 def lever_configs(args) -> tuple[GemNetConfig, DiffusionConfig, LossWeights]:

@@ -11,6 +11,7 @@ that error no network can remove (a translation- and permutation-invariant netwo
 the exact score's posterior mean, which shrinks once noise makes sites ambiguous).
 """
 
+import itertools
 from collections.abc import Collection
 
 import jax
@@ -200,7 +201,9 @@ def score_quality(
 
 
 def _wrapped_log_and_grad(d: np.ndarray, s: float, images: int):
-    """Per-dimension wrapped normal: log density summed over the last axis, and its gradient."""
+    """Per-dimension wrapped normal: log density summed over the last axis, and its gradient, in
+    float64 numpy (`wrapped_normal`'s JAX versions run in float32, too coarse for the posterior
+    weights over thousands of components that `invariant_floor` compares)."""
     dd = d[..., None] + np.arange(-images, images + 1)  # [..., 3, I]
     lw = -(dd**2) / (2 * s * s)
     top = lw.max(-1, keepdims=True)
@@ -227,8 +230,6 @@ def invariant_floor(
     value is a lower bound there. `frac` `[n, 3]`, `numbers` `[n]`; permutations are enumerated,
     so keep n small (<= 8 atoms, a few elements).
     """
-    import itertools
-
     x0 = np.asarray(frac, np.float64)
     z = np.asarray(numbers)
     n = len(z)

@@ -37,6 +37,7 @@ __all__ = [
     "score_matching_loss",
 ]
 
+TIME_POWER_RANGE = (0.25, 8.0)  # allowed p of the warped clock (LatticeConfig.time_power)
 AVERAGE_DENSITY = 0.05771451654022283  # atoms / A^3, alex_mp_20 (docs/spec/mattergen.md §1.3)
 
 
@@ -63,8 +64,9 @@ class LatticeConfig:
             raise ValueError(
                 f"beta_min/beta_max: need 0 < min < max, got {self.beta_min}, {self.beta_max}"
             )
-        if not 0.25 <= self.time_power <= 8:
-            raise ValueError(f"time_power: expected 0.25..8, got {self.time_power}")
+        lo, hi = TIME_POWER_RANGE
+        if not lo <= self.time_power <= hi:
+            raise ValueError(f"time_power: expected {lo}..{hi}, got {self.time_power}")
         if not self.limit_density > 0:
             raise ValueError(f"limit_density: expected > 0, got {self.limit_density}")
         if not self.limit_var_scaling_constant > 0:
