@@ -271,6 +271,18 @@ def translate_config(config: dict) -> TranslatedConfig:
 _MG = "mattergen.diffusion."
 
 
+def _mattergen_cell(cell) -> dict:
+    # MatterGen's LatticeVPSDE has no warped clock, so a model trained with one has no
+    # faithful MatterGen config; refuse rather than export a different process.
+    if cell.time_power != 1.0:
+        raise ConversionError(
+            f"export: cell time_power={cell.time_power} has no MatterGen equivalent (only 1.0)"
+        )
+    fields = dataclasses.asdict(cell)
+    fields.pop("time_power")
+    return fields
+
+
 def export_config(gemnet: GemNetConfig, diffusion: DiffusionConfig) -> dict:
     """The inverse of `translate_config`: a MatterGen config dict for `gemnet` + `diffusion`.
 
@@ -332,7 +344,7 @@ def export_config(gemnet: GemNetConfig, diffusion: DiffusionConfig) -> dict:
         "sdes": {
             "cell": {"_target_": "mattergen.common.diffusion.corruption.LatticeVPSDE"
                                  ".from_vpsde_config",
-                     "vpsde_config": dataclasses.asdict(diffusion.cell)},
+                     "vpsde_config": _mattergen_cell(diffusion.cell)},
             "pos": {"_target_": "mattergen.common.diffusion.corruption."
                                 "NumAtomsVarianceAdjustedWrappedVESDE",
                     "limit_info_key": "num_atoms", "sigma_min": diffusion.pos.sigma_min,

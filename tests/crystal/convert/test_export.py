@@ -101,3 +101,9 @@ def test_export_is_strict(default):
     odd = dataclasses.replace(default, gemnet=dataclasses.replace(default.gemnet, time_scale=1e3))
     with pytest.raises(ConversionError, match=r"time_scale=1000.0"):
         export_state_dict(odd, unconditional=True)
+    cell = dataclasses.replace(default.diffusion.cell, time_power=3.0)
+    warped = dataclasses.replace(
+        default, diffusion=dataclasses.replace(default.diffusion, cell=cell)
+    )
+    with pytest.raises(ConversionError, match=r"time_power=3.0 has no MatterGen equivalent"):
+        export_state_dict(warped, unconditional=True)
