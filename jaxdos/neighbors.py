@@ -69,6 +69,7 @@ __all__ = [
     "build_graph",
     "build_graph_jit",
     "build_graph_checked",
+    "doubled_budgets",
     "grow_budgets",
     "presize_budgets",
     "retry_on_overflow",
@@ -346,10 +347,12 @@ def symmetric_edges(sel, src, tgt, img, egraph, cart, lattice, n: int, g: int, c
     dvec = (
         cart[src] + jnp.einsum("ei,eij->ej", off.astype(jnp.float32), lattice[egraph]) - cart[tgt]
     )
+    # Padding slots repeat atom 0 with itself (dvec = 0), where sqrt and the division have NaN
+    # gradients that a later mask cannot stop (0 * inf): a predictor guiding the sampler
+    # differentiates through this. Padding gets a unit vector and the cutoff distance.
+    dvec = jnp.where(half_mask[:, None], dvec, jnp.array([-config.cutoff, 0.0, 0.0]))
     dist = jnp.sqrt(jnp.sum(dvec * dvec, axis=-1))
-    safe = jnp.where(half_mask, dist, 1.0)
-    unit = jnp.where(half_mask[:, None], -dvec / safe[:, None], jnp.array([1.0, 0.0, 0.0]))
-    dist = jnp.where(half_mask, dist, config.cutoff)
+    unit = -dvec / dist[:, None]
 
     idx_s = jnp.concatenate([src, tgt])
     idx_t = jnp.concatenate([tgt, src])
@@ -406,6 +409,18 @@ def grow_budgets(config: GraphConfig, stats: GraphStats, num_nodes: int) -> Grap
         candidates_per_atom=grown(config.candidates_per_atom, int(stats.candidates_needed)),
         edges_per_atom=grown(config.edges_per_atom, per_atom, 2),
         max_in_degree=grown(config.max_in_degree, int(stats.in_degree_needed)),
+    )
+
+
+def doubled_budgets(config: GraphConfig) -> GraphConfig:
+    """Every static budget of `config` doubled: the growth rule where no `GraphStats` reach the
+    host (a guide loss's graph inside the sampler's gradient, jaxdos.pipeline.guided)."""
+    return dataclasses.replace(
+        config,
+        max_atoms_per_crystal=2 * config.max_atoms_per_crystal,
+        candidates_per_atom=2 * config.candidates_per_atom,
+        edges_per_atom=2 * config.edges_per_atom,
+        max_in_degree=2 * config.max_in_degree,
     )
 
 

@@ -41,7 +41,7 @@ from jaxdos.crystal.diffusion.num_atoms import (
     device_split,
 )
 from jaxdos.crystal.diffusion.sampler import CrystalSamplingConfig, init_state, make_sampler
-from jaxdos.crystal.graph import GraphConfig, retry_on_overflow
+from jaxdos.crystal.graph import GraphConfig, grow_budgets, retry_on_overflow
 from jaxdos.kernels.grid import check_dos
 from jaxdos.structures import CrystalBatch
 from jaxdos.typing import PRNGKey, PyTree
@@ -251,16 +251,31 @@ def generate_with_model(
         RuntimeError: if the budgets still overflow after `max_tries` increases.
     """
 
+    config = kwargs.pop("config", None) or CrystalSamplingConfig()
+
     def run(graph: GraphConfig):
+        nonlocal config
         m = model
         if graph != model.config.graph:
             m = model.clone(config=dataclasses.replace(model.config, graph=graph))
-        gen = generate(denoiser_score_fn(m), params, **kwargs)
+        gen = generate(denoiser_score_fn(m), params, config=config, **kwargs)
         cfg = network_guidance(gen.config.guidance)
         # Classifier-free guidance runs the network on the batch twice (conditional + not).
         doubled = isinstance(cfg, ClassifierFree) and cfg.cfg_scale != 0.0
         # Budgets are per device: size them for one device's atom slots.
-        return (gen, m), gen.overflow, gen.stats, gen.atoms_per_device * (2 if doubled else 1)
+        nodes = gen.atoms_per_device * (2 if doubled else 1)
+        if gen.overflow and grow_budgets(graph, gen.stats, nodes) == graph:
+            # The network fitted its budgets, so the guide loss overflowed its own.
+            config = dataclasses.replace(config, guidance=_grown_guide(config.guidance))
+        return (gen, m), gen.overflow, gen.stats, nodes
 
     result, _ = retry_on_overflow(run, model.config.graph, max_tries)
     return result
+
+
+def _grown_guide(guidance: GradientGuidance) -> GradientGuidance:
+    """`guidance` with its loss's static budgets grown (`GuideLoss.grown`, guidance.py)."""
+    grown = getattr(guidance.loss, "grown", None)
+    if not isinstance(guidance, GradientGuidance) or grown is None:
+        raise RuntimeError(f"guide loss {guidance!r} overflowed and has no grown() budgets")
+    return dataclasses.replace(guidance, loss=grown())

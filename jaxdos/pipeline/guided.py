@@ -26,6 +26,7 @@ from jaxdos.crystal.diffusion.guidance import (
 )
 from jaxdos.kernels import filters, properties
 from jaxdos.kernels.grid import check_dos
+from jaxdos.neighbors import doubled_budgets
 from jaxdos.predictor.checkpoint import DOSPredictorModel
 from jaxdos.predictor.config import PredictorConfig
 from jaxdos.predictor.model import forward
@@ -63,6 +64,16 @@ class PredictorDosLoss:
     ) -> tuple[Array, Array]:
         dos, overflow = _predicted_dos(self.config, guide_params, est)
         return jnp.mean((dos - guide_targets) ** 2, axis=-1), overflow
+
+    def grown(self) -> "PredictorDosLoss":
+        return _with_doubled_graph(self)
+
+
+def _with_doubled_graph(loss):
+    """The loss with its predictor's graph budgets doubled (`GuideLoss.grown`: the sampler sees
+    only the predictor's overflow flag, not what its graph needed)."""
+    graph = doubled_budgets(loss.config.graph)
+    return dataclasses.replace(loss, config=dataclasses.replace(loss.config, graph=graph))
 
 
 def _predicted_dos(config, guide_params, est: DenoisedEstimate):
@@ -104,6 +115,9 @@ class PredictorPropertyLoss:
         if self.tcm is not None:
             loss = loss + filters.tcm_surrogate(dos, self.tcm)
         return loss, overflow
+
+    def grown(self) -> "PredictorPropertyLoss":
+        return _with_doubled_graph(self)
 
 
 # Typical magnitudes in the world (eV, states/eV/atom, states/atom): the units of the window loss.

@@ -10,7 +10,9 @@ from jaxdos.crystal.batch import ScoreOutput
 from jaxdos.crystal.diffusion.num_atoms import prior_batch
 from jaxdos.crystal.diffusion.sampler import CrystalSamplingConfig
 from jaxdos.crystal.generate import generate
-from jaxdos.pipeline.guided import predictor_guidance
+from jaxdos.crystal.diffusion.guidance import DenoisedEstimate
+from jaxdos.neighbors import GraphConfig
+from jaxdos.pipeline.guided import PredictorDosLoss, predictor_guidance
 from jaxdos.predictor.checkpoint import DOSPredictorModel
 from jaxdos.predictor.config import CompositionConfig, EquivariantConfig
 from jaxdos.predictor.model import forward, init_params
@@ -36,6 +38,60 @@ def test_relaxed_one_hot_types_equal_the_lookup():
     one_hot = jax.nn.one_hot(z, MAX_Z + 1)
     soft, _, _ = jax.jit(lambda p, x, s: forward(cfg, p, x, s))(params, b, one_hot)
     np.testing.assert_allclose(np.asarray(soft), np.asarray(ref), rtol=1e-5, atol=1e-6)
+
+
+def _tight_guide_loss():
+    """A predictor DOS loss whose neighbour budgets (16 edges / in-degree per atom) are too small
+    for 3.5 A cells at its 4.5 A cutoff (~27 neighbours per atom)."""
+    tight = GraphConfig(cutoff=4.5, max_neighbors=64, edges_per_atom=16, max_in_degree=16)
+    return PredictorDosLoss(EquivariantConfig.tiny(graph=tight))
+
+
+def _estimate():
+    """Two 3.5 A cubes (3 and 2 N atoms) in a padded batch, and a zero target DOS."""
+    b = prior_batch(np.array([3, 2]))
+    rng = np.random.default_rng(0)
+    frac = jnp.asarray(rng.uniform(0, 1, (b.num_nodes, 3)), jnp.float32)
+    lattice = jnp.tile(3.5 * jnp.eye(3), (b.num_graphs, 1, 1))
+    probs = jax.nn.one_hot(jnp.full(b.num_nodes, 7), 101)
+    est = DenoisedEstimate(probs, frac, lattice, jax.tree.map(jnp.asarray, b))
+    return est, jnp.zeros((b.num_graphs, 256))
+
+
+def test_equivariant_guide_gradient_is_finite_and_matches_finite_differences():
+    """The padding edges of the predictor's graph (zero vectors) once gave NaN gradients."""
+    loss = PredictorDosLoss(EquivariantConfig.tiny())
+    params = init_params(jax.random.key(0), loss.config)
+    est, target = _estimate()
+
+    def total(frac, lattice):
+        e = est._replace(frac=frac, lattice=lattice)
+        return jnp.sum(jnp.where(e.batch.graph_mask, loss(params, target, e)[0], 0.0))
+
+    f = jax.jit(total)
+    g_frac, g_lat = jax.jit(jax.grad(total, argnums=(0, 1)))(est.frac, est.lattice)
+    assert np.all(np.isfinite(g_frac)) and np.all(np.isfinite(g_lat))
+    h = 1e-2  # float32: a central difference on one lattice entry of each crystal
+    for g in range(2):
+        step = jnp.zeros_like(est.lattice).at[g, 0, 0].set(h)
+        fd = (f(est.frac, est.lattice + step) - f(est.frac, est.lattice - step)) / (2 * h)
+        np.testing.assert_allclose(float(g_lat[g, 0, 0]), float(fd), rtol=0.05, atol=1e-4)
+
+
+def test_a_guide_loss_that_overflows_grows_its_predictor_graph():
+    """Issue 16: the sampler sees only the guide's overflow flag, so `generate_with_model` asks
+    the loss for `grown()` budgets (doubled) until its graph fits."""
+    loss = _tight_guide_loss()
+    params = init_params(jax.random.key(0), loss.config)
+    est, target = _estimate()
+    overflows = []
+    for _ in range(3):
+        overflows.append(bool(jax.jit(lambda p, e, f=loss: f(p, target, e)[1])(params, est)))
+        grown = loss.grown()
+        assert grown.config.graph.edges_per_atom == 2 * loss.config.graph.edges_per_atom
+        assert grown.config.graph.max_in_degree == 2 * loss.config.graph.max_in_degree
+        loss = grown
+    assert overflows[0] and not overflows[-1]
 
 
 def flat_type_score(params, batch, t, cond, key):
@@ -255,3 +311,21 @@ def test_generate_crystals_with_property_guidance_needs_no_conditioning_dos(tmp_
     assert np.all(src == -1)
     # The composition guide reads types only: its gradient moves the atom types.
     assert not np.array_equal(pulled.atomic_numbers, plain.atomic_numbers)
+
+
+@pytest.mark.slow  # two CDOSGen compiles and three of the guide (~3 min on 2 busy cores)
+def test_generate_crystals_grows_an_overflowing_guide(tmp_path):
+    """Issue 16: a guide predictor with too-small neighbour budgets used to exhaust the retries
+    (only CDOSGen's budgets grew) and raise; now its own budgets grow and the run completes."""
+    from jaxdos.data.world import load_world
+    from jaxdos.pipeline.crystals import generate_crystals
+
+    loss = _tight_guide_loss()
+    params = init_params(jax.random.key(0), loss.config)
+    DOSPredictorModel(params=params, config=loss.config).save(tmp_path / "tight")
+    dos = load_world("test").dos[:2]
+    crystals, _ = generate_crystals(
+        dos, crystals_per_dos=2, steps=4, seed=3, batch_size=4,
+        guide_predictor=tmp_path / "tight", guide_strength=1.0,
+    )  # fmt: skip
+    assert np.all(np.isfinite(crystals.frac_coords))

@@ -79,6 +79,8 @@ class DenoisedEstimate(NamedTuple):
 # (guide_params, guide_targets, estimate) -> ([G] loss per crystal, finite on padding graphs;
 # [] bool overflow: True when a static budget of the loss, e.g. a predictor's neighbour list, was
 # exceeded; the sampler ORs it into its overflow flag, so a trajectory is never silently wrong).
+# A loss with static budgets also has `grown() -> GuideLoss`, the same loss with larger budgets:
+# `generate_with_model` calls it when the batch overflowed but the network's own graph fitted.
 GuideLoss = Callable[[PyTree, PyTree, DenoisedEstimate], tuple[Array, Array]]
 
 
