@@ -41,6 +41,7 @@ from jaxdos.crystal.fit import (
     make_default,
     run,
 )
+from jaxdos.training import latest_checkpoint
 
 
 def add_lever_flags(p: argparse.ArgumentParser) -> None:
@@ -254,6 +255,10 @@ def main(argv=None):
         ft = _checked(parser, args, "finetune", args.finetune_steps)
         return make_default(pre, ft, workdir, resume=args.resume)
     config = _checked(parser, args, args.stage, args.steps)
+    if args.resume and latest_checkpoint(workdir) is None:
+        config_error(
+            parser, ValueError(f"--resume: no checkpoint under {workdir}: start without --resume")
+        )
     return run(config, workdir, resume=args.resume)
 
 

@@ -77,6 +77,10 @@ def test_train_crystal_finetune_takes_the_init_architecture(tmp_path, capsys):
         train_crystal.main([*argv, "--t-mid", "2", "--workdir", str(tmp_path / "w")])
     assert "--t-mid: expected a share in [0, 1], got 2.0" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
+    with pytest.raises(SystemExit):  # nothing to resume: refused before any compute
+        train_crystal.main([*argv, "--resume", "--workdir", str(tmp_path / "w")])
+    assert "--resume: no checkpoint under" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
 
 
 def test_train_sampler_flags_reach_the_job_config():
