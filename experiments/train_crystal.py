@@ -21,13 +21,17 @@ continues exactly (same batches, keys and parameters as an uninterrupted run). E
 exporting `<workdir>/model` (a "cdosgen" model directory, `jaxdos.modeldir`, with the validation
 losses in its meta) and printing them.
 The job itself (init, base-weight merge, training, export) is `jaxdos.crystal.fit.run`.
+
+Multi-host (docs/multihost.md): every process runs the same command with the multi-host flags and
+a `--workdir` they all reach; each step's K = one batch per device of every process is split over
+all of them, and process 0 writes the logs and the model.
 """
 
 import argparse
 import dataclasses
 from pathlib import Path
 
-from experiments.cli import config_error
+from experiments.cli import add_multihost_flags, config_error, start_multihost
 from jaxdos.crystal.checkpoint import DEFAULT_DIR
 from jaxdos.crystal.denoiser import GemNetConfig
 from jaxdos.crystal.diffusion.corruption import DiffusionConfig
@@ -200,6 +204,7 @@ def stage_config(args, stage: str, steps: int) -> CrystalFitConfig:
         records=args.records,
         atoms=args.atoms,
         graphs=args.graphs,
+        sub_batches=args.sub_batches,
     )
 
 
@@ -214,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--atoms", type=int, default=96, help="atom slots per batch")
     p.add_argument("--graphs", type=int, default=17, help="graph slots per batch (one is padding)")
+    p.add_argument(
+        "--sub-batches",
+        type=int,
+        default=None,
+        help="K batches per step, split over the devices (default: the global device count; a "
+        "multiple of it). K fixes the trajectory: keep it to resume on another device count",
+    )
     p.add_argument("--ckpt-every", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--adapters-only", action="store_true")
@@ -227,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help=f"pre-train then fine-tune, export to {DEFAULT_DIR}",
     )
+    add_multihost_flags(p)
     return p
 
 
@@ -248,6 +261,10 @@ def _checked(parser, args, stage: str, steps: int) -> CrystalFitConfig:
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:  # first: an --init model read below would start the JAX backend
+        start_multihost(args)
+    except ValueError as err:
+        config_error(parser, err)
     workdir = Path(args.workdir)
     if args.make_default:
         # The pre-training starts fresh; the fine-tune starts from it (not from --init).

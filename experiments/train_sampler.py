@@ -7,17 +7,22 @@ Data: the world data set's train/val splits (`jaxdos.data.world.load_world`) unl
 gives a `Records` .npz (then 10 % of it, seeded, is held out for validation). Prints progress lines
 (and writes `metrics.jsonl`), logs the validation loss every `--eval-every` steps, checkpoints every
 `--ckpt-every` steps; `--resume` continues each stage exactly where its last checkpoint left it.
+
+Multi-host (docs/multihost.md): every process runs the same command with the multi-host flags and
+a `--workdir` they all reach; the batch is split over every device of every process (so
+`--batch-size` must be a multiple of the global device count) and process 0 writes the logs and
+the sampler.
 """
 
 import argparse
 from pathlib import Path
 
+from experiments import cli
 from jaxdos.sampler.config import ModelConfig
 from jaxdos.sampler.fit import SamplerFitConfig, run, sampler_train_config
 
 
-def parse(argv=None) -> tuple[SamplerFitConfig, Path, bool]:
-    """The flags as (job config, work directory, resume)."""
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--preset", choices=("tiny", "paper"), default="tiny")
     p.add_argument("--records", default=None, help="a Records .npz instead of the world splits")
@@ -33,7 +38,12 @@ def parse(argv=None) -> tuple[SamplerFitConfig, Path, bool]:
     p.add_argument("--max-records", type=int, default=0, help="cap the training set (0: all)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--export", default=None, help="copy the sampler directory here when done")
-    args = p.parse_args(argv)
+    cli.add_multihost_flags(p)
+    return p
+
+
+def job_config(args: argparse.Namespace) -> SamplerFitConfig:
+    """The job config of the parsed flags (ValueError naming a config field)."""
     common = dict(
         learning_rate=args.lr,
         warmup=args.warmup,
@@ -41,7 +51,7 @@ def parse(argv=None) -> tuple[SamplerFitConfig, Path, bool]:
         eval_every=args.eval_every,
         ckpt_every=args.ckpt_every,
     )
-    config = SamplerFitConfig(
+    return SamplerFitConfig(
         model=getattr(ModelConfig, args.preset)(),
         diffusion=sampler_train_config(steps=args.steps, **common),
         regressor=sampler_train_config(steps=args.regressor_steps, **common),
@@ -50,12 +60,23 @@ def parse(argv=None) -> tuple[SamplerFitConfig, Path, bool]:
         max_records=args.max_records,
         export=args.export,
     )
-    return config, Path(args.workdir), args.resume
+
+
+def parse(argv=None) -> tuple[SamplerFitConfig, Path, bool]:
+    """The flags as (job config, work directory, resume)."""
+    args = build_parser().parse_args(argv)
+    return job_config(args), Path(args.workdir), args.resume
 
 
 def main(argv=None) -> Path:
-    config, workdir, resume = parse(argv)
-    return run(config, workdir, resume=resume)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:  # bad flags are one-line usage errors, before the runtime or any compute starts
+        config = job_config(args)
+        cli.start_multihost(args)
+    except ValueError as err:
+        cli.config_error(parser, err)
+    return run(config, Path(args.workdir), resume=args.resume)
 
 
 if __name__ == "__main__":

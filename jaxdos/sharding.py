@@ -30,6 +30,7 @@ __all__ = [
     "DATA_AXIS",
     "make_mesh",
     "local_mesh",
+    "training_mesh",
     "place",
     "batch_sharding",
     "replicated_sharding",
@@ -71,8 +72,8 @@ def make_mesh(devices=None, *, axis_type: AxisType = AxisType.Auto) -> Mesh:
 def local_mesh(devices=None, *, name: str = "devices") -> Mesh:
     """A 1-D `data` mesh over devices of this process (default: all of them).
 
-    Work that each process does on its own (a crystal chunk of a screen, a training run) uses this
-    mesh; `make_mesh` spans every process.
+    Work that each process does on its own (a crystal chunk of a screen) uses this mesh;
+    `make_mesh` spans every process (and `training_mesh` by default).
 
     Args:
         devices: None, an int n (the first n of `jax.local_devices()`) or a list of local devices.
@@ -100,12 +101,48 @@ def local_mesh(devices=None, *, name: str = "devices") -> Mesh:
     return Mesh(np.asarray(devices), (DATA_AXIS,), axis_types=(AxisType.Auto,))
 
 
+def training_mesh(devices=None, *, name: str = "devices") -> Mesh:
+    """The `data` mesh a training run is data-parallel on.
+
+    Default: every device of every process (`make_mesh()`; in a single-process run, every local
+    device). A subset (`local_mesh(devices)`) only in a single-process run: every process takes
+    part in every step of a multi-process one.
+
+    Raises:
+        ValueError: naming `name`, for a subset in a multi-process run or a bad count.
+    """
+    if devices is None:
+        return make_mesh()
+    if jax.process_count() > 1:
+        raise ValueError(
+            f"{name}: a multi-process run trains on every device of every process; leave it unset"
+        )
+    return local_mesh(devices, name=name)
+
+
 def place(tree, mesh: Mesh, *, split: bool):
-    """Single-process placement of a pytree: every leaf's leading axis split over `data` (`split`)
-    or the whole tree on every device. Unlike `shard_batch` / `replicate` it keeps jax arrays on
-    device and takes typed PRNG keys."""
+    """Place a pytree on `mesh`: every leaf's leading axis split over `data` (`split`) or the whole
+    tree on every device. Leaves: numpy or jax arrays and typed PRNG keys.
+
+    On a mesh spanning processes every process passes the same values (its copy of the global
+    batch or state) and supplies only its addressable slices (`make_array_from_callback`: no
+    communication, where `jax.device_put` of host values all-gathers them to check that they
+    agree, and refuses typed keys). Jax arrays stay on device, except a process-local one placed
+    on a mesh spanning processes (it goes through the host).
+    """
     sharding = batch_sharding(mesh) if split else replicated_sharding(mesh)
-    return jax.device_put(tree, sharding)
+    return jax.tree.map(lambda x: _put(x, sharding), tree)
+
+
+def _put(x, sharding: NamedSharding):
+    if isinstance(x, jax.Array):
+        if sharding.is_fully_addressable or not x.is_fully_addressable:
+            return jax.device_put(x, sharding)  # local to local, global to global: on device
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):  # no host form: its key data
+            data = _put(jax.random.key_data(x), sharding)
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
@@ -156,31 +193,20 @@ def shard_batch(tree, mesh: Mesh):
 
     Each leaf's leading axis must divide by the mesh size (use `pad_batch` first). In a
     multi-process run every process passes the same global array and keeps only its addressable
-    rows.
+    rows (`place`).
     """
-    sharding = batch_sharding(mesh)
     size = mesh.devices.size
-
-    def put(x):
-        x = np.asarray(x)
-        if x.shape[0] % size:
+    for x in jax.tree.leaves(tree):
+        if np.shape(x)[0] % size:
             raise ValueError(
-                f"batch: leading size {x.shape[0]} is not a multiple of the {size} mesh devices"
+                f"batch: leading size {np.shape(x)[0]} is not a multiple of the {size} mesh devices"
             )
-        return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
-
-    return jax.tree.map(put, tree)
+    return place(tree, mesh, split=True)
 
 
 def replicate(tree, mesh: Mesh):
-    """Place a pytree (parameters) on every device of `mesh`."""
-    sharding = replicated_sharding(mesh)
-
-    def put(x):
-        x = np.asarray(x)
-        return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
-
-    return jax.tree.map(put, tree)
+    """Place a pytree (parameters) on every device of `mesh` (`place`)."""
+    return place(tree, mesh, split=False)
 
 
 def local_rows(array) -> tuple[np.ndarray, np.ndarray]:

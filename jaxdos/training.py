@@ -23,12 +23,19 @@ atomic write of `jaxdos.chunkstore`).
   whatever their sharding (threefry is partitionable), so a run on D devices follows the one-device
   loss curve to float tolerance, and a checkpoint of one resumes on the other: the device count is
   not part of the run's identity.
+- Multi-host: the mesh may span processes (`sharding.training_mesh()` after
+  `jax.distributed.initialize`). Every process runs the same deterministic pipeline, so it holds
+  the same global batch and places only its addressable slices (`sharding.place`); all of them
+  take part in every step and in orbax's save / restore (orbax coordinates the writes), process 0
+  alone writes `metrics.jsonl`, the progress lines and the export (`on_main`). The logged scalars
+  are replicated outputs of the step, so every process reads the same values.
 - `fit`: the loop. orbax `CheckpointManager` checkpoints hold the state, the grain iterator state
   (`get_state()`, a JSON dict) and a JSON identity of the run, so `resume=True` continues bit for
   bit (same batches, same keys, same parameters as an uninterrupted run); progress lines, a
   `metrics.jsonl` log, periodic evaluation and a final export through callbacks.
 """
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -42,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from jaxdos import sharding
 from jaxdos.chunkstore import atomic_write
@@ -61,6 +69,7 @@ __all__ = [
     "fit",
     "latest_checkpoint",
     "split_over",
+    "on_main",
 ]
 
 LossFn = Callable[[PyTree, Any, PRNGKey], tuple[Array, dict]]
@@ -297,11 +306,28 @@ def evaluate(
 
 
 def _scalars(metrics: dict) -> dict[str, float]:
-    """The scalar entries of `metrics` as floats (diagnostic trees and arrays are skipped)."""
-    out = {}
-    for k, v in jax.device_get(metrics).items():
-        if isinstance(v, np.ndarray | np.generic | float | int) and np.ndim(v) == 0:
-            out[k] = float(v)
+    """The scalar entries of `metrics` as floats (diagnostic trees and arrays are skipped).
+
+    Picked before the read: a scalar output of the step is replicated on every device, so any
+    process can read it, while a sharded array spanning processes could not be fetched."""
+    picked = {k: v for k, v in metrics.items() if _is_scalar(v)}
+    return {k: float(v) for k, v in jax.device_get(picked).items()}
+
+
+def _is_scalar(v) -> bool:
+    return isinstance(v, jax.Array | np.ndarray | np.generic | float | int) and np.ndim(v) == 0
+
+
+def on_main(write: Callable[[], Any], name: str):
+    """`write()` on process 0 only (an export, a summary); in a multi-process run every process
+    then waits at the barrier `name`, so that none reads what it wrote too early.
+
+    Returns:
+        `write()`'s value on process 0, None on the others.
+    """
+    out = write() if jax.process_index() == 0 else None
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(f"jaxdos-{name}")
     return out
 
 
@@ -380,7 +406,8 @@ def fit(
         stop_after: stop after the checkpoint at this step, as a kill would (tests).
         log: progress lines (None: silent).
         name: the prefix of progress lines.
-        mesh: a `data` mesh (`sharding.local_mesh`) to train data-parallel on; None: one device.
+        mesh: a `data` mesh to train data-parallel on (`sharding.training_mesh`; it may span
+            processes: every process then calls `fit` alike); None: one device.
         split_batch: `split_batch(batch, mesh)` places a prepared batch on `mesh` (default
             `split_over`; a stage whose batch carries replicated fields passes its own).
 
@@ -390,6 +417,17 @@ def fit(
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     key = jax.random.key(cfg.seed) if key is None else key
+    main = jax.process_index() == 0  # the one writer of metrics.jsonl and the progress lines
+    log = log if main else None
+    if mesh is not None:
+        # Placed before a restore: orbax restores into the template's shardings.
+        state = sharding.place(state, mesh, split=False)
+        key = sharding.place(key, mesh, split=False)
+        on_host = prepare
+
+        def prepare(raw):
+            return split_batch(on_host(raw), mesh)
+
     ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=cfg.max_to_keep)
     run_id = {
         "identity": identity or {},
@@ -412,13 +450,8 @@ def fit(
             rows_before = [r for r in rows if r["step"] <= int(state.step)]
         if log is not None:
             log(f"[{name}] resumed at step {int(state.step)}")
-    _write_rows(log_path, rows_before)
-    if mesh is not None:
-        state = sharding.place(state, mesh, split=False)
-        on_host = prepare
-
-        def prepare(raw):
-            return split_batch(on_host(raw), mesh)
+    if main:
+        _write_rows(log_path, rows_before)
 
     def save():
         meta = {**run_id, "extra": save_extra() if save_extra is not None else {}}
@@ -427,7 +460,7 @@ def fit(
     end = cfg.steps if stop_after is None else min(stop_after, cfg.steps)
     history: list[dict] = []
     t0, start = time.time(), int(state.step)
-    with open(log_path, "a") as out:
+    with open(log_path, "a") if main else contextlib.nullcontext() as out:
         while int(state.step) < end:
             before = int(state.step)
             state, metrics = step(state, prepare(next(data)), key)
@@ -443,8 +476,9 @@ def fit(
                     row = {"step": done, **_scalars(metrics), **val}
             if row is not None:
                 history.append(row)
-                out.write(json.dumps(row) + "\n")
-                out.flush()
+                if main:
+                    out.write(json.dumps(row) + "\n")
+                    out.flush()
                 if log is not None:
                     rate = (done - start) / max(time.time() - t0, 1e-9)
                     text = " ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "step")
@@ -454,5 +488,5 @@ def fit(
     ckpt.close()
     exported = None
     if export is not None and int(state.step) >= cfg.steps:
-        exported = export(state, rows_before + history)
+        exported = on_main(lambda: export(state, rows_before + history), f"{name}-export")
     return FitResult(state, history, exported)

@@ -8,10 +8,13 @@ the budgets so that a resumed run uses the same ones.
 
 Data parallelism: a step takes K consecutive pipeline batches (`sub_batches`, default the device
 count), stacked (`train.stack_batches`) and split over the devices of `devices` (default every
-local device; K a multiple of the count): each device trains on whole crystals with the pipeline's
-own budgets, parameters replicated, gradients reduced by the sharded jit (`training.fit`). K fixes
-the trajectory, the device count does not: K = 8 on 1 or 8 devices gives the same losses to float
-tolerance, and a checkpoint resumes on either. K = 1 is the plain one-batch step.
+device of every process, `sharding.training_mesh`; K a multiple of the count): each device trains
+on whole crystals with the pipeline's own budgets, parameters replicated, gradients reduced by the
+sharded jit (`training.fit`). K fixes the trajectory, the device count does not: K = 8 on 1 or 8
+devices gives the same losses to float tolerance, and a checkpoint resumes on either. K = 1 is the
+plain one-batch step. In a multi-process run every process reads all K batches from its own copy
+of the pipeline (and grows the same budgets on the same replicated overflow flag); process 0
+alone writes the logs and the export.
 
 `run(config, out)` is the whole job behind `experiments/train_crystal.py`: records, parameter
 init, the base-weight merge of a fine-tune, training, validation (with the DOS dropped too: the
@@ -55,7 +58,7 @@ from jaxdos.data.budgets import CrystalBudgets
 from jaxdos.data.pipelines import crystal_batches
 from jaxdos.data.records import Records
 from jaxdos.data.world import records_source, train_val_records
-from jaxdos.training import TrainConfig, TrainState
+from jaxdos.training import TrainConfig, TrainState, on_main
 from jaxdos.typing import PyTree
 
 __all__ = [
@@ -228,8 +231,10 @@ def fit_crystal(
         workdir: where checkpoints and `metrics.jsonl` go.
         resume: continue from the latest checkpoint (ValueError if there is none).
         log: progress lines (None: silent).
-        devices: None (every local device), an int n or a list of local devices.
-        sub_batches: K pipeline batches per step (default: the device count; a multiple of it).
+        devices: None (every device of every process), or an int n or a list of local devices
+            (single-process runs only).
+        sub_batches: K pipeline batches per step (default: the global device count; a multiple
+            of it).
 
     Returns:
         (final state, the model actually used (grown budgets), rows logged by this call).
@@ -237,7 +242,7 @@ def fit_crystal(
     Raises:
         ValueError: naming `sub_batches` / `devices` if K is not a positive multiple of the count.
     """
-    mesh = sharding.local_mesh(devices)
+    mesh = sharding.training_mesh(devices)
     d = mesh.devices.size
     k = d if sub_batches is None else int(sub_batches)
     if k < 1 or k % d:
@@ -305,6 +310,8 @@ class CrystalFitConfig:
             output conditioning), or None.
         records: a `Records` .npz (10 % held out), or None for the world splits.
         atoms, graphs: batch budgets (atom slots; graph slots, one of them padding).
+        sub_batches: K pipeline batches per step (None: the global device count; a multiple of
+            it). K, not the device count, fixes the trajectory: keep it to resume on another.
     """
 
     stage: str = "pretrain"
@@ -318,10 +325,13 @@ class CrystalFitConfig:
     records: str | None = None
     atoms: int = 96
     graphs: int = 17
+    sub_batches: int | None = None
 
     def __post_init__(self):
         if self.stage not in STAGES:
             raise ValueError(f"stage: expected 'pretrain' or 'finetune', got {self.stage!r}")
+        if self.sub_batches is not None and self.sub_batches < 1:
+            raise ValueError(f"sub_batches: expected None or >= 1, got {self.sub_batches}")
         CrystalBudgets(atoms=self.atoms, graphs=self.graphs)  # validates
 
     @property
@@ -431,7 +441,8 @@ def run_stage(
 ) -> tuple[Path, dict]:
     """Train one stage under `out` and export `out/model`; returns (that directory, its meta).
 
-    `devices`: data-parallel over these local devices (`fit_crystal`; default every one)."""
+    `devices`: data-parallel over these devices (`fit_crystal`; default every device of every
+    process). In a multi-process run every process calls this alike; process 0 exports and logs."""
     out = Path(out)
     config = config.resolved()
     budgets = CrystalBudgets(atoms=config.atoms, graphs=config.graphs)
@@ -443,7 +454,16 @@ def run_stage(
 
     t0 = time.time()
     state, model, history = fit_crystal(
-        model, params, data, loss, config.train, out, resume=resume, log=log, devices=devices
+        model,
+        params,
+        data,
+        loss,
+        config.train,
+        out,
+        resume=resume,
+        log=log,
+        devices=devices,
+        sub_batches=config.sub_batches,
     )
     train_s = time.time() - t0
     val_batches = list(crystal_batches(val, budgets, num_epochs=1, shuffle=False))
@@ -476,10 +496,13 @@ def run_stage(
         **(extra_meta or {}),
     }
     dist = NumAtomsDistribution.from_counts(np.asarray(train.num_atoms))
-    save_model(  # the one export of CDOSGen
-        out / "model", state.params, model.config, dist, meta, diffusion=config.diffusion
+    on_main(  # the one export of CDOSGen
+        lambda: save_model(
+            out / "model", state.params, model.config, dist, meta, diffusion=config.diffusion
+        ),
+        "crystal-export",
     )
-    if log is not None:
+    if log is not None and jax.process_index() == 0:
         summary = {"stage": config.stage, "val": val_metrics, "val_dos_dropped": val_uncond}
         log(json.dumps({**summary, "train_seconds": meta["train_seconds"]}))
     return out / "model", meta
@@ -513,7 +536,8 @@ def make_default(
     ft, _ = run_stage(
         finetune, out / "finetune", train, val, resume=resume, extra_meta=extra, log=log
     )
-    CDOSGenModel.load(ft).save(destination)  # atomic, in the one model format
-    if log is not None:
+    # atomic, in the one model format
+    on_main(lambda: CDOSGenModel.load(ft).save(destination), "crystal-default")
+    if log is not None and jax.process_index() == 0:
         log(f"default model -> {destination}")
     return Path(destination)

@@ -13,10 +13,13 @@ Keys: network n (0 score, 1 regressor) derives `base = fold_in(key(seed), n)`, i
 `fold_in(base, 0)`, trains on the run key `fold_in(base, 1)` (step s: `fold_in(run key, s)`) and
 validates with `fold_in(base, 2)`.
 
-Devices: both networks train data-parallel over `devices` (default every local device; the batch
-size must be a multiple of the count): the spectra of a batch are split over the `data` axis, the
-parameters (and the regressor's frozen score-network EMA) replicated (`training.fit`). The same
-run on 1 or 8 devices gives the same losses to float tolerance and resumes across counts.
+Devices: both networks train data-parallel over `devices` (default every device of every process,
+`sharding.training_mesh`; the batch size must be a multiple of the count): the spectra of a batch
+are split over the `data` axis, the parameters (and the regressor's frozen score-network EMA)
+replicated (`training.fit`). The same run on 1 or 8 devices, or on 2 processes, gives the same
+losses to float tolerance and resumes across counts. In a multi-process run every process reads
+the whole global batch from its own copy of the pipeline, all of them write the checkpoints
+(orbax coordinates them), and process 0 alone writes the logs and the export.
 """
 
 import dataclasses
@@ -48,6 +51,7 @@ from jaxdos.training import (
     init_train_state,
     make_optimizer,
     make_train_step,
+    on_main,
     split_over,
 )
 
@@ -179,13 +183,14 @@ def run_stage(
 
     `frozen` is `(diffusion EMA, prop_mean, prop_std)` for the regressor. `stop_after` ends the
     loop early (after a checkpoint at that step), as a kill would. `export(state, history)` runs
-    when the network is done. `devices`: None (every local device), an int n or a device list.
+    when the network is done. `devices`: None (every device of every process), or an int n or a
+    list of local devices (single-process runs only).
     """
     if stage not in STAGES:
         raise ValueError(f"stage: expected 'diffusion' or 'regressor', got {stage!r}")
     regressor = stage == "regressor"
     cfg = config.regressor if regressor else config.diffusion
-    mesh = sharding.local_mesh(devices)
+    mesh = sharding.training_mesh(devices)
     if config.batch_size % mesh.devices.size:
         raise ValueError(
             f"batch_size: {config.batch_size} is not a multiple of the {mesh.devices.size} "
@@ -252,7 +257,7 @@ def fit_sampler(
 ) -> Path:
     """Both networks, then `save_sampler(workdir / 'sampler', ...)`; returns that directory.
 
-    `devices`: None (every local device), an int n or a list of local devices (data parallel)."""
+    `devices`: None (every device of every process), an int n or a list of local devices."""
     workdir = Path(workdir)
     diff = run_stage(
         "diffusion", config, train, val, workdir, resume=resume, log=log, devices=devices
@@ -285,14 +290,20 @@ def run(config: SamplerFitConfig, out, *, resume: bool = False, log=print) -> Pa
     Returns:
         The sampler directory (`out/sampler`; also copied to `config.export` when set).
     """
+    if jax.process_index() != 0:  # process 0 prints for every process
+        log = None
     train, val = train_val_records(config.records, config.diffusion.seed)
     if config.max_records:
         train = train.take(np.arange(min(config.max_records, len(train))))
-    log(f"train {len(train)} records, val {len(val)}; model {config.model}")
+    if log is not None:
+        log(f"train {len(train)} records, val {len(val)}; model {config.model}")
     t0 = time.time()
     meta = {"source": config.records or "world", "data": records_source(config.records)}
     sampler = fit_sampler(config, train, val, out, resume=resume, log=log, meta=meta)
-    log(f"sampler written to {sampler} in {time.time() - t0:.0f} s")
+    if log is not None:
+        log(f"sampler written to {sampler} in {time.time() - t0:.0f} s")
     if config.export:
-        log(f"exported to {modeldir.export(sampler, config.export)}")
+        copy = on_main(lambda: modeldir.export(sampler, config.export), "sampler-copy")
+        if log is not None:
+            log(f"exported to {copy}")
     return sampler

@@ -2,22 +2,28 @@
 error, and two CPU processes over loopback write the same results as one process."""
 
 import json
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fake_devices import JAX_ENV, ROOT, cpu_env, free_port, run_on_processes, wait_all
 
-from experiments import multi_property, tcm_screen, te_translation
+from experiments import multi_property, tcm_screen, te_translation, train_crystal, train_sampler
+from jaxdos.crystal.checkpoint import CDOSGenModel
+from jaxdos.training import latest_checkpoint
 
-ROOT = Path(__file__).resolve().parents[2]
-JAX_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+COMMANDS = [
+    (tcm_screen, "--out"),
+    (te_translation, "--out"),
+    (multi_property, "--out"),
+    (train_sampler, "--workdir"),
+    (train_crystal, "--workdir"),
+]
 
 
-@pytest.mark.parametrize("module", [tcm_screen, te_translation, multi_property])
+@pytest.mark.parametrize("module, out", COMMANDS)
 @pytest.mark.parametrize(
     "argv, env, message",
     [
@@ -42,14 +48,14 @@ JAX_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
     ],
 )
 def test_bad_multihost_flags_exit_before_compute(
-    module, argv, env, message, tmp_path, capsys, monkeypatch
+    module, out, argv, env, message, tmp_path, capsys, monkeypatch
 ):
     for name in JAX_ENV:
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(SystemExit) as exc:
-        module.main([*argv, "--out", str(tmp_path / "run")])
+        module.main([*argv, out, str(tmp_path / "run")])
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
@@ -63,37 +69,11 @@ TINY = [
 TIMING = ("dos_seconds_this_session", "crystals_per_second")
 
 
-def _env():
-    env = {k: v for k, v in os.environ.items() if k not in JAX_ENV}
-    env["PYTHONPATH"] = str(ROOT)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
-    env["JAX_PLATFORMS"] = "cpu"
-    return env
-
-
 def _screen(out, *extra):
     cmd = [sys.executable, "-m", "experiments.tcm_screen", *TINY, "--out", str(out), *extra]
     return subprocess.Popen(
-        cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        cmd, cwd=ROOT, env=cpu_env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-
-
-def _wait(procs):
-    try:
-        for p in procs:
-            _, err = p.communicate(timeout=900)
-            assert p.returncode == 0, err.decode()[-3000:]
-    finally:
-        for p in procs:  # a failed process leaves its peer waiting at a barrier
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _summary(out: Path) -> dict:
@@ -116,12 +96,12 @@ def _chunks(out: Path) -> dict:
 
 @pytest.mark.slow
 def test_tcm_screen_two_processes_equal_one(tmp_path):
-    port = _free_port()
+    port = free_port()
     multi = tmp_path / "multi"
     flags = ("--coordinator", f"127.0.0.1:{port}", "--num-processes", "2")
-    _wait([_screen(multi, *flags, "--process-id", str(i)) for i in range(2)])
+    wait_all([_screen(multi, *flags, "--process-id", str(i)) for i in range(2)])
     single = tmp_path / "single"
-    _wait([_screen(single)])
+    wait_all([_screen(single)])
 
     for name in ("table4.csv", "table4.md"):
         assert (multi / name).read_text() == (single / name).read_text()
@@ -134,3 +114,21 @@ def test_tcm_screen_two_processes_equal_one(tmp_path):
     for dos in multi.glob("dos_*"):
         assert sorted(p.name for p in dos.glob("shard-*")) == ["shard-000", "shard-001"]
         assert (dos / "index.json").exists()
+
+
+@pytest.mark.slow  # about 2.5 min on 2 busy cores: each process compiles GemNet's train, val steps
+def test_train_crystal_two_processes(tmp_path):
+    """A smoke test of the command (the two-process trajectory equals one process's in
+    tests/crystal/test_crystal_data_parallel.py): every process trains, process 0 exports."""
+    work = tmp_path / "c"
+    argv = ["--steps", "2", "--width", "8", "--blocks", "1", "--atoms", "24", "--graphs", "3",
+            "--ckpt-every", "1", "--workdir", work]  # fmt: skip
+    script = "import sys; from experiments import train_crystal; train_crystal.main(sys.argv[1:])"
+    outs = run_on_processes(script, args=argv)
+    assert "[train_crystal] step 2/2" in outs[0] and "train_seconds" in outs[0]
+    assert "train" not in outs[1]  # process 0 prints for both (gloo's own line aside)
+    model = CDOSGenModel.load(work / "model")
+    assert model.meta["steps"] == 2 and model.gemnet.emb_size_atom == 8
+    rows = [json.loads(r) for r in (work / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2] and np.isfinite(rows[0]["loss"])
+    assert latest_checkpoint(work) == 2

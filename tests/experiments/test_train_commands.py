@@ -18,7 +18,7 @@ def test_train_crystal_flags_reach_the_stage_config():
         "--ckpt-every", "7", "--seed", "3", "--adapters-only", "--cosine", "--time-scale", "2",
         "--pos-sigma-ref", "0.5", "--pos-weight", "0.3", "--type-ce", "0.02", "--width", "16",
         "--blocks", "1", "--steps", "11", "--finetune-steps", "5", "--cell-var", "0.05",
-        "--t-mid", "0.4",
+        "--t-mid", "0.4", "--sub-batches", "4",
     ]  # fmt: skip
     args = train_crystal.parse(argv)
     before = copy.deepcopy(vars(args))
@@ -29,6 +29,7 @@ def test_train_crystal_flags_reach_the_stage_config():
     assert ft.train.learning_rate == 3e-4 and ft.train.seed == 3 and ft.train.ckpt_every == 7
     assert ft.train.clip_value == 0.5 and ft.train.ema_decay is None  # MatterGen's optimiser
     assert (ft.atoms, ft.graphs, ft.records, ft.init) == (40, 5, "r.npz", None)
+    assert ft.sub_batches == pre.sub_batches == 4
     assert ft.model.time_scale == 2 and ft.model.pos_sigma_ref == 0.5
     assert ft.model.emb_size_atom == ft.model.latent_dim == 16 and ft.model.num_blocks == 1
     assert ft.weights.pos == 0.3 and ft.diffusion.types.hybrid_coeff == 0.02
@@ -37,6 +38,7 @@ def test_train_crystal_flags_reach_the_stage_config():
     plain = train_crystal.stage_config(train_crystal.parse([]), "finetune", 3)
     assert isinstance(plain.loss.mode, FinetuneFull) and plain.train.decay_steps is None
     assert plain.model == GemNetConfig.tiny() and plain.diffusion.types.hybrid_coeff == 0.01
+    assert plain.sub_batches is None  # K: the global device count
     # Under --make-default the fine-tune starts from the pre-training (the lever network), never
     # from an --init folder: nothing is read.
     both = train_crystal.parse(["--make-default", "--init", "nowhere", "--width", "16"])
