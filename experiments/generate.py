@@ -14,6 +14,10 @@ Scores: the world's tight-binding oracle, or with --scorer DIR a learned DOS pre
 (jaxdos train-predictor).
 Outputs in --out: what `jaxdos design` writes (structures/, crystals.csv / .md, dos_pairs.png,
 properties.png, summary.json, run.json), without target verdicts.
+
+Multi-host (docs/multihost.md): every process runs the same command with its own --process-id and
+the same shared --out; each batch of crystals is generated on every device of every process and
+process 0 writes the outputs.
 """
 
 import argparse
@@ -33,6 +37,7 @@ def main(argv=None) -> None:
     cli.add_crystal_flags(p, GenerateConfig)
     cli.add_model_flags(p, dos=False)
     cli.add_run_flags(p, out="runs/generate")
+    cli.add_multihost_flags(p)
     a = p.parse_args(argv)
     try:
         cfg = GenerateConfig(
@@ -42,9 +47,12 @@ def main(argv=None) -> None:
             **cli.crystal_settings(a),
             seed=a.seed,
         )
+        cli.start_multihost(a)
         summary = run(cfg, a.out, resume=a.resume, force=a.force)
     except ValueError as err:
         cli.config_error(p, err)
+    if not cli.is_main_process():
+        return
     tqdm.write(
         f"{summary['dos']} DOS ({summary['source_kind']}) -> {summary['crystals']} crystals "
         f"({summary['valid']} valid); results in {a.out}/"

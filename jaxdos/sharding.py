@@ -102,7 +102,8 @@ def local_mesh(devices=None, *, name: str = "devices") -> Mesh:
 
 
 def training_mesh(devices=None, *, name: str = "devices") -> Mesh:
-    """The `data` mesh a training run is data-parallel on.
+    """The `data` mesh a training run (or one crystal generation call spanning processes,
+    `generate_crystals(across_processes=True)`) is data-parallel on.
 
     Default: every device of every process (`make_mesh()`; in a single-process run, every local
     device). A subset (`local_mesh(devices)`) only in a single-process run: every process takes
@@ -115,7 +116,7 @@ def training_mesh(devices=None, *, name: str = "devices") -> Mesh:
         return make_mesh()
     if jax.process_count() > 1:
         raise ValueError(
-            f"{name}: a multi-process run trains on every device of every process; leave it unset"
+            f"{name}: a multi-process run uses every device of every process; leave it unset"
         )
     return local_mesh(devices, name=name)
 

@@ -14,6 +14,11 @@ on every device), places the sub-batches on the `data` axis and the parameters o
 and runs the one jitted trajectory; each device reports its own overflow flag
 (`Generated.device_overflow`). The crystals for a seed are the same on any device count (per-crystal
 keys; the corrector's global means reduced across devices, `diffusion/sampler.py`).
+
+The mesh may span processes (`sharding.make_mesh()` in a multi-host run): every process then
+passes the same arguments, places only its own devices' sub-batches (`sharding.place`), and gets
+the whole batch and every device's overflow flag back (`_to_host`), so all processes return the
+same crystals and take the same re-run decision.
 """
 
 import dataclasses
@@ -22,6 +27,7 @@ from typing import NamedTuple
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from jaxdos import sharding
 from jaxdos.crystal.batch import DosCondition
@@ -124,7 +130,8 @@ def generate(
         atom_budget: padded atom slots per device (default: a power-of-two bucket).
         guide_params: shared parameters of a `GradientGuidance` loss (e.g. a DOS predictor's).
         guide_targets: its per-crystal targets, leaves with a leading `[G]` axis.
-        mesh: a `data` mesh of this process's devices (`sharding.local_mesh`); None: one device.
+        mesh: a `data` mesh (`sharding.local_mesh`, or `sharding.make_mesh()` spanning every
+            process, each process then calling with the same arguments); None: one device.
 
     Raises:
         ValueError: on any invalid argument (named in the message).
@@ -184,14 +191,30 @@ def generate(
         guide_params = sharding.place(guide_params, mesh, split=False)
         guide_targets = sharding.place(guide_targets, mesh, split=True)
     out = make_sampler(score_fn, config)(params, state, cond, guide_params, guide_targets)
-    host = _merge(CrystalBatch(*(np.asarray(x) for x in out.batch)))
-    stats = (
-        None if out.stats is None else jax.tree.map(lambda x: x.max(0), jax.device_get(out.stats))
-    )
-    flags = np.asarray(out.overflow)
+    batch, flags, stats = _to_host((out.batch, out.overflow, out.stats))
+    host = _merge(CrystalBatch(*batch))
+    stats = None if stats is None else jax.tree.map(lambda x: x.max(0), stats)
     return Generated(
         host, dos, requested, bool(flags.any()), stats, flags, int(stacked.atomic_numbers.shape[1])
     )
+
+
+def _to_host(tree):
+    """Numpy copies of `tree`'s arrays, whole on every process.
+
+    An array on a mesh spanning processes is gathered (`process_allgather`: each process reads
+    every device's rows, one small jitted reshard), so every process sees every device's overflow
+    flag and takes the same branch in `generate_with_model`'s re-run. Done on the host side rather
+    than by a replicated `out_shardings` of the sampler, so the single-process path (and its
+    compilation) is unchanged.
+    """
+
+    def get(x):
+        if x.is_fully_addressable:
+            return np.asarray(x)
+        return multihost_utils.process_allgather(x, tiled=True)
+
+    return jax.tree.map(get, tree)
 
 
 def _stack_rows(x: np.ndarray, devices: int) -> np.ndarray:

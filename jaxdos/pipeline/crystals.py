@@ -6,7 +6,9 @@ padded up to a large batch. Batch b is seeded by `fold_in(key(seed), b)`: the sa
 same crystals however the work is resumed.
 
 Devices: every batch is split over the devices of this process (`devices`, default all local
-ones), whole crystals per device, each device with the same static budgets: atom slots sized once
+ones), or with `across_processes=True` over every device of every process of a multi-host run (one
+call made by all processes with the same arguments, each returning all the crystals), whole
+crystals per device, each device with the same static budgets: atom slots sized once
 for the fullest device of any batch, graph budgets sized from the run's atom counts and the cutoff
 (`graph.presize_budgets`), so the whole call compiles once. A batch that overflows a budget on any
 device is re-run alone with grown budgets (one more compile per grown bucket); later batches go back
@@ -72,6 +74,7 @@ def generate_crystals(
     guide_strength: float = 1.0,
     guide_windows: dict | None = None,
     guide_tcm: int | None = None,
+    across_processes: bool = False,
 ) -> tuple[Crystals, np.ndarray]:
     """Generate crystals conditioned on each DOS, or unconditionally.
 
@@ -89,6 +92,7 @@ def generate_crystals(
         on_batch: called as `on_batch(done, total)` after each batch (progress).
         devices: None (every device of this process), an int n (the first n local devices) or a
             list of local `jax.Device`; the same seed gives the same crystals on any count.
+            With `across_processes` only None in a multi-process run.
         guide_predictor: None, or a "dos_predictor" model (directory) whose DOS of each
             crystal's denoised estimate is pulled towards the crystal's conditioning DOS
             (`GradientGuidance`; needs `dos`), or into `guide_windows` when those are given.
@@ -101,13 +105,18 @@ def generate_crystals(
         guide_tcm: None, or 1 / 2: the predictor's DOS of every crystal is also pulled towards
             the paper's TCM Type 1 / 2 criteria (`filters.tcm_surrogate`); like `guide_windows`,
             with or without `dos`, and it combines with them. Needs `guide_predictor`.
+        across_processes: False: this process's devices alone (a screen's chunk, each process
+            its own). True: every device of every process (`sharding.training_mesh`); every
+            process must make the same call, and each returns all the crystals, equal to a
+            single-process run with the same seed. The same as False in a single-process run.
 
     Returns:
         (`Crystals` padded to 20 atoms, `[M']` index of the conditioning DOS of each crystal, -1
         for unconditional ones).
 
     Raises:
-        ValueError: naming the argument, before any compute.
+        ValueError: naming the argument, before any compute (`devices` for a subset with
+            `across_processes` in a multi-process run).
     """
     if crystals_per_dos < 1:
         raise ValueError(f"crystals_per_dos: expected >= 1, got {crystals_per_dos}")
@@ -158,7 +167,7 @@ def generate_crystals(
     # Checks corrector_steps (and the rest of the sampler settings) before the model loads.
     # The default allowed_elements (MatterGen's 76) lie inside ALLOWED_Z, which the oracle scores.
     config = CrystalSamplingConfig(steps=steps, guidance=guidance, corrector_steps=corrector_steps)
-    mesh = sharding.local_mesh(devices)
+    mesh = sharding.training_mesh(devices) if across_processes else sharding.local_mesh(devices)
     model = as_model(model, KIND)
     # The model's own forward processes (a converted MatterGen model brings its own).
     config = dataclasses.replace(config, diffusion=model.diffusion)

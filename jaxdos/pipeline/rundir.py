@@ -126,9 +126,10 @@ class RunDir:
         self,
         name: str,
         n_chunks: int,
-        work: Callable[[int], dict],
+        work: Callable[[int], dict | None],
         *,
         progress: Callable[[int], None] | None = None,
+        collective: bool = False,
     ) -> dict:
         """Run `work(i)` for every chunk i not yet listed; return all chunks concatenated.
 
@@ -136,12 +137,20 @@ class RunDir:
         (seeded by i) so that a resumed run equals an uninterrupted one. Each result is written as
         soon as it is computed, so a kill loses at most the chunk in progress. With several
         processes each runs only `my_chunks(n_chunks)`, and all wait for each other before reading.
+
+        `collective`: `work(i)` is one computation made by every process together (crystal
+        generation spanning processes), so every process runs every missing chunk and process 0
+        alone writes its result (the others' may be None).
         """
         store = self._store(name)
+        # The same set on every process even then: nothing of this stage is written before the
+        # first collective `work`, which waits for every process to have read it.
         done = store.present()
-        for i in self.my_chunks(n_chunks):
+        for i in self.my_chunks(n_chunks, collective=collective):
             if i not in done:
-                store.put(i, work(i))
+                rows = work(i)
+                if self.main or not collective:
+                    store.put(i, rows)
             if progress is not None:
                 progress(i)
         self.barrier(f"stage-{name}")
@@ -150,8 +159,11 @@ class RunDir:
     def _store(self, name: str) -> ChunkStore:
         return ChunkStore(self.path / "stages" / name, writer=self.process)
 
-    def my_chunks(self, n_chunks: int) -> range:
-        """The chunks of a stage this process computes (all of them in a single-process run)."""
+    def my_chunks(self, n_chunks: int, *, collective: bool = False) -> range:
+        """The chunks of a stage this process computes (all of them in a single-process run or a
+        `collective` stage)."""
+        if collective:
+            return range(n_chunks)
         return range(self.process, n_chunks, self.processes)
 
     def barrier(self, name: str) -> None:

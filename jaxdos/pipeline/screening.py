@@ -5,8 +5,9 @@ right away (the oracle, or the learned predictor of `CrystalSettings.scorer`), a
 atomically as one chunk of the run folder's stage
 (`jaxdos.pipeline.rundir.RunDir.stage`), so a killed run loses at most the chunk in progress.
 Chunk i is seeded by `seed * 100003 + i` alone, so neither a resume nor the process count changes
-a result. In a multi-host run each process generates its share of the chunks and process 0 alone
-builds the structures for the uniqueness / novelty check.
+a result. In a multi-host run each process generates its share of the chunks (or, with
+`across_processes`, all processes generate every chunk together and process 0 scores and writes
+it) and process 0 alone builds the structures for the uniqueness / novelty check.
 """
 
 import dataclasses
@@ -158,13 +159,25 @@ def training_structures():
 
 
 def crystal_stage(
-    rd: RunDir, name: str, *, cfg: CrystalSettings, seed: int, dos=None, n: int | None = None
+    rd: RunDir,
+    name: str,
+    *,
+    cfg: CrystalSettings,
+    seed: int,
+    dos=None,
+    n: int | None = None,
+    across_processes: bool = False,
 ) -> dict:
     """Generate crystals (conditioned on `dos` rows, or `n` unconditional ones) and score them.
 
+    `across_processes`: each chunk is one `generate_crystals(across_processes=True)` call on every
+    device of every process (a collective `RunDir.stage`; the chunks and results are the same);
+    False: each process its own chunks on its own devices. The same in a single-process run.
+
     Returns the concatenated
     arrays of all chunks (crystal fields, `source` DOS index, `oracle_dos`, properties, TCM
-    verdicts) plus `crystals_per_second` (per process-second of generation), `unique` and `novel`
+    verdicts) plus `crystals_per_second` (per process-second of generation; with
+    `across_processes`, per second of the calls spanning processes), `unique` and `novel`
     fractions (NaN on processes other than 0, which do not report them).
     """
     if dos is not None:
@@ -177,7 +190,8 @@ def crystal_stage(
     model = cfg.check_crystal_model()  # once, not per chunk: one denoiser, one compile
     scorer = cfg.scorer_model()
     guide = cfg.guide_model()
-    bar = tqdm(total=len(rd.my_chunks(n_chunks)), desc=name, unit="chunk", disable=not rd.main)
+    mine = rd.my_chunks(n_chunks, collective=across_processes)
+    bar = tqdm(total=len(mine), desc=name, unit="chunk", disable=not rd.main)
 
     def work(i):
         rows = np.arange(i * per_chunk, min((i + 1) * per_chunk, total))
@@ -196,6 +210,7 @@ def crystal_stage(
                 guide_strength=cfg.guide_strength,
                 guide_windows=cfg.guide_windows(),
                 guide_tcm=cfg.guide_tcm,
+                across_processes=across_processes,
             )
             source = rows[source]
         else:
@@ -206,8 +221,11 @@ def crystal_stage(
                 seed=seed * 100003 + i,
                 batch_size=cfg.crystal_batch,
                 model=model,
+                across_processes=across_processes,
             )
         seconds = time.perf_counter() - t0
+        if across_processes and not rd.main:
+            return None  # process 0 scores and writes the chunk (every process holds it whole)
         s = score(crystals, scorer=scorer)
         m = len(source)
         return {
@@ -224,7 +242,9 @@ def crystal_stage(
             },
         }
 
-    out = rd.stage(name, n_chunks, work, progress=lambda i: bar.update(1))
+    out = rd.stage(
+        name, n_chunks, work, progress=lambda i: bar.update(1), collective=across_processes
+    )
     bar.close()
     out["crystals_per_second"] = len(out["source"]) / max(out["gen_seconds"].sum(), 1e-9)
     if not rd.main:

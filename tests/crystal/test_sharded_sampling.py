@@ -1,22 +1,73 @@
-"""CDOSGen sampling over several devices: layout, per-crystal keys, 1 = 2 = 8 fake devices."""
+"""CDOSGen sampling over several devices: layout, per-crystal keys, 1 = 2 = 8 fake devices, and
+one call spanning 2 processes = 1 process."""
+
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from fake_devices import run_on_fake_devices
+from fake_devices import ROOT, run_on_fake_devices, run_on_processes
+from pipeline.untrained import untrained_model
 
+from jaxdos.crystal.batch import ScoreOutput
+from jaxdos.crystal.diffusion.losses import ScoreWithDiagnostics
 from jaxdos.crystal.diffusion.num_atoms import (
     device_atom_budget,
     device_prior_batch,
     prior_batch,
 )
-from jaxdos.crystal.diffusion.sampler import crystal_keys
-from jaxdos.crystal.generate import _merge
+from jaxdos.crystal.diffusion.sampler import CrystalSamplingConfig, crystal_keys
+from jaxdos.crystal.generate import _merge, generate
 from jaxdos.crystal.graph import GraphConfig, presize_budgets
+from jaxdos.pipeline import generate_crystals
 from jaxdos.structures import unpack
 
 COUNTS = np.array([3, 1, 4, 1, 5, 2, 6], np.int32)
+# 11 crystals: 6 + 5 (+ 1 padding slot) on 2 devices, the 6-atom one on device 1.
+TOY_COUNTS = np.array([3, 1, 4, 1, 5, 2, 6, 2, 3, 5, 4], np.int32)
+TOY_CONFIG = CrystalSamplingConfig(steps=5, corrector_steps=1)
+
+
+def toy_score(params, batch, t, cond, key):
+    """An analytic score (pull to a point, a 4 A cube) with flat type logits, so types are random
+    draws."""
+    frac = -params * (batch.frac_coords - 0.3)
+    lat = -(batch.lattice - 4.0 * jnp.eye(3))
+    return ScoreOutput(frac, lat, jnp.zeros((batch.num_nodes, 101)))
+
+
+def flagging_score(params, batch, t, cond, key):
+    """`toy_score` that reports an overflow for a sub-batch holding a 6-atom crystal."""
+    out = toy_score(params, batch, t, cond, key)
+    return ScoreWithDiagnostics(out, jnp.any(batch.num_atoms == 6), jnp.max(batch.num_atoms))
+
+
+def toy_generate(score, mesh=None):
+    return generate(
+        score,
+        jnp.float32(0.5),
+        key=jax.random.key(7),
+        num_atoms=TOY_COUNTS,
+        config=TOY_CONFIG,
+        mesh=mesh,
+    )
+
+
+@functools.cache
+def _tiny_model():
+    return untrained_model(8, [2, 3, 4])
+
+
+def tiny_pipeline(**kw):
+    """generate_crystals with a 1-block 8-wide GemNet, CFG on, no corrector (the toy tests its
+    reduction; one network call per step compiles faster), 5 crystals in batches of 3 (the last
+    padded with repeats; 2 + 1 crystals on 2 devices)."""
+    dos = np.abs(np.random.default_rng(0).normal(size=(5, 256))).astype(np.float32)
+    model = _tiny_model()
+    return generate_crystals(
+        dos, steps=3, corrector_steps=0, batch_size=3, seed=1, model=model, **kw
+    )
 
 
 def test_device_prior_batch_splits_whole_crystals_in_global_order():
@@ -77,29 +128,19 @@ def test_presized_budgets_cover_the_run_and_never_shrink():
 
 
 def test_toy_sampler_gives_the_same_crystals_on_1_2_8_devices():
-    # An analytic score (pull to a point, a 4 A cube) with flat type logits, so types are random
-    # draws, and one corrector step, so the batch-global norms are reduced across devices.
+    # The analytic score, with one corrector step, so the batch-global norms are reduced across
+    # devices.
     script = """
         import jax, jax.numpy as jnp, numpy as np
         from jaxdos import sharding
-        from jaxdos.crystal.batch import ScoreOutput
         from jaxdos.crystal.diffusion import sampler
         from jaxdos.crystal.diffusion.num_atoms import device_prior_batch
-        from jaxdos.crystal.diffusion.sampler import CrystalSamplingConfig
-        from jaxdos.crystal.generate import generate
+        from test_sharded_sampling import TOY_CONFIG as cfg, TOY_COUNTS as counts, toy_generate
+        from test_sharded_sampling import toy_score as score
 
-        def score(params, batch, t, cond, key):
-            frac = -params * (batch.frac_coords - 0.3)
-            lat = -(batch.lattice - 4.0 * jnp.eye(3))
-            return ScoreOutput(frac, lat, jnp.zeros((batch.num_nodes, 101)))
-
-        cfg = CrystalSamplingConfig(steps=5, corrector_steps=1)
-        counts = np.array([3, 1, 4, 1, 5, 2, 6, 2, 3, 5, 4], np.int32)
         outs = {}
         for d in (1, 2, 8):
-            mesh = sharding.local_mesh(d)
-            outs[d] = generate(score, jnp.float32(0.5), key=jax.random.key(7), num_atoms=counts,
-                               config=cfg, mesh=mesh)
+            outs[d] = toy_generate(score, sharding.local_mesh(d))
             assert outs[d].device_overflow.shape == (d,)
         ref = outs[1].batch
         m = ref.node_mask
@@ -119,7 +160,7 @@ def test_toy_sampler_gives_the_same_crystals_on_1_2_8_devices():
         assert len({s.device for s in shards}) == 8 and shards[0].data.shape[0] == 1
         print("ok")
     """
-    assert run_on_fake_devices(script).strip().endswith("ok")
+    assert run_on_fake_devices(script, ROOT / "tests" / "crystal").strip().endswith("ok")
 
 
 @pytest.mark.slow
@@ -141,3 +182,41 @@ def test_gemnet_pipeline_gives_the_same_crystals_on_1_2_8_devices():
         print("ok")
     """
     assert run_on_fake_devices(script, timeout=900).strip().endswith("ok")
+
+
+@pytest.mark.slow
+def test_one_call_across_two_processes_gives_the_one_process_crystals(tmp_path):
+    # Two one-device processes make one call on the global mesh: the analytic score (one device
+    # flags an overflow, which both processes must see to re-run alike), then generate_crystals
+    # with a tiny GemNet; every process returns all the crystals of a one-process run.
+    script = """
+        import sys
+        import jax, numpy as np, pytest
+        from jaxdos import sharding
+        assert sharding.initialize_distributed()  # from the JAX_* variables
+        from test_sharded_sampling import flagging_score, tiny_pipeline, toy_generate
+
+        toy = toy_generate(flagging_score, sharding.make_mesh())
+        assert toy.device_overflow.tolist() == [False, True] and toy.overflow and toy.stats == 6
+        with pytest.raises(ValueError, match="devices"):
+            tiny_pipeline(devices=1, across_processes=True)
+        crystals, source = tiny_pipeline(across_processes=True)
+        b = toy.batch
+        np.savez(f"{sys.argv[1]}/p{jax.process_index()}.npz", **crystals._asdict(), source=source,
+                 toy_types=b.atomic_numbers[b.node_mask], toy_frac=b.frac_coords[b.node_mask],
+                 toy_lattice=b.lattice[b.graph_mask])
+        print("ok", jax.process_index())
+    """
+    outs = run_on_processes(script, ROOT / "tests" / "crystal", args=[tmp_path])
+    assert [o.split()[-2:] for o in outs] == [["ok", "0"], ["ok", "1"]]
+    toy = toy_generate(flagging_score).batch  # one device, this process
+    ref, ref_source = tiny_pipeline()
+    for p in range(2):
+        with np.load(tmp_path / f"p{p}.npz") as z:
+            np.testing.assert_array_equal(z["toy_types"], toy.atomic_numbers[toy.node_mask])
+            np.testing.assert_allclose(z["toy_frac"], toy.frac_coords[toy.node_mask], atol=1e-5)
+            np.testing.assert_allclose(z["toy_lattice"], toy.lattice, rtol=1e-5, atol=1e-4)
+            np.testing.assert_array_equal(z["atomic_numbers"], ref.atomic_numbers)
+            np.testing.assert_allclose(z["frac_coords"], ref.frac_coords, atol=1e-5)
+            np.testing.assert_allclose(z["lattice"], ref.lattice, rtol=1e-5, atol=1e-5)
+            np.testing.assert_array_equal(z["source"], ref_source)

@@ -10,16 +10,25 @@ import numpy as np
 import pytest
 from fake_devices import JAX_ENV, ROOT, cpu_env, free_port, run_on_processes, wait_all
 
-from experiments import multi_property, tcm_screen, te_translation, train_crystal, train_sampler
+from experiments import (
+    generate,
+    multi_property,
+    tcm_screen,
+    te_translation,
+    train_crystal,
+    train_sampler,
+)
 from jaxdos.crystal.checkpoint import CDOSGenModel
 from jaxdos.training import latest_checkpoint
 
+# (command, its arguments before the output folder); generate's source is never read.
 COMMANDS = [
-    (tcm_screen, "--out"),
-    (te_translation, "--out"),
-    (multi_property, "--out"),
-    (train_sampler, "--workdir"),
-    (train_crystal, "--workdir"),
+    (tcm_screen, ["--out"]),
+    (te_translation, ["--out"]),
+    (multi_property, ["--out"]),
+    (train_sampler, ["--workdir"]),
+    (train_crystal, ["--workdir"]),
+    (generate, ["no_such_source", "--out"]),
 ]
 
 
@@ -55,7 +64,7 @@ def test_bad_multihost_flags_exit_before_compute(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(SystemExit) as exc:
-        module.main([*argv, out, str(tmp_path / "run")])
+        module.main([*argv, *out, str(tmp_path / "run")])
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+from fake_devices import run_on_processes
 
 from jaxdos.pipeline.rundir import RunDir
 
@@ -59,3 +60,31 @@ def test_table_files(tmp_path):
     md = run.write_table("t", ["k", "v"], [["x", 0.123456]])
     assert "0.1235" in md
     assert (tmp_path / "r" / "t.csv").read_text().splitlines()[1] == "x,0.123456"
+
+
+def test_a_collective_stage_runs_every_chunk_on_every_process_and_process_0_writes(tmp_path):
+    # work(i) is a cross-process collective (as generate_crystals(across_processes=True) is):
+    # every process must call it for every missing chunk, also on resume; process 0 writes.
+    script = """
+        import sys
+        import jax, numpy as np
+        from jax.experimental import multihost_utils
+        from jaxdos import sharding
+        from jaxdos.pipeline.rundir import RunDir
+        assert sharding.initialize_distributed()
+        calls = []
+
+        def work(i):
+            calls.append(i)
+            got = multihost_utils.process_allgather(np.int32(10 * i + jax.process_index()))
+            return {"x": got} if jax.process_index() == 0 else None
+
+        RunDir(sys.argv[1], {"a": 1}).stage("s", 2, work, collective=True)
+        out = RunDir(sys.argv[1], {"a": 1}, resume=True).stage("s", 3, work, collective=True)
+        print(calls, out["x"].tolist())
+    """
+    outs = run_on_processes(script, args=[tmp_path / "r"])
+    assert [o.splitlines()[-1] for o in outs] == ["[0, 1, 2] [0, 1, 10, 11, 20, 21]"] * 2
+    assert [m.name for m in (tmp_path / "r" / "stages" / "s").glob("manifest*")] == [
+        "manifest.json"
+    ]
