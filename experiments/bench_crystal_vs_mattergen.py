@@ -191,12 +191,17 @@ def _networks(weights: str, seed: int, cutoff: float):
     )
 
     from jaxdos.crystal.checkpoint import load_default
-    from jaxdos.crystal.convert import Checkpoint, convert_checkpoint, export_state_dict
+    from jaxdos.crystal.convert import (
+        Checkpoint,
+        convert_checkpoint,
+        export_state_dict,
+        on_mattergen_clock,
+    )
     from jaxdos.crystal.diffusion.num_atoms import ALEX_MP_20
 
     with tempfile.TemporaryDirectory() as root, mattergen_scales(root):
         if weights == "default":
-            trained = load_default()
+            trained = on_mattergen_clock(load_default())  # both sides on MatterGen's clock
             config, tensors = export_state_dict(trained, unconditional=True)
             denoiser = denoiser_from_export(config, tensors)
             label = "embedded trained CDOSGen (crystal_tiny), DOS adapter dropped, exported"

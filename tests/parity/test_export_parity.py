@@ -9,7 +9,6 @@ edge list (torch's graph copied into a `PeriodicGraph`), matmul precision highes
 test_gemnet_parity (relative max-abs error <= 1e-4).
 """
 
-import dataclasses
 import numpy as np
 from parity_helpers import require_mattergen
 
@@ -35,6 +34,7 @@ from jaxdos.crystal.convert import (  # noqa: E402
     Checkpoint,
     convert_checkpoint,
     export_state_dict,
+    on_mattergen_clock,
     to_model,
 )
 from jaxdos.crystal.convert.name_map import match  # noqa: E402
@@ -51,10 +51,7 @@ def _crystals(num_atoms, cutoff, max_neighbors):
 
 
 def test_default_cdosgen_exported_score_matches(gemnet_scale_file):
-    model = load_default()
-    # The network is compared; its warped cell clock (which export refuses) plays no part.
-    cell = dataclasses.replace(model.diffusion.cell, time_power=1.0)
-    model = dataclasses.replace(model, diffusion=dataclasses.replace(model.diffusion, cell=cell))
+    model = on_mattergen_clock(load_default())  # the network is compared, not the cell clock
     config, sd = export_state_dict(model, unconditional=True)
     torch_model = denoiser_from_export(config, sd)
     graph_cfg = model.gemnet.graph

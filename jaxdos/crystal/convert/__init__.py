@@ -13,7 +13,7 @@ from jaxdos.crystal.convert.convert import (
     param_template,
     to_model,
 )
-from jaxdos.crystal.convert.export import export_state_dict, torch_key
+from jaxdos.crystal.convert.export import export_state_dict, on_mattergen_clock, torch_key
 from jaxdos.crystal.convert.name_map import RULES, Rule, dotted_to_flax
 from jaxdos.crystal.convert.reading import (
     Checkpoint,
@@ -34,6 +34,7 @@ __all__ = [
     "convert_state_dict",
     "export_config",
     "export_state_dict",
+    "on_mattergen_clock",
     "dotted_to_flax",
     "param_template",
     "read_checkpoint",

@@ -29,11 +29,22 @@ from jaxdos.crystal.convert.name_map import RULES, apply_hook, match
 from jaxdos.crystal.convert.reading import ConversionError
 from jaxdos.crystal.gemnet import GemNetConfig, scale_paths
 
-__all__ = ["export_state_dict", "torch_key"]
+__all__ = ["export_state_dict", "on_mattergen_clock", "torch_key"]
 
 _LEAF = {"kernel": "weight", "embedding": "weight", "scale": "weight", "weight": "weight",
          "bias": "bias"}  # fmt: skip
 _MAX_UNDERSCORES = 14  # 2^14 candidates at most for one path (the longest MatterGen path has 7)
+
+
+def on_mattergen_clock(model: CDOSGenModel) -> CDOSGenModel:
+    """`model` with MatterGen's cell clock (`time_power` 1) and the same network.
+
+    What `export_state_dict` can write for a model trained on a warped cell clock (which it
+    refuses): the network is exact, but MatterGen's sampler then runs the cell on the clock t
+    rather than t^P it was trained on, so use it to compare networks or speed, not samples.
+    """
+    cell = dataclasses.replace(model.diffusion.cell, time_power=1.0)
+    return dataclasses.replace(model, diffusion=dataclasses.replace(model.diffusion, cell=cell))
 
 
 def _is_dos(path: str) -> bool:

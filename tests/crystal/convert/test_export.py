@@ -18,6 +18,7 @@ from jaxdos.crystal.convert import (
     ConversionError,
     convert_checkpoint,
     export_state_dict,
+    on_mattergen_clock,
     param_template,
 )
 from jaxdos.crystal.gemnet import ScalarProperty
@@ -41,15 +42,10 @@ def _assert_bit_identical(got: dict, want: dict):
         np.testing.assert_array_equal(a, b, err_msg=path)
 
 
-def on_mattergen_clock(model):
-    """The model with MatterGen's cell clock (time_power 1): the embedded one is trained on a
-    warped clock, which export refuses (test_export_is_strict); the round trips test the network."""
-    cell = dataclasses.replace(model.diffusion.cell, time_power=1.0)
-    return dataclasses.replace(model, diffusion=dataclasses.replace(model.diffusion, cell=cell))
-
-
 @pytest.fixture(scope="module")
 def default():
+    # The round trips test the network; a default trained on a warped cell clock (which export
+    # refuses, test_export_is_strict) is exported on MatterGen's.
     return on_mattergen_clock(load_default())
 
 
