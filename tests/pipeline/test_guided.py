@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from jaxdos.crystal.batch import ScoreOutput
+from jaxdos.crystal.diffusion.guidance import DenoisedEstimate
 from jaxdos.crystal.diffusion.num_atoms import prior_batch
 from jaxdos.crystal.diffusion.sampler import CrystalSamplingConfig
 from jaxdos.crystal.generate import generate
-from jaxdos.crystal.diffusion.guidance import DenoisedEstimate
 from jaxdos.neighbors import GraphConfig
 from jaxdos.pipeline.guided import PredictorDosLoss, predictor_guidance
 from jaxdos.predictor.checkpoint import DOSPredictorModel
