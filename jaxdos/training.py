@@ -70,6 +70,7 @@ __all__ = [
     "latest_checkpoint",
     "split_over",
     "on_main",
+    "main_log",
 ]
 
 LossFn = Callable[[PyTree, Any, PRNGKey], tuple[Array, dict]]
@@ -318,6 +319,11 @@ def _is_scalar(v) -> bool:
     return isinstance(v, jax.Array | np.ndarray | np.generic | float | int) and np.ndim(v) == 0
 
 
+def main_log(log):
+    """`log` on process 0, None on the others: one process prints for all of them."""
+    return log if jax.process_index() == 0 else None
+
+
 def on_main(write: Callable[[], Any], name: str):
     """`write()` on process 0 only (an export, a summary); in a multi-process run every process
     then waits at the barrier `name`, so that none reads what it wrote too early.
@@ -418,7 +424,7 @@ def fit(
     workdir.mkdir(parents=True, exist_ok=True)
     key = jax.random.key(cfg.seed) if key is None else key
     main = jax.process_index() == 0  # the one writer of metrics.jsonl and the progress lines
-    log = log if main else None
+    log = main_log(log)
     if mesh is not None:
         # Placed before a restore: orbax restores into the template's shardings.
         state = sharding.place(state, mesh, split=False)

@@ -58,7 +58,7 @@ from jaxdos.data.budgets import CrystalBudgets
 from jaxdos.data.pipelines import crystal_batches
 from jaxdos.data.records import Records
 from jaxdos.data.world import records_source, train_val_records
-from jaxdos.training import TrainConfig, TrainState, on_main
+from jaxdos.training import TrainConfig, TrainState, main_log, on_main
 from jaxdos.typing import PyTree
 
 __all__ = [
@@ -443,6 +443,7 @@ def run_stage(
 
     `devices`: data-parallel over these devices (`fit_crystal`; default every device of every
     process). In a multi-process run every process calls this alike; process 0 exports and logs."""
+    log = main_log(log)
     out = Path(out)
     config = config.resolved()
     budgets = CrystalBudgets(atoms=config.atoms, graphs=config.graphs)
@@ -502,7 +503,7 @@ def run_stage(
         ),
         "crystal-export",
     )
-    if log is not None and jax.process_index() == 0:
+    if log is not None:
         summary = {"stage": config.stage, "val": val_metrics, "val_dos_dropped": val_uncond}
         log(json.dumps({**summary, "train_seconds": meta["train_seconds"]}))
     return out / "model", meta
@@ -527,6 +528,7 @@ def make_default(
     (with the pre-training's steps, time and validation losses in its meta) to `destination`."""
     if pretrain.stage != "pretrain" or finetune.stage != "finetune":
         raise ValueError("stage: make_default takes a pretrain and a finetune config")
+    log = main_log(log)
     out = Path(out)
     train, val = train_val_records(pretrain.records, pretrain.train.seed)
     pre, pre_meta = run_stage(pretrain, out / "pretrain", train, val, resume=resume, log=log)
@@ -538,6 +540,6 @@ def make_default(
     )
     # atomic, in the one model format
     on_main(lambda: CDOSGenModel.load(ft).save(destination), "crystal-default")
-    if log is not None and jax.process_index() == 0:
+    if log is not None:
         log(f"default model -> {destination}")
     return Path(destination)

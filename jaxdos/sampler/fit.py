@@ -49,6 +49,7 @@ from jaxdos.training import (
     evaluate,
     fit,
     init_train_state,
+    main_log,
     make_optimizer,
     make_train_step,
     on_main,
@@ -290,8 +291,7 @@ def run(config: SamplerFitConfig, out, *, resume: bool = False, log=print) -> Pa
     Returns:
         The sampler directory (`out/sampler`; also copied to `config.export` when set).
     """
-    if jax.process_index() != 0:  # process 0 prints for every process
-        log = None
+    log = main_log(log)
     train, val = train_val_records(config.records, config.diffusion.seed)
     if config.max_records:
         train = train.take(np.arange(min(config.max_records, len(train))))
