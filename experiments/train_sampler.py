@@ -2,6 +2,8 @@
 
     python -m experiments.train_sampler --preset tiny --steps 600 --workdir runs/sampler_tiny \
         [--records train.npz] [--resume] [--export jaxdos/assets/sampler_tiny]
+    python -m experiments.train_sampler --init jaxdos/assets/sampler_tiny --steps 6000 --cosine \
+        --workdir runs/sampler_more   # continue training a sampler (fresh optimiser)
 
 Data: the world data set's train/val splits (`jaxdos.data.world.load_world`) unless `--records`
 gives a `Records` .npz (then 10 % of it, seeded, is held out for validation). Prints progress lines
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from experiments import cli
 from jaxdos.sampler.config import ModelConfig
-from jaxdos.sampler.fit import SamplerFitConfig, run, sampler_train_config
+from jaxdos.sampler.fit import SamplerFitConfig, init_score_network, run, sampler_train_config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=50)
+    p.add_argument(
+        "--cosine", action="store_true", help="cosine-decay the score network's lr to 10 %% of it"
+    )
+    p.add_argument(
+        "--init",
+        default=None,
+        help="a sampler directory whose score network starts this run (fresh optimiser)",
+    )
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--ckpt-every", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
@@ -53,12 +63,15 @@ def job_config(args: argparse.Namespace) -> SamplerFitConfig:
     )
     return SamplerFitConfig(
         model=getattr(ModelConfig, args.preset)(),
-        diffusion=sampler_train_config(steps=args.steps, **common),
+        diffusion=sampler_train_config(
+            steps=args.steps, decay_steps=args.steps if args.cosine else None, **common
+        ),
         regressor=sampler_train_config(steps=args.regressor_steps, **common),
         batch_size=args.batch_size,
         records=args.records,
         max_records=args.max_records,
         export=args.export,
+        init=args.init,
     )
 
 
@@ -73,6 +86,8 @@ def main(argv=None) -> Path:
     args = parser.parse_args(argv)
     try:  # bad flags are one-line usage errors, before the runtime or any compute starts
         config = job_config(args)
+        if config.init is not None:
+            init_score_network(config.init, config.model)
         cli.start_multihost(args)
     except ValueError as err:
         cli.config_error(parser, err)

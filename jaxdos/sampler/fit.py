@@ -36,7 +36,7 @@ from jaxdos import modeldir, sharding
 from jaxdos.data.pipelines import DosBatch, dos_batches
 from jaxdos.data.records import Records
 from jaxdos.data.world import records_source, train_val_records
-from jaxdos.sampler.checkpoint import save_sampler
+from jaxdos.sampler.checkpoint import DOSSamplerModel, save_sampler
 from jaxdos.sampler.config import ModelConfig
 from jaxdos.sampler.loss import dce_loss
 from jaxdos.sampler.model import init_params
@@ -63,6 +63,7 @@ __all__ = [
     "dce_objective",
     "regressor_objective",
     "init_state",
+    "init_score_network",
     "run_stage",
     "fit_sampler",
     "run",
@@ -90,6 +91,9 @@ class SamplerFitConfig:
         records: a `Records` .npz to train on (10 % held out), or None for the world splits.
         max_records: cap on the training records (0: all).
         export: copy the finished sampler directory here too (None: no copy).
+        init: a sampler directory whose score-network EMA starts the score network (a fresh
+            optimiser; its `ModelConfig` must equal `model`), or None for a random start. The
+            regressor always trains afresh, on the new score network.
     """
 
     model: ModelConfig = ModelConfig.tiny()
@@ -99,6 +103,7 @@ class SamplerFitConfig:
     records: str | None = None
     max_records: int = 0
     export: str | None = None
+    init: str | None = None
 
     def __post_init__(self):
         if self.batch_size < 1:
@@ -166,6 +171,24 @@ def init_state(key, model_config: ModelConfig, cfg: TrainConfig, *, regressor=Fa
     return init_train_state(params, make_optimizer(cfg), cfg)
 
 
+def init_score_network(directory, model_config: ModelConfig) -> dict:
+    """The score-network EMA of the sampler directory `directory`, the start of a warm run.
+
+    Raises:
+        FileNotFoundError, ValueError: "init: ..." naming the directory, or a `ModelConfig` that
+            differs from `model_config`.
+    """
+    try:
+        model = DOSSamplerModel.load(directory)
+    except (FileNotFoundError, ValueError) as err:
+        raise type(err)(f"init: {err}") from None
+    if model.config != model_config:
+        raise ValueError(
+            f"init: {directory} holds a {model.config}, not the {model_config} being trained"
+        )
+    return model.params.diffusion
+
+
 def run_stage(
     stage: str,
     config: SamplerFitConfig,
@@ -198,7 +221,11 @@ def run_stage(
             "devices; change it or pass devices="
         )
     base = jax.random.fold_in(jax.random.key(cfg.seed), int(regressor))
-    state = init_state(jax.random.fold_in(base, 0), config.model, cfg, regressor=regressor)
+    if config.init is not None and not regressor:
+        warm = init_score_network(config.init, config.model)
+        state = init_train_state(warm, make_optimizer(cfg), cfg)
+    else:
+        state = init_state(jax.random.fold_in(base, 0), config.model, cfg, regressor=regressor)
     data = iter(dos_batches(train, batch_size=config.batch_size, seed=cfg.seed, num_epochs=None))
     loss_fn = (regressor_objective if regressor else dce_objective)(config.model)
     prepare = (lambda b: RegressorBatch(b, *frozen)) if regressor else (lambda b: b)
@@ -218,6 +245,8 @@ def run_stage(
             )
 
     identity = {"model": config.model.to_dict(), "stage": stage, "batch_size": config.batch_size}
+    if config.init is not None and not regressor:
+        identity["init"] = str(config.init)
     result = fit(
         make_train_step(loss_fn, cfg),
         state,
@@ -270,6 +299,7 @@ def fit_sampler(
         "diffusion": config.diffusion.to_dict(),
         "regressor": config.regressor.to_dict(),
         "batch_size": config.batch_size,
+        "init": config.init,
         **(meta or {}),
     }
 

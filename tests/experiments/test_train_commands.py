@@ -99,6 +99,20 @@ def test_train_sampler_flags_reach_the_job_config():
     for t in (config.diffusion, config.regressor):
         assert (t.learning_rate, t.warmup, t.eval_every, t.ckpt_every, t.seed) == (2e-3, 3, 5, 6, 2)
         assert t.clip_norm == 1.0 and t.ema_decay == 0.999
+    assert config.init is None and config.diffusion.decay_steps is None
+    warm, _, _ = train_sampler.parse(["--init", "some/sampler", "--cosine", "--steps", "7"])
+    assert warm.init == "some/sampler" and warm.diffusion.decay_steps == 7
+    assert warm.regressor.decay_steps is None
+
+
+def test_train_sampler_init_of_another_preset_is_a_usage_error(tmp_path, capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        train_sampler.main(["--preset", "paper", "--init", "jaxdos/assets/sampler_tiny",
+                            "--workdir", str(tmp_path / "w")])  # fmt: skip
+    assert "init: jaxdos/assets/sampler_tiny holds a ModelConfig" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
 
 
 def test_overfit_crystal_still_reads_the_lever_flags(tmp_path):

@@ -11,7 +11,13 @@ from sampler_toy import SMALL, toy_records
 
 from jaxdos.sampler.checkpoint import DOSSamplerModel, load_default, save_sampler
 from jaxdos.sampler.config import ModelConfig
-from jaxdos.sampler.fit import SamplerFitConfig, fit_sampler, run_stage, sampler_train_config
+from jaxdos.sampler.fit import (
+    SamplerFitConfig,
+    fit_sampler,
+    init_score_network,
+    run_stage,
+    sampler_train_config,
+)
 from jaxdos.sampler.scale import ScaleDistribution
 
 
@@ -43,6 +49,26 @@ def test_resume_is_bit_identical_and_exports(tmp_path):
     assert m.config == SMALL and _leaves_equal(m.params.diffusion, full.ema)
     rows = (tmp_path / "b" / "regressor" / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 1 and "val_loss" in rows[0]  # log_every 10: the last step, evaluated
+
+
+def test_warm_start_continues_from_a_sampler_directory(tmp_path, small_params):
+    dist = ScaleDistribution.from_arrays([0.5, 1.0], [0.0, 2.0])
+    init = save_sampler(tmp_path / "init", small_params, SMALL, dist)
+    warm = dataclasses.replace(JOB, init=str(init))
+    state = run_stage(
+        "diffusion", warm, toy_records(12), None, tmp_path / "w", resume=False, log=None,
+        stop_after=0,
+    )  # fmt: skip
+    assert _leaves_equal(state.params, small_params.diffusion)  # step 0: the init, EMA too
+    assert _leaves_equal(state.ema, small_params.diffusion)
+    other = dataclasses.replace(SMALL, width=SMALL.width * 2)
+    with pytest.raises(ValueError, match=r"^init: .* not the ModelConfig"):
+        run_stage(
+            "diffusion", dataclasses.replace(warm, model=other), toy_records(12), None,
+            tmp_path / "x", resume=False, log=None,
+        )  # fmt: skip
+    with pytest.raises(FileNotFoundError, match=r"^init: "):
+        init_score_network(tmp_path / "nowhere", SMALL)
 
 
 def test_sampler_model_round_trip(tmp_path, small_params, key):
