@@ -32,6 +32,7 @@ __all__ = [
     "add_multihost_flags",
     "start_multihost",
     "check_local_devices",
+    "check_splits_over_devices",
     "is_main_process",
 ]
 
@@ -222,6 +223,21 @@ def check_local_devices(devices: int | None) -> None:
 
     if devices is not None and jax.process_count() > 1:
         raise ValueError("devices: --devices selects local devices; omit it in multi-host runs")
+
+
+def check_splits_over_devices(flag: str, value: int | None) -> None:
+    """A training batch split over every device of every process must divide evenly.
+
+    Raises:
+        ValueError: naming `flag` when `value` (None: not given) is no multiple of the count.
+    """
+    import jax
+
+    if value is not None and value % jax.device_count():
+        raise ValueError(
+            f"{flag}: {value} is not a multiple of the {jax.device_count()} devices of this run "
+            "(every device of every process)"
+        )
 
 
 def is_main_process() -> bool:

@@ -31,7 +31,12 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from experiments.cli import add_multihost_flags, config_error, start_multihost
+from experiments.cli import (
+    add_multihost_flags,
+    check_splits_over_devices,
+    config_error,
+    start_multihost,
+)
 from jaxdos.crystal.checkpoint import DEFAULT_DIR
 from jaxdos.crystal.denoiser import GemNetConfig
 from jaxdos.crystal.diffusion.corruption import DiffusionConfig
@@ -263,6 +268,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:  # first: an --init model read below would start the JAX backend
         start_multihost(args)
+        check_splits_over_devices("--sub-batches", args.sub_batches)
     except ValueError as err:
         config_error(parser, err)
     workdir = Path(args.workdir)

@@ -86,9 +86,12 @@ def main(argv=None) -> Path:
     args = parser.parse_args(argv)
     try:  # bad flags are one-line usage errors, before the runtime or any compute starts
         config = job_config(args)
+        cli.start_multihost(args)  # first: reading --init starts the JAX backend
+        cli.check_splits_over_devices("--batch-size", config.batch_size)
         if config.init is not None:
             init_score_network(config.init, config.model)
-        cli.start_multihost(args)
+    except FileNotFoundError as err:
+        cli.config_error(parser, ValueError(str(err)))
     except ValueError as err:
         cli.config_error(parser, err)
     return run(config, Path(args.workdir), resume=args.resume)

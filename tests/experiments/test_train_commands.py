@@ -119,3 +119,18 @@ def test_overfit_crystal_still_reads_the_lever_flags(tmp_path):
     args = overfit_crystal.parse(["--out", str(tmp_path), "--width", "16", "--type-ce", "0.05"])
     config, diffusion, _ = train_crystal.lever_configs(args)
     assert config.emb_size_edge == 16 and diffusion.types.hybrid_coeff == 0.05
+
+
+def test_a_batch_that_does_not_split_over_the_devices_is_a_usage_error(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    for module, flag in (("train_sampler", "--batch-size"), ("train_crystal", "--sub-batches")):
+        out = tmp_path / module
+        argv = [sys.executable, "-m", f"experiments.{module}", flag, "3", "--workdir", str(out)]
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, done.stderr
+        assert f"{flag}: 3 is not a multiple of the 2 devices" in done.stderr.splitlines()[-1]
+        assert "Traceback" not in done.stderr and not out.exists()
