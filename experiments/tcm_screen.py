@@ -50,6 +50,12 @@ def main(argv=None) -> None:
         default=0.0,
         help="correlation length (bins) of the DOSSampler's draw noise (0: Algorithm 2)",
     )
+    p.add_argument(
+        "--type2-min-width",
+        type=float,
+        default=0.0,
+        help="eV: a Type 2 band must be wider than this (0: the paper's rule, one bin passes)",
+    )
     cli.add_crystal_flags(p, ScreenConfig)
     p.add_argument("--devices", type=int, default=None, help="use the first N local devices")
     cli.add_model_flags(p, dos=True)
@@ -64,6 +70,7 @@ def main(argv=None) -> None:
             uncond=a.uncond,
             dos_batch=a.dos_batch,
             noise_length=a.noise_length,
+            type2_min_width=a.type2_min_width,
             **cli.crystal_settings(a),
             seed=a.seed,
             crystal_model=a.crystal_model,

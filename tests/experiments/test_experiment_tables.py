@@ -2,6 +2,7 @@
 interval and n beside every rate, MAE and mean similarity. Seeded fakes replace the generation
 stages, so this runs in seconds (the slow end-to-end tests cover the real pipeline)."""
 
+import dataclasses
 import json
 import re
 import zlib
@@ -32,6 +33,7 @@ def fake_stage(rd, name, *, cfg, seed, dos=None, n=None):
         "dos_at_fermi": rng.uniform(0, 3, m),
         "integrated_dos": rng.uniform(0, 4, m),
         **{k: rng.random(m) < 0.3 for k in ("is_tcm", "type1", "type2")},
+        "bandwidth": rng.uniform(0.0, 2.0, m),
         "crystals_per_second": 1.0,
         "unique": 1.0,
         "novel": 0.5,
@@ -89,6 +91,27 @@ def test_tcm_screen_table4_and_summary(tmp_path, no_generation):
     assert t["tcm_yield_ci"] == {"lo": lo, "hi": hi, "n": 16}
     assert t["tcm_lift_ci"]["n"] == [16, 32] and t["unique_ci"]["n"] == 8
     assert summary["uncond"]["is_tcm_ci"]["n"] == 32 and "is_tcm" in summary["uncond"]
+
+
+def test_tcm_screen_minimum_type2_width_reaches_both_stages(tmp_path, monkeypatch, no_generation):
+    asked = []
+    monkeypatch.setattr(
+        tcm_screen,
+        "sample_dos",
+        lambda targets, **kw: asked.append(targets) or FakeAccepted(targets, **kw),
+    )
+    cfg = tcm_screen.ScreenConfig(accept=8, proposals=64, crystals_per_dos=2, uncond=32)
+    fake = fake_stage(None, "crystals_type2", cfg=cfg, seed=0, dos=np.zeros((8, 256)))
+    width = float(np.median(fake["bandwidth"][fake["type2"]]))  # drops some Type 2 hits
+    narrow = fake["type2"] & (fake["bandwidth"] > width)
+    paper = tcm_screen.run(cfg, tmp_path / "paper")
+    strict = tcm_screen.run(dataclasses.replace(cfg, type2_min_width=width), tmp_path / "strict")
+    assert [t.filters[0].criteria.type2_min_width for t in asked] == [0.0, 0.0, width, width]
+    assert strict["types"]["type2"]["type_correct_yield"] == narrow.mean()
+    assert paper["types"]["type2"]["type_correct_yield"] == fake["type2"].mean() > narrow.mean()
+    assert strict["types"]["type2"]["tcm_yield"] == (fake["type1"] | narrow).mean()
+    with pytest.raises(ValueError, match="type2_min_width"):
+        tcm_screen.ScreenConfig(type2_min_width=3.0)
 
 
 def test_te_translation_table5_and_summary(tmp_path, monkeypatch, no_generation):

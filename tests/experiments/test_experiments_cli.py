@@ -18,6 +18,7 @@ from experiments import multi_property, tcm_screen, te_translation
         (tcm_screen, ["--guidance", "-1"], "--guidance: expected a finite value >= 0"),
         (tcm_screen, ["--steps", "1"], "--steps: expected >= 2"),
         (tcm_screen, ["--noise-length", "-1"], "--noise-length: expected finite >= 0"),
+        (tcm_screen, ["--type2-min-width", "3"], "--type2-min-width: expected 0 <="),
         (tcm_screen, ["--bogus-flag"], "unrecognized arguments"),
         (te_translation, ["--references", "1"], "--references: expected >= 2"),
         (multi_property, ["--samples", "1"], "--samples: expected >= 2"),

@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from jaxdos.kernels import stats
+from jaxdos.kernels.filters import TCMCriteria
 from jaxdos.pipeline.dos import sample_dos
 from jaxdos.pipeline.models import load_checked
 from jaxdos.pipeline.rundir import RunDir
@@ -43,6 +44,10 @@ class ScreenConfig(CrystalSettings):
         dos_batch: DOSSampler proposals per jitted batch.
         noise_length: correlation length (bins) of the DOSSampler's draw noise; 0 is the paper's
             Algorithm 2 (`DOSSamplingConfig.noise_length`, an option for smoother spectra).
+        type2_min_width: eV; a Type 2 conduction band must be wider than this, for the accepted
+            DOS and for the generated crystals alike (`TCMCriteria.type2_min_width`). 0 is the
+            paper's rule, under which a one-bin (0.078 eV) "band" passes; a positive value is
+            an explicit option, recorded in run.json, that asks for a real band.
         seed: the run seed.
         devices: devices for the DOSSampler (None: all).
         dos_model: a "dossampler" model directory (None: the embedded default).
@@ -54,6 +59,7 @@ class ScreenConfig(CrystalSettings):
     uncond: int | None = None
     dos_batch: int = 128
     noise_length: float = 0.0
+    type2_min_width: float = 0.0
     seed: int = 0
     devices: int | None = None
     dos_model: str | None = None
@@ -70,6 +76,11 @@ class ScreenConfig(CrystalSettings):
         if self.devices is not None and self.devices < 1:
             raise ValueError(f"devices: expected >= 1, got {self.devices}")
         self.dos_sampling()  # validates noise_length before any folder is made
+        self.criteria()  # and type2_min_width
+
+    def criteria(self) -> TCMCriteria:
+        """The TCM criteria of this screen: the paper's, with `type2_min_width`."""
+        return TCMCriteria(type2_min_width=self.type2_min_width)
 
     def dos_sampling(self) -> DOSSamplingConfig:
         """The DOSSampler's sampling settings of this screen."""
@@ -96,6 +107,13 @@ def _fmt_lift(lift: stats.Estimate) -> str:
     return stats.fmt(lift, digits=2, unit="x")
 
 
+def _under(stage: dict, criteria: TCMCriteria) -> dict:
+    """A scored crystal stage with its TCM verdicts under `criteria` (the stage was scored under
+    the paper's; only the Type 2 lower width bound can differ, and the bandwidth is stored)."""
+    type2 = np.asarray(stage["type2"], bool) & (stage["bandwidth"] > criteria.type2_min_width)
+    return {**stage, "type2": type2, "is_tcm": np.asarray(stage["type1"], bool) | type2}
+
+
 def run(cfg: ScreenConfig, out, *, resume: bool = False, force: bool = False) -> dict:
     """Run the screen into `out`; returns the summary dict (also written as summary.json)."""
     sampler = load_checked("dos_model", cfg.dos_model, DOSSAMPLER)  # before the folder is claimed
@@ -107,7 +125,7 @@ def run(cfg: ScreenConfig, out, *, resume: bool = False, force: bool = False) ->
         t0 = time.perf_counter()
         folder = rd.path / f"dos_{name}"
         acc = sample_dos(
-            Targets(filters=(kind(),)),
+            Targets(filters=(kind(criteria=cfg.criteria()),)),
             accept=cfg.accept,
             proposals=cfg.proposals,
             seed=cfg.seed + i,
@@ -127,13 +145,15 @@ def run(cfg: ScreenConfig, out, *, resume: bool = False, force: bool = False) ->
         }
         if len(acc) == 0:
             continue
-        stages[name] = crystal_stage(
+        stage = crystal_stage(
             rd, f"crystals_{name}", dos=acc.dos, cfg=cfg, seed=cfg.seed + 100 * (i + 1)
         )
+        stages[name] = _under(stage, cfg.criteria())
         stages[name]["conditioning"] = acc.dos
     n_cond = sum(len(s["num_atoms"]) for s in stages.values())
     n_uncond = cfg.uncond or max(n_cond, cfg.crystal_batch)
-    stages["uncond"] = crystal_stage(rd, "crystals_uncond", n=n_uncond, cfg=cfg, seed=cfg.seed)
+    uncond = crystal_stage(rd, "crystals_uncond", n=n_uncond, cfg=cfg, seed=cfg.seed)
+    stages["uncond"] = _under(uncond, cfg.criteria())
 
     base = stages["uncond"]
     n_base = len(base["valid"])
