@@ -41,11 +41,13 @@ audit: install
 	$(BIN)/python -m experiments.audit_dos
 
 # Retrain the embedded default models (jaxdos/assets/) on the committed world subset.
-# The recipe of the shipped models (about 35 + 75 + 60 minutes on a 2-core CPU). CDOSGen:
+# The recipe of the shipped models (about 35 + 50 + 75 + 60 minutes on a 2-core CPU). DOSSampler:
+# 3 000 steps at a constant lr, then 5 400 more from it with the lr cosine-decayed. CDOSGen:
 # pre-training and a first fine-tuning (--make-default), two full fine-tuning rounds at a constant
 # lr, and a 14 000-step round with the lr cosine-decayed from 1e-3 to 1e-4.
 train-default: install
-	$(BIN)/python -m experiments.train_sampler --preset tiny --steps 3000 --regressor-steps 300 --workdir runs/sampler_tiny --export jaxdos/assets/sampler_tiny
+	$(BIN)/python -m experiments.train_sampler --preset tiny --steps 3000 --regressor-steps 300 --workdir runs/sampler_tiny
+	$(BIN)/python -m experiments.train_sampler --init runs/sampler_tiny/sampler --steps 5400 --cosine --eval-every 300 --ckpt-every 300 --workdir runs/sampler_more --export jaxdos/assets/sampler_tiny
 	$(BIN)/python -m experiments.train_crystal --make-default --steps 500 --finetune-steps 250
 	$(BIN)/python -m experiments.train_crystal --stage finetune --init jaxdos/assets/crystal_tiny --steps 2500 --workdir runs/crystal_ft2
 	$(BIN)/python -m experiments.train_crystal --stage finetune --init runs/crystal_ft2/model --steps 3000 --workdir runs/crystal_ft3

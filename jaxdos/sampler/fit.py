@@ -300,6 +300,8 @@ def fit_sampler(
         "regressor": config.regressor.to_dict(),
         "batch_size": config.batch_size,
         "init": config.init,
+        # The init's own record, so that a chain of warm starts keeps its whole history.
+        "init_meta": None if config.init is None else DOSSamplerModel.load(config.init).meta,
         **(meta or {}),
     }
 
