@@ -23,7 +23,7 @@ __all__ = ["main"]
 
 # flag -> (type, help); defaults come from RealismConfig (or its quick preset)
 _FLAGS = {
-    "samples": (int, "unconditional crystals for goal 0"),
+    "samples": (int, "unconditional crystals for goal 0 and the TCM baseline"),
     "pairs": (int, "world test-split DOS for the cosine check, one crystal each"),
     "tcm_dos": (int, "TCM-like world DOS to condition on (default: all)"),
     "tcm_dos_per": (int, "crystals per TCM-like DOS"),

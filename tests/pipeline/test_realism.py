@@ -30,7 +30,7 @@ def _read(out) -> tuple[dict, dict]:
     assert goal0["valid"]["world"] is None and goal1["tcm_lift"]["baseline"] is None
     assert goal0["framework_match"]["world"]["n"] == 100  # the packaged subset's test split
     assert goal0["framework_match"]["world"]["value"] > 0.9
-    assert goal1["tcm_lift"]["conditioned"]["n"] == [4, 4]
+    assert goal1["tcm_lift"]["conditioned"]["n"] == [4, 5]
     assert (out / "report.md").read_text().count("| metric |") == 2
     return goal0, goal1
 
@@ -77,9 +77,9 @@ def test_world_crystals_as_generated_score_as_the_world(world, monkeypatch, tmp_
     fake = _world_as_generator(records, np.flatnonzero(split == "t"))
     monkeypatch.setattr(realism, "generate_crystals", fake)
     out = tmp_path / "eval"
-    eval_crystal.main(["--model", "default", "--out", str(out), "--quick", "--samples", "3"])
+    eval_crystal.main(["--model", "default", "--out", str(out), "--quick", "--samples", "5"])
     goal0, goal1 = _read(out)
-    assert goal0["valid"]["generated"]["value"] == 1.0 and goal0["valid"]["generated"]["n"] == 3
+    assert goal0["valid"]["generated"]["value"] == 1.0 and goal0["valid"]["generated"]["n"] == 5
     # The first training crystals are their groups' representatives: they match themselves.
     assert goal0["framework_match"]["generated"]["value"] == 1.0
     assert goal0["metal_fraction"]["world"]["n"] == (split == "t").sum()
@@ -87,6 +87,8 @@ def test_world_crystals_as_generated_score_as_the_world(world, monkeypatch, tmp_
     assert matched["n"] == shuffled["n"] == 4
     assert matched["value"] == pytest.approx(1.0, abs=1e-5) and shuffled["hi"] < 0.99
     assert goal1["tcm_yield"]["conditioned"]["value"] == 1.0  # a TCM-like world DOS's own crystal
+    # 4 TCM-conditioned crystals against the whole unconditional pool of 5
+    assert goal1["tcm_yield"]["conditioned"]["n"] == 4 and goal1["tcm_yield"]["baseline"]["n"] == 5
     assert (out / "report.md").read_text() in capsys.readouterr().out
 
 
