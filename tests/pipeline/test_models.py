@@ -23,8 +23,9 @@ from jaxdos.sampler.scale import ScaleDistribution
 # sha256 over (path, dtype, shape, bytes) of every array that the loaders before issue 13 gave for
 # the embedded models (orbax for the sampler, msgpack for CDOSGen), computed before their files
 # were rewritten in the one format: the new files must give exactly these arrays.
-# The sampler's digest is that of its 2026-12-02 retraining (3 000 steps; a new model on purpose).
-SAMPLER_PARAMS_SHA = "87555e109cc60d4951e638cd9745990068fa4dea487735f82e9f175b47665e57"
+# The sampler's digest is that of its 2026-12-03 continued training (8 400 steps; a new model on
+# purpose).
+SAMPLER_PARAMS_SHA = "e06f1554448c75c831ec76aee0ea6f074c66c687b15b082a9115ec2e0a155a48"
 SAMPLER_SCALE_SHA = "d74782915254090dad01d3332102518127af11ba147e8b0bb538d9ec1860ddf6"
 CDOSGEN_PARAMS_SHA = "e1e813a04b965fdbbc2293e744003a9394a2a6dbb3b882e869c216c5e79c7843"
 
