@@ -221,9 +221,10 @@ def run_stage(
             "devices; change it or pass devices="
         )
     base = jax.random.fold_in(jax.random.key(cfg.seed), int(regressor))
-    if config.init is not None and not regressor:
-        warm = init_score_network(config.init, config.model)
-        state = init_train_state(warm, make_optimizer(cfg), cfg)
+    warm = config.init is not None and not regressor  # the regressor always starts afresh
+    if warm:
+        params = init_score_network(config.init, config.model)
+        state = init_train_state(params, make_optimizer(cfg), cfg)
     else:
         state = init_state(jax.random.fold_in(base, 0), config.model, cfg, regressor=regressor)
     data = iter(dos_batches(train, batch_size=config.batch_size, seed=cfg.seed, num_epochs=None))
@@ -245,7 +246,7 @@ def run_stage(
             )
 
     identity = {"model": config.model.to_dict(), "stage": stage, "batch_size": config.batch_size}
-    if config.init is not None and not regressor:
+    if warm:
         identity["init"] = str(config.init)
     result = fit(
         make_train_step(loss_fn, cfg),
