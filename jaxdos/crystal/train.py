@@ -197,10 +197,13 @@ def make_stacked_loss(score_fn: ScoreFn, config: LossConfig):
     def loss_fn(params: PyTree, batch: TrainBatch, key: PRNGKey):
         k = batch.dos.shape[0]
         if k == 1:
-            keys = key[None]
+            # No vmap of size 1: XLA:CPU lays out its weight gradients transposed and recomputes
+            # their producers, which made the step 2.9x slower (docs/performance.md).
+            _, m = inner(params, jax.tree.map(lambda x: x[0], batch), key)
+            m = jax.tree.map(lambda x: x[None], m)
         else:
             keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(k))
-        _, m = jax.vmap(inner, (None, 0, 0))(params, batch, keys)
+            _, m = jax.vmap(inner, (None, 0, 0))(params, batch, keys)
         w = jnp.sum(batch.crystal.graph_mask, axis=1).astype(jnp.float32)
         total = jnp.maximum(jnp.sum(w), 1.0)
         out = {
