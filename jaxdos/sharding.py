@@ -38,6 +38,7 @@ __all__ = [
     "pad_batch",
     "shard_batch",
     "replicate",
+    "map_rows",
     "local_rows",
     "process_row_range",
     "initialize_distributed",
@@ -208,6 +209,30 @@ def shard_batch(tree, mesh: Mesh):
 def replicate(tree, mesh: Mesh):
     """Place a pytree (parameters) on every device of `mesh` (`place`)."""
     return place(tree, mesh, split=False)
+
+
+def map_rows(fn, shared, rows):
+    """`fn(shared, row)` for every row (leading index) of the pytree `rows`, results stacked.
+
+    Each device of the context mesh's `data` axis (`jax.set_mesh`) runs its own rows, one after
+    the other, as a plain program: `shard_map` with `shared` replicated, then `lax.map`. Without
+    such a mesh, one device runs every row. Never a `vmap`: XLA:CPU differentiates a vmapped
+    network 2.9x slower, even at one row (docs/performance.md). The transpose of the replicated
+    `shared` sums its cotangents over the devices, so `jax.grad` through this is the gradient of
+    the whole.
+    """
+
+    def local(shared, rows):
+        if jax.tree.leaves(rows)[0].shape[0] == 1:
+            return jax.tree.map(lambda x: x[None], fn(shared, jax.tree.map(lambda x: x[0], rows)))
+        return jax.lax.map(lambda row: fn(shared, row), rows)
+
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or DATA_AXIS not in mesh.axis_names or mesh.shape[DATA_AXIS] == 1:
+        return local(shared, rows)
+    return jax.shard_map(
+        local, mesh=mesh, in_specs=(P(), P(DATA_AXIS)), out_specs=P(DATA_AXIS)
+    )(shared, rows)
 
 
 def local_rows(array) -> tuple[np.ndarray, np.ndarray]:

@@ -75,3 +75,43 @@ def test_eight_fake_devices():
         print("ok")
         """
     assert run_on_fake_devices(script, timeout=300).strip() == "ok"
+
+
+_MAP_ROWS_SCRIPT = """
+    import jax, jax.numpy as jnp, numpy as np
+    from jaxdos import sharding
+
+    def row_loss(w, row):  # a gather and a segment sum, the network's kinds of ops
+        x, idx = row
+        h = jnp.tanh(x[idx] @ w)
+        return jax.ops.segment_sum(h, idx % 3, num_segments=3).sum() ** 2
+
+    rng = np.random.default_rng(0)
+    w = jnp.asarray(rng.normal(size=(4, 5)), jnp.float32)
+    xs = jnp.asarray(rng.normal(size=(8, 6, 4)), jnp.float32)
+    idx = jnp.asarray(rng.integers(0, 6, size=(8, 10)), jnp.int32)
+
+    def total(w, xs, idx):
+        return jnp.sum(sharding.map_rows(row_loss, w, (xs, idx)))
+
+    reference = sum(row_loss(w, (xs[i], idx[i])) for i in range(8))
+    grad_ref = sum(jax.grad(row_loss)(w, (xs[i], idx[i])) for i in range(8))
+    value, grad = jax.jit(jax.value_and_grad(total))(w, xs, idx)
+    mesh = sharding.make_mesh()
+    with jax.set_mesh(mesh):
+        xs_s, idx_s = sharding.shard_batch((np.asarray(xs), np.asarray(idx)), mesh)
+        value_m, grad_m = jax.jit(jax.value_and_grad(total))(sharding.replicate(w, mesh), xs_s, idx_s)
+    for got in (value, value_m):
+        np.testing.assert_allclose(got, reference, rtol=1e-5)
+    for got in (grad, grad_m):
+        np.testing.assert_allclose(got, grad_ref, rtol=1e-4, atol=1e-5)
+    one = jax.jit(lambda w, r: sharding.map_rows(row_loss, w, r)).lower(w, (xs[:1], idx[:1]))
+    assert one.as_text().count("stablehlo.while") == 0  # one row: the plain program, no loop
+    print(len(jax.devices()), "ok")
+"""
+
+
+def test_map_rows_is_the_sum_of_plain_rows_on_one_and_eight_devices():
+    for devices in (1, 8):
+        out = run_on_fake_devices(_MAP_ROWS_SCRIPT, devices=devices, timeout=300)
+        assert out.split()[-2:] == [str(devices), "ok"]

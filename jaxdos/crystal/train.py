@@ -11,9 +11,10 @@ labels (`adapters_only_labels`). A network-budget overflow sets `metrics["overfl
 step then keeps the state and `jaxdos.crystal.fit` grows the budgets and redoes the step.
 
 Data parallelism: a step's batch is K sub-batches stacked on a leading axis (`stack_batches`), each
-a whole pipeline batch with its own static budgets; `make_stacked_loss` vmaps the loss over them
-(sub-batch k draws from `fold_in(key, k)`, or from `key` itself when K = 1, the plain loss) and
-weights each by its real crystals, so the loss is the mean over every crystal of the step. The
+a whole pipeline batch with its own static budgets; `make_stacked_loss` runs the loss on each, each
+device its own sub-batches one after the other (`sharding.map_rows`). Sub-batch k draws from
+`fold_in(key, k)`, or from `key` itself when K = 1 (the plain loss); each is weighted by its real
+crystals, so the loss is the mean over every crystal of the step. The
 layout fixes the result: the K sub-batches give the same losses on any device count dividing K.
 """
 
@@ -25,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdos import sharding
 from jaxdos.crystal.batch import DosCondition
 from jaxdos.crystal.diffusion.corruption import DiffusionConfig
 from jaxdos.crystal.diffusion.lattice import polar_symmetrize
@@ -197,13 +199,10 @@ def make_stacked_loss(score_fn: ScoreFn, config: LossConfig):
     def loss_fn(params: PyTree, batch: TrainBatch, key: PRNGKey):
         k = batch.dos.shape[0]
         if k == 1:
-            # No vmap of size 1: XLA:CPU lays out its weight gradients transposed and recomputes
-            # their producers, which made the step 2.9x slower (docs/performance.md).
-            _, m = inner(params, jax.tree.map(lambda x: x[0], batch), key)
-            m = jax.tree.map(lambda x: x[None], m)
+            keys = key[None]
         else:
             keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(k))
-            _, m = jax.vmap(inner, (None, 0, 0))(params, batch, keys)
+        m = sharding.map_rows(lambda p, row: inner(p, *row)[1], params, (batch, keys))
         w = jnp.sum(batch.crystal.graph_mask, axis=1).astype(jnp.float32)
         total = jnp.maximum(jnp.sum(w), 1.0)
         out = {
