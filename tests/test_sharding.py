@@ -100,7 +100,8 @@ _MAP_ROWS_SCRIPT = """
     mesh = sharding.make_mesh()
     with jax.set_mesh(mesh):
         xs_s, idx_s = sharding.shard_batch((np.asarray(xs), np.asarray(idx)), mesh)
-        value_m, grad_m = jax.jit(jax.value_and_grad(total))(sharding.replicate(w, mesh), xs_s, idx_s)
+        w_s = sharding.replicate(w, mesh)
+        value_m, grad_m = jax.jit(jax.value_and_grad(total))(w_s, xs_s, idx_s)
     for got in (value, value_m):
         np.testing.assert_allclose(got, reference, rtol=1e-5)
     for got in (grad, grad_m):
@@ -111,7 +112,7 @@ _MAP_ROWS_SCRIPT = """
 """
 
 
-def test_map_rows_is_the_sum_of_plain_rows_on_one_and_eight_devices():
-    for devices in (1, 8):
+def test_map_rows_is_the_sum_of_plain_rows_on_one_four_and_eight_devices():
+    for devices in (1, 4, 8):  # 8, 2 and 1 rows per device
         out = run_on_fake_devices(_MAP_ROWS_SCRIPT, devices=devices, timeout=300)
         assert out.split()[-2:] == [str(devices), "ok"]

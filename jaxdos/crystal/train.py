@@ -14,8 +14,8 @@ Data parallelism: a step's batch is K sub-batches stacked on a leading axis (`st
 a whole pipeline batch with its own static budgets; `make_stacked_loss` runs the loss on each, each
 device its own sub-batches one after the other (`sharding.map_rows`). Sub-batch k draws from
 `fold_in(key, k)`, or from `key` itself when K = 1 (the plain loss); each is weighted by its real
-crystals, so the loss is the mean over every crystal of the step. The
-layout fixes the result: the K sub-batches give the same losses on any device count dividing K.
+crystals, so the loss is the mean over every crystal of the step. The layout fixes the result: the
+K sub-batches give the same losses on any device count dividing K.
 """
 
 import dataclasses
