@@ -230,9 +230,9 @@ def map_rows(fn, shared, rows):
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty or DATA_AXIS not in mesh.axis_names or mesh.shape[DATA_AXIS] == 1:
         return local(shared, rows)
-    return jax.shard_map(
-        local, mesh=mesh, in_specs=(P(), P(DATA_AXIS)), out_specs=P(DATA_AXIS)
-    )(shared, rows)
+    return jax.shard_map(local, mesh=mesh, in_specs=(P(), P(DATA_AXIS)), out_specs=P(DATA_AXIS))(
+        shared, rows
+    )
 
 
 def local_rows(array) -> tuple[np.ndarray, np.ndarray]:
