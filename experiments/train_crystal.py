@@ -84,6 +84,13 @@ def add_lever_flags(p: argparse.ArgumentParser) -> None:
         help="K fractional-offset Fourier edge features, zero-initialised (default 0 = MatterGen)",
     )
     p.add_argument(
+        "--frac-head",
+        type=int,
+        default=None,
+        help="L all-pairs rounds of a fractional-coordinate score head, zero-initialised "
+        "(default 0 = MatterGen; a fine-tune may add it to an init without one)",
+    )
+    p.add_argument(
         "--t-mid", type=float, default=None,
         help="share of training times drawn from U(0.25, 0.55) (default 0 = MatterGen)",
     )  # fmt: skip
@@ -105,6 +112,8 @@ def _given(value, default):
 def _check_lever_ranges(args) -> None:
     if args.t_mid is not None and not 0 <= args.t_mid <= 1:
         raise ValueError(f"--t-mid: expected a share in [0, 1], got {args.t_mid}")
+    if args.frac_head is not None and not 0 <= args.frac_head <= 8:
+        raise ValueError(f"--frac-head: expected 0..8 rounds, got {args.frac_head}")
     lo, hi = TIME_POWER_RANGE
     if args.cell_time_power is not None and not lo <= args.cell_time_power <= hi:
         raise ValueError(f"--cell-time-power: expected {lo}..{hi}, got {args.cell_time_power}")
@@ -122,6 +131,7 @@ def lever_configs(args) -> tuple[GemNetConfig, DiffusionConfig, LossWeights]:
         emb_size_edge=width,
         latent_dim=width,
         frac_fourier=_given(args.frac_fourier, 0),
+        frac_head=_given(args.frac_head, 0),
     )
     diffusion = DiffusionConfig(
         types=D3PMConfig(hybrid_coeff=_given(args.type_ce, 0.01)),
@@ -173,6 +183,13 @@ def init_configs(args) -> tuple[GemNetConfig, DiffusionConfig, LossWeights]:
                 "a fine-tune keeps its forward process, drop the flag"
             )
     _check_lever_ranges(args)
+    if args.frac_head is not None and args.frac_head != gemnet.frac_head:
+        if gemnet.frac_head:
+            raise ValueError(
+                f"--frac-head: {args.frac_head} contradicts the --init model's head "
+                f"({gemnet.frac_head} rounds); a fine-tune may add a head, not change it"
+            )
+        gemnet = dataclasses.replace(gemnet, frac_head=args.frac_head)
     if args.t_mid is not None:  # the training time distribution, not the model: may change
         diffusion = dataclasses.replace(diffusion, mid_fraction=args.t_mid)
     if args.type_ce is not None:  # a loss weight, not architecture: the flag may change it

@@ -32,6 +32,7 @@ import numpy as np
 from jaxdos.crystal.batch import MASK_Z, DosCondition, ScoreOutput
 from jaxdos.crystal.conditioning import DosEmbedding, ScalarCondition, scalar_property_embedding
 from jaxdos.crystal.diffusion import wrapped_normal
+from jaxdos.crystal.frac_head import FractionalHead
 from jaxdos.crystal.gemnet.basis import noise_level_encoding
 from jaxdos.crystal.gemnet.config import GemNetConfig
 from jaxdos.crystal.gemnet.layers import TorchLinear
@@ -115,6 +116,11 @@ class GemNetTDenoiser(nn.Module):
         lat = jnp.where(batch.graph_mask[:, None, None], batch.lattice, eye)
         # A Cartesian displacement F maps to fractional as F @ L^-1 (row convention).
         frac = jnp.einsum("ni,nij->nj", forces, jnp.linalg.inv(lat)[batch.batch])
+        if cfg.frac_head:
+            head = FractionalHead(
+                cfg.emb_size_atom, cfg.frac_head, cfg.graph.max_atoms_per_crystal, name="frac_head"
+            )
+            frac = frac + head(batch, z, [(emb, m) for _, emb, m in adapters])
         if cfg.pos_sigma_ref is not None:
             sig = wrapped_normal.sigma(t[batch.batch], batch.num_atoms[batch.batch], self.pos)
             frac = frac * jnp.sqrt(1.0 + (cfg.pos_sigma_ref / sig) ** 2)[:, None]

@@ -358,6 +358,8 @@ class CrystalFitConfig:
         base_net, base_diff = init_architecture(self.init)
         model = base_net if self.model is None else self.model
         diff = [f for f in _ARCH_FIELDS if getattr(model, f) != getattr(base_net, f)]
+        if model.frac_head != base_net.frac_head and base_net.frac_head:
+            diff.append("frac_head")  # a fine-tune may add the head, not change or drop it
         if diff:
             pairs = ", ".join(f"{f}={getattr(model, f)!r} (init: {getattr(base_net, f)!r})"
                               for f in diff)  # fmt: skip
@@ -380,11 +382,12 @@ class CrystalFitConfig:
 
 
 # GemNetConfig fields a model started from `init` may not change: everything its weights assume.
-# The graph budgets only grow, and the DOS embedding is what a fine-tune adds.
+# The graph budgets only grow; the DOS embedding and a fractional head are what a fine-tune adds
+# (both start at zero, so the model starts with the init's scores).
 _ARCH_FIELDS = tuple(
     f.name
     for f in dataclasses.fields(GemNetConfig)
-    if f.name not in ("graph", "dos_dim", "dos_emb_size")
+    if f.name not in ("graph", "dos_dim", "dos_emb_size", "frac_head")
 )
 
 
@@ -407,10 +410,11 @@ def _init_params(model, budgets, records, seed):
 
 def _network(config: CrystalFitConfig, base: GemNetConfig | None) -> GemNetConfig:
     """The network a (resolved) stage trains: a fine-tune adds the DOS embedding and the adapters
-    (paper eqs. 2-4) unless its init has them already; an init's graph budgets are kept."""
+    (paper eqs. 2-4) unless its init has them already, and the fractional head if the config
+    asks for one; an init's graph budgets are kept."""
     gemnet = config.model if base is None else dataclasses.replace(config.model, graph=base.graph)
-    if base is not None and base.dos_dim is not None:
-        return base  # an already conditional init trains on as it is
+    if base is not None and base.dos_dim is not None:  # a conditional init trains on as it is
+        return dataclasses.replace(base, frac_head=config.model.frac_head)
     return gemnet.conditional() if config.stage == "finetune" else gemnet
 
 

@@ -18,7 +18,7 @@ def test_train_crystal_flags_reach_the_stage_config():
         "--ckpt-every", "7", "--seed", "3", "--adapters-only", "--cosine", "--time-scale", "2",
         "--pos-sigma-ref", "0.5", "--pos-weight", "0.3", "--type-ce", "0.02", "--width", "16",
         "--blocks", "1", "--steps", "11", "--finetune-steps", "5", "--cell-var", "0.05",
-        "--t-mid", "0.4", "--sub-batches", "4",
+        "--t-mid", "0.4", "--sub-batches", "4", "--frac-head", "2",
     ]  # fmt: skip
     args = train_crystal.parse(argv)
     before = copy.deepcopy(vars(args))
@@ -32,6 +32,7 @@ def test_train_crystal_flags_reach_the_stage_config():
     assert ft.sub_batches == pre.sub_batches == 4
     assert ft.model.time_scale == 2 and ft.model.pos_sigma_ref == 0.5
     assert ft.model.emb_size_atom == ft.model.latent_dim == 16 and ft.model.num_blocks == 1
+    assert ft.model.frac_head == pre.model.frac_head == 2
     assert ft.weights.pos == 0.3 and ft.diffusion.types.hybrid_coeff == 0.02
     assert ft.diffusion.cell.limit_var_scaling_constant == 0.05 and ft.diffusion.mid_fraction == 0.4
     assert isinstance(ft.loss.mode, FinetuneAdapters) and isinstance(pre.loss.mode, Pretrain)
@@ -73,6 +74,17 @@ def test_train_crystal_finetune_takes_the_init_architecture(tmp_path, capsys):
         train_crystal.stage_config(
             train_crystal.parse([*argv, "--cell-var", "0.05"]), "finetune", 2
         )
+    # A fine-tune may add a fractional head to an init without one (it starts at zero).
+    headed = train_crystal.parse([*argv, "--frac-head", "2"])
+    head = train_crystal.stage_config(headed, "finetune", 2)
+    assert head.resolved().model == dataclasses.replace(net, frac_head=2)
+    save_model(tmp_path / "headed", {"params": {"w": np.zeros(2)}}, head.model, dist)
+    with pytest.raises(ValueError, match=r"--frac-head: 1 contradicts"):
+        train_crystal.stage_config(
+            train_crystal.parse(["--stage", "finetune", "--init", str(tmp_path / "headed"),
+                                 "--frac-head", "1"]), "finetune", 2)  # fmt: skip
+    with pytest.raises(ValueError, match=r"model: differs .* frac_head=0"):
+        dataclasses.replace(config, model=net, init=str(tmp_path / "headed")).resolved()
     tmid = train_crystal.stage_config(train_crystal.parse([*argv, "--t-mid", "0.3"]), "finetune", 2)
     assert tmid.resolved().diffusion.mid_fraction == 0.3  # the t distribution may change in one
     with pytest.raises(SystemExit):

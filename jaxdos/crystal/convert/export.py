@@ -95,6 +95,8 @@ def _check_exportable(gemnet: GemNetConfig, unconditional: bool) -> None:
         problems.append(f"pos_sigma_ref={gemnet.pos_sigma_ref} (MatterGen: none)")
     if gemnet.frac_fourier:
         problems.append(f"frac_fourier={gemnet.frac_fourier} (MatterGen: 0)")
+    if gemnet.frac_head:
+        problems.append(f"frac_head={gemnet.frac_head} (MatterGen: 0)")
     if gemnet.num_type_classes != 101:
         problems.append(f"num_type_classes={gemnet.num_type_classes} (MatterGen: 101)")
     if gemnet.dos_dim is not None and not unconditional:

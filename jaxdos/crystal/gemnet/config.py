@@ -60,6 +60,11 @@ class GemNetConfig:
             features at mid noise (docs/results.md, "looking for the fault"); these features
             are independent of the lattice and the same for every periodic image. Zero-init keeps
             a converted MatterGen model's outputs unchanged until training moves it.
+        frac_head: L > 0 adds `jaxdos.crystal.frac_head.FractionalHead`, L rounds of all-pairs
+            message passing on fractional offsets, types, time and conditions (no lattice), its
+            fractional score added to GemNet's through a zero-initialised layer (0 = MatterGen).
+            A fine-tune may add it to an init without one: the model starts with the init's
+            scores.
     """
 
     num_blocks: int = 4
@@ -85,11 +90,12 @@ class GemNetConfig:
     time_scale: float = 1.0
     pos_sigma_ref: float | None = None
     frac_fourier: int = 0
+    frac_head: int = 0
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if type(v) is int and f.name not in ("dos_dim", "frac_fourier") and v < 1:
+            if type(v) is int and f.name not in ("dos_dim", "frac_fourier", "frac_head") and v < 1:
                 raise ValueError(f"GemNetConfig.{f.name} must be >= 1, got {v}")
         if self.num_spherical < 2 or self.num_radial < 2:
             raise ValueError("GemNetConfig.num_spherical and num_radial must be >= 2")
@@ -107,6 +113,8 @@ class GemNetConfig:
             )
         if not 0 <= self.frac_fourier <= 16:
             raise ValueError(f"GemNetConfig.frac_fourier must be 0..16, got {self.frac_fourier}")
+        if not 0 <= self.frac_head <= 8:
+            raise ValueError(f"GemNetConfig.frac_head must be 0..8, got {self.frac_head}")
         names = [p.name for p in self.properties]
         if len(set(names)) != len(names):
             raise ValueError(f"GemNetConfig.properties has duplicate names: {names}")

@@ -101,8 +101,10 @@ def test_export_is_strict(default):
     assert "'gemnet/fc_extra/kernel' is not in the model's template" in msg
     assert "missing param 'gemnet/int_blocks_0/dense_ca/linear/kernel'" in msg
     assert "'fc_atom/kernel' has shape (3, 3)" in msg
-    odd = dataclasses.replace(default, gemnet=dataclasses.replace(default.gemnet, time_scale=1e3))
-    with pytest.raises(ConversionError, match=r"time_scale=1000.0"):
+    odd = dataclasses.replace(
+        default, gemnet=dataclasses.replace(default.gemnet, time_scale=1e3, frac_head=2)
+    )
+    with pytest.raises(ConversionError, match=r"time_scale=1000.0.*frac_head=2 \(MatterGen: 0\)"):
         export_state_dict(odd, unconditional=True)
     cell = dataclasses.replace(default.diffusion.cell, time_power=3.0)
     warped = dataclasses.replace(
