@@ -9,7 +9,7 @@ from jaxdos.data.pipelines import DosBatch
 from jaxdos.kernels.tokenizer import MASK_ID, N_OUTPUT, encode
 from jaxdos.sampler.config import ModelConfig
 from jaxdos.sampler.fit import dce_objective, init_state, sampler_train_config
-from jaxdos.sampler.loss import mask_prob, mask_tokens, sample_times, unmask_prob
+from jaxdos.sampler.loss import dce_loss, mask_prob, mask_tokens, sample_times, unmask_prob
 from jaxdos.sampler.model import log_probs
 from jaxdos.training import make_train_step
 
@@ -40,6 +40,25 @@ def test_bf16_compute_close_to_f32(small_params, key):
     # bf16 keeps ~3 significant digits per matmul: log-probs agree to a few % of their size.
     assert np.abs(l32 - l16).mean() < 0.05 * np.abs(l32).mean()
     assert np.corrcoef(l32.ravel(), l16.ravel())[0, 1] > 0.99
+
+
+def test_dce_loss_equals_the_masked_nll_of_the_log_probs(small_params, key):
+    """The loss reads log-sum-exp and the true logit; the reference reads `log_probs` (numpy)."""
+    tokens = jax.random.randint(key, (3, 256), 0, N_OUTPUT)
+    scale, weights = jnp.array([0.5, 2.0, 7.0]), jnp.array([1.0, 1.0, 0.0])
+    loss_key = jax.random.fold_in(key, 9)
+    loss, metrics = dce_loss(small_params.diffusion, tokens, scale, loss_key, weights, config=SMALL)
+    k_t, k_mask = jax.random.split(loss_key)
+    lam = np.asarray(mask_prob(sample_times(k_t, 3)))
+    x_t, mask = mask_tokens(k_mask, tokens, jnp.asarray(lam))
+    t = np.asarray(sample_times(k_t, 3))
+    logp = np.asarray(log_probs(small_params.diffusion, x_t, jnp.log(scale), jnp.asarray(t),
+                                config=SMALL), np.float64)  # fmt: skip
+    nll = -np.take_along_axis(logp, np.asarray(tokens)[..., None], -1)[..., 0] * np.asarray(mask)
+    per_example = nll.sum(-1) / (lam * 256)
+    np.testing.assert_allclose(float(loss), per_example[:2].mean(), rtol=2e-5)
+    want = nll[:2].sum() / np.asarray(mask)[:2].sum()
+    np.testing.assert_allclose(float(metrics["masked_nll"]), want, rtol=2e-5)
 
 
 def test_schedule_and_mask_rate(key):
