@@ -129,6 +129,8 @@ else
 fi
 step bench_oracle "$(lim 40 120)" -- -m experiments.bench_oracle "${Q[@]}" "$(o bench_oracle)"
 step bench_sampler "$(lim 60 240)" -- -m experiments.bench_sampler "${Q[@]}" "$(o bench_sampler)"
+step bench_sampler_train "$(lim 30 120)" -- -m experiments.bench_sampler_train "${Q[@]}" \
+  "$(o bench_sampler_train)"
 step bench_sampler_vs_torch "$(lim 60 120)" "${PARITY_ENV[@]}" -- \
   -m experiments.bench_sampler_vs_torch "${Q[@]}" "$(o bench_sampler_vs_torch)"
 if [[ $DRY == 1 ]]; then

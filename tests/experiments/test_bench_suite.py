@@ -4,7 +4,8 @@
 * bench_crystal_vs_mattergen and bench_crystal_train_vs_mattergen skip with the install hint (and
   write their JSON) without mattergen, and the latter rejects bad --budgets before any work;
 * bench_scaling and bench_end_to_end reject bad counts before starting any work;
-* bench_end_to_end's screen part reports the missing embedded models instead of running.
+* bench_end_to_end's screen part reports the missing embedded models instead of running;
+* bench_sampler_train's --quick run writes one row per batch with its share of the peak.
 """
 
 import json
@@ -19,6 +20,7 @@ from experiments import (
     bench_crystal_train_vs_mattergen,
     bench_crystal_vs_mattergen,
     bench_end_to_end,
+    bench_sampler_train,
     bench_scaling,
 )
 
@@ -27,6 +29,7 @@ BENCHES = (
     "bench_kernels",
     "bench_oracle",
     "bench_sampler",
+    "bench_sampler_train",
     "bench_sampler_vs_torch",
     "bench_rejection",
     "bench_crystal",
@@ -86,3 +89,13 @@ def test_screen_reports_missing_models(tmp_path, monkeypatch):
     res = bench_end_to_end.time_tcm_screen(timeout=1.0)
     assert res["tcm_screen"] == "not run"
     assert "no_sampler" in res["reason"] and "no_crystal" in res["reason"]
+
+
+def test_sampler_train_quick_writes_a_row_per_batch(tmp_path):
+    out = tmp_path / "t.json"
+    bench_sampler_train.main(["--quick", "--out", str(out)])
+    body = json.loads(out.read_text())
+    assert [r["batch"] for r in body["rows"]] == [4, 8]
+    for row in body["rows"]:
+        assert row["median_s"] > 0 and row["gflop"] > 0 and 0 < row["peak_fraction"] < 2
+    assert body["peak_gflops"] > 0 and body["rounds"] == 3
