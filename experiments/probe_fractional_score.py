@@ -28,7 +28,7 @@ from jaxdos.crystal.diffusion import wrapped_normal as wn
 from jaxdos.crystal.frac_head import FractionalHead
 from jaxdos.crystal.gemnet.basis import noise_level_encoding
 from jaxdos.data.world import train_val_records
-from jaxdos.structures import CrystalBatch
+from jaxdos.structures import CrystalBatch, Crystals, pack
 
 TIMES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
 
@@ -36,15 +36,8 @@ TIMES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
 def copies(z: np.ndarray, b: int) -> CrystalBatch:
     """b copies of one crystal of types z as a flat batch (coordinates filled in per draw)."""
     n = len(z)
-    return CrystalBatch(
-        atomic_numbers=jnp.tile(jnp.asarray(z, jnp.int32), b),
-        frac_coords=jnp.zeros((b * n, 3)),
-        lattice=jnp.tile(jnp.eye(3), (b, 1, 1)),
-        num_atoms=jnp.full(b, n, jnp.int32),
-        batch=jnp.repeat(jnp.arange(b, dtype=jnp.int32), n),
-        node_mask=jnp.ones(b * n, bool),
-        graph_mask=jnp.ones(b, bool),
-    )
+    cells = np.tile(np.eye(3, dtype=np.float32), (b, 1, 1))
+    return pack(Crystals(np.tile(z, (b, 1)), np.zeros((b, n, 3), np.float32), cells, np.full(b, n)))
 
 
 def main(argv=None) -> None:

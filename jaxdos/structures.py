@@ -18,13 +18,15 @@ The element policy (the paper's Table 6: Z <= 83 without Tc and Pm) is `ALLOWED_
 is the one test every filter applies (MP loader, oracle, sampler logits). `MAX_Z` is the largest
 element any array may carry (MatterGen's 100 atom types).
 
-Everything is host-side numpy except `CrystalBatch.cartesian`; pymatgen is imported lazily.
+Everything is host-side numpy except `CrystalBatch.cartesian` and `.atom_index`; pymatgen is
+imported lazily.
 This module imports nothing from jaxdos but `jaxdos.typing`: every layer may import it.
 """
 
 from pathlib import Path
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -111,6 +113,14 @@ class CrystalBatch(NamedTuple):
     def cartesian(self) -> Array:
         """Cartesian positions `[N, 3]` = frac @ lattice[batch]."""
         return jnp.einsum("ni,nij->nj", self.frac_coords, self.lattice[self.batch])
+
+    def atom_index(self) -> Array:
+        """`[N]` index of each atom within its crystal (0 on padding atoms); traceable."""
+        n, g = self.num_nodes, self.num_graphs
+        ids = jnp.arange(n, dtype=jnp.int32)
+        seg = jnp.where(self.node_mask, self.batch, g)
+        first = jax.ops.segment_min(jnp.where(self.node_mask, ids, n), seg, num_segments=g + 1)
+        return jnp.where(self.node_mask, ids - first[seg], 0)
 
 
 def pack(crystals: Crystals, *, num_nodes: int | None = None, num_graphs: int | None = None):

@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdos.crystal.gemnet.basis import periodic_fourier
 from jaxdos.crystal.gemnet.layers import AtomEmbedding
 from jaxdos.structures import CrystalBatch
 from jaxdos.typing import Array
@@ -32,19 +33,9 @@ FREQUENCIES = 8  # k = 1..8: resolves fractional offsets to about 1 / 16 of a ce
 
 
 def _slots(batch: CrystalBatch, max_atoms: int) -> Array:
-    """`[N]` dense slot g * A + (rank of the atom within its crystal); G * A for padding atoms."""
-    n, g = batch.num_nodes, batch.num_graphs
-    idx = jnp.arange(n)
-    first = jax.ops.segment_min(jnp.where(batch.node_mask, idx, n), batch.batch, num_segments=g)
-    rank = idx - first[batch.batch]
-    return jnp.where(batch.node_mask, batch.batch * max_atoms + rank, g * max_atoms)
-
-
-def _fourier(df: Array) -> Array:
-    """`[..., 3]` fractional offsets -> `[..., 6 K]` features, the same for every image."""
-    k = jnp.arange(1, FREQUENCIES + 1, dtype=df.dtype)
-    phase = 2 * jnp.pi * df[..., None] * k
-    return jnp.concatenate([jnp.sin(phase), jnp.cos(phase)], axis=-1).reshape(*df.shape[:-1], -1)
+    """`[N]` dense slot g * A + (index of the atom within its crystal); G * A for padding atoms."""
+    dense = batch.batch * max_atoms + batch.atom_index()
+    return jnp.where(batch.node_mask, dense, batch.num_graphs * max_atoms)
 
 
 class FractionalHead(nn.Module):
@@ -73,7 +64,8 @@ class FractionalHead(nn.Module):
         pair = real[:, :, None] & real[:, None, :] & ~jnp.eye(a, dtype=bool)
         count = jnp.maximum(jnp.sum(pair, axis=-1, keepdims=True), 1).astype(x.dtype)
         # [g, i, j]: receiver i, sender j, offset frac_j - frac_i.
-        geometry = nn.Dense(d, name="pair_geometry")(_fourier(frac[:, None] - frac[:, :, None]))
+        offsets = frac[:, None] - frac[:, :, None]
+        geometry = nn.Dense(d, name="pair_geometry")(periodic_fourier(offsets, FREQUENCIES))
 
         x = dense(x).reshape(g, a, d)
         for i in range(self.layers):

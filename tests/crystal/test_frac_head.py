@@ -11,7 +11,8 @@ from test_gemnet import COND, DOS, G_SLOTS, N_SLOTS, T, _batch, _crystals
 
 from jaxdos.crystal.batch import DosCondition
 from jaxdos.crystal.denoiser import GemNetConfig, GemNetTDenoiser
-from jaxdos.crystal.frac_head import FREQUENCIES, _fourier, _slots
+from jaxdos.crystal.frac_head import FREQUENCIES, _slots
+from jaxdos.crystal.gemnet.basis import periodic_fourier
 
 HEAD = dataclasses.replace(COND, frac_head=2)
 
@@ -91,7 +92,7 @@ def test_a_crystal_scores_the_same_alone_and_in_any_slot(head):
     np.testing.assert_allclose(alone[:4], both[3:7], atol=2e-5, rtol=1e-3)
 
 
-def test_slots_fourier_and_metric_against_numpy(head):
+def test_slots_and_fourier_features_against_numpy(head):
     b = head["batch"]
     slots = np.asarray(_slots(b, HEAD.graph.max_atoms_per_crystal))
     a = HEAD.graph.max_atoms_per_crystal
@@ -102,8 +103,9 @@ def test_slots_fourier_and_metric_against_numpy(head):
     k = np.arange(1, FREQUENCIES + 1)
     ph = 2 * np.pi * df[:, :, None] * k
     ref = np.concatenate([np.sin(ph), np.cos(ph)], axis=-1).reshape(4, -1)
-    np.testing.assert_allclose(_fourier(jnp.asarray(df, jnp.float32)), ref, atol=2e-5)
-    np.testing.assert_allclose(_fourier(jnp.asarray(df + [1, -2, 3], jnp.float32)), ref, atol=5e-5)
+    features = lambda d: periodic_fourier(jnp.asarray(d, jnp.float32), FREQUENCIES)
+    np.testing.assert_allclose(features(df), ref, atol=2e-5)
+    np.testing.assert_allclose(features(df + [1, -2, 3]), ref, atol=5e-5)
 
 
 def test_frac_head_range():

@@ -49,11 +49,11 @@ def test_dce_loss_equals_the_masked_nll_of_the_log_probs(small_params, key):
     loss_key = jax.random.fold_in(key, 9)
     loss, metrics = dce_loss(small_params.diffusion, tokens, scale, loss_key, weights, config=SMALL)
     k_t, k_mask = jax.random.split(loss_key)
-    lam = np.asarray(mask_prob(sample_times(k_t, 3)))
+    t = sample_times(k_t, 3)
+    lam = np.asarray(mask_prob(t))
     x_t, mask = mask_tokens(k_mask, tokens, jnp.asarray(lam))
-    t = np.asarray(sample_times(k_t, 3))
-    logp = np.asarray(log_probs(small_params.diffusion, x_t, jnp.log(scale), jnp.asarray(t),
-                                config=SMALL), np.float64)  # fmt: skip
+    logp = np.asarray(log_probs(small_params.diffusion, x_t, jnp.log(scale), t, config=SMALL),
+                      np.float64)  # fmt: skip
     nll = -np.take_along_axis(logp, np.asarray(tokens)[..., None], -1)[..., 0] * np.asarray(mask)
     per_example = nll.sum(-1) / (lam * 256)
     np.testing.assert_allclose(float(loss), per_example[:2].mean(), rtol=2e-5)

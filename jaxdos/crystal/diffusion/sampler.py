@@ -136,15 +136,6 @@ def element_logit_bias(allowed_elements: tuple[int, ...]) -> Array:
     return jnp.asarray(np.where(is_allowed(class_z, allowed_elements), 0.0, -1e10), jnp.float32)
 
 
-def _local_index(batch: CrystalBatch) -> Array:
-    """`[N]` index of each atom within its crystal (0 on padding atoms)."""
-    n, g = batch.num_nodes, batch.num_graphs
-    ids = jnp.arange(n, dtype=jnp.int32)
-    seg = jnp.where(batch.node_mask, batch.batch, g)
-    first = jax.ops.segment_min(jnp.where(batch.node_mask, ids, n), seg, num_segments=g + 1)
-    return jnp.where(batch.node_mask, ids - first[seg], 0)
-
-
 def crystal_keys(key: PRNGKey, batch: CrystalBatch, offset=0) -> tuple[Array, Array]:
     """Per-atom `[N]` and per-crystal `[G]` keys, independent of how the batch is laid out.
 
@@ -154,7 +145,7 @@ def crystal_keys(key: PRNGKey, batch: CrystalBatch, offset=0) -> tuple[Array, Ar
     gid = offset + jnp.arange(batch.num_graphs, dtype=jnp.int32)
     graph_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, gid)
     seg = jnp.clip(batch.batch, 0, batch.num_graphs - 1)
-    atom_keys = jax.vmap(jax.random.fold_in)(graph_keys[seg], _local_index(batch))
+    atom_keys = jax.vmap(jax.random.fold_in)(graph_keys[seg], batch.atom_index())
     return atom_keys, graph_keys
 
 

@@ -1,4 +1,5 @@
-"""Parameter-free bases: envelope, Gaussian radial basis, real Y_l0, noise-level encoding.
+"""Parameter-free bases: envelope, Gaussian radial basis, real Y_l0, noise-level encoding, and the
+periodic Fourier features of fractional offsets (jaxdos levers, not MatterGen's).
 
 MatterGen values (docs/spec/mattergen.md §2.3): distances scaled by 1/cutoff; envelope exponent
 p = 5; 128 Gaussians with centres k/127 on [0, 1] and coefficient -0.5 * 127^2; Y_l0 for
@@ -18,6 +19,7 @@ __all__ = [
     "spherical_basis",
     "noise_level_encoding",
     "noise_level_div_term",
+    "periodic_fourier",
 ]
 
 
@@ -66,3 +68,13 @@ def noise_level_encoding(t: Array, dim: int) -> Array:
     """Sinusoidal encoding `[G] -> [G, dim]`, interleaved: [:, 2k] = sin, [:, 2k+1] = cos."""
     arg = t[:, None] * jnp.asarray(noise_level_div_term(dim))[None, :]
     return jnp.stack([jnp.sin(arg), jnp.cos(arg)], axis=-1).reshape(t.shape[0], dim)
+
+
+def periodic_fourier(df: Array, num_frequencies: int) -> Array:
+    """`[..., 3]` fractional offsets -> `[..., 6 K]`: sin / cos(2 pi k df), k = 1..K, per axis.
+
+    Periodic in each offset, so every periodic image of a pair gives the same features.
+    """
+    k = jnp.arange(1, num_frequencies + 1, dtype=df.dtype)
+    phase = 2 * jnp.pi * df[..., None] * k
+    return jnp.concatenate([jnp.sin(phase), jnp.cos(phase)], axis=-1).reshape(*df.shape[:-1], -1)

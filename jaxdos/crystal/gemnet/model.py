@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdos.crystal.gemnet.basis import radial_basis, spherical_basis
+from jaxdos.crystal.gemnet.basis import periodic_fourier, radial_basis, spherical_basis
 from jaxdos.crystal.gemnet.blocks import (
     EfficientDownProjection,
     InteractionBlock,
@@ -50,9 +50,7 @@ def _cosine(a: Array, b: Array, eps: float = 1e-8) -> Array:
 def _frac_fourier_embedding(cfg, batch: CrystalBatch, graph: PeriodicGraph) -> Array:
     """`[E, D_edge]` zero-initialised projection of sin / cos(2 pi k df) (config.frac_fourier)."""
     df = batch.frac_coords[graph.idx_s] - batch.frac_coords[graph.idx_t]  # image-independent
-    k = jnp.arange(1, cfg.frac_fourier + 1, dtype=df.dtype)
-    phase = 2 * jnp.pi * df[:, :, None] * k  # [E, 3, K]
-    feats = jnp.concatenate([jnp.sin(phase), jnp.cos(phase)], axis=-1).reshape(df.shape[0], -1)
+    feats = periodic_fourier(df, cfg.frac_fourier)
     return nn.Dense(cfg.emb_size_edge, kernel_init=nn.initializers.zeros, name="frac_fourier_emb")(
         feats
     )
