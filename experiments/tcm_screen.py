@@ -6,6 +6,11 @@
     against unconditional CDOSGen samples scored by the same oracle.
 
     python -m experiments.tcm_screen [--accept 16] [--crystals-per-dos 4] [--out runs/tcm_screen]
+    python -m experiments.tcm_screen --large --out runs/tcm_large
+
+--large: 64 accepted DOS per type from up to 4096 proposals, 4 crystals each, and 256
+unconditional crystals (`jaxdos.pipeline.jobs.tcm_screen.LARGE`), so that the lifts carry
+intervals narrow enough to exclude 1; flags given explicitly still win.
 
 Every stage is chunked in a `RunDir`; after a kill, `--resume` continues from the last chunk and
 gives the same final tables as an uninterrupted run.
@@ -32,7 +37,7 @@ import argparse
 from tqdm import tqdm
 
 from experiments import cli
-from jaxdos.pipeline.jobs.tcm_screen import ScreenConfig, run
+from jaxdos.pipeline.jobs.tcm_screen import LARGE, ScreenConfig, run
 
 __all__ = ["ScreenConfig", "run", "main"]
 
@@ -61,6 +66,9 @@ def main(argv=None) -> None:
     cli.add_model_flags(p, dos=True)
     cli.add_run_flags(p, out="runs/tcm_screen")
     cli.add_multihost_flags(p)
+    p.add_argument("--large", action="store_true", help="the large screen (see above)")
+    if p.parse_known_args(argv)[0].large:
+        p.set_defaults(**LARGE)  # explicit flags still win
     a = p.parse_args(argv)
     try:
         cfg = ScreenConfig(

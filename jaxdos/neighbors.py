@@ -69,7 +69,7 @@ __all__ = [
     "build_graph",
     "build_graph_jit",
     "build_graph_checked",
-    "doubled_budgets",
+    "blind_growth",
     "grow_budgets",
     "presize_budgets",
     "retry_on_overflow",
@@ -124,6 +124,12 @@ class GraphConfig:
             raise ValueError(f"edges_per_atom must be even and >= 2, got {self.edges_per_atom}")
         if self.max_in_degree < 1:
             raise ValueError(f"max_in_degree must be >= 1, got {self.max_in_degree}")
+
+    @property
+    def candidate_bound(self) -> int:
+        """The most candidates one crystal can need, A (2 max_cell_images_per_dim + 1)^3: a
+        candidate budget this large never overflows."""
+        return self.max_atoms_per_crystal * (2 * self.max_cell_images_per_dim + 1) ** 3
 
     @staticmethod
     def upgrade_json(d: dict) -> dict:
@@ -396,29 +402,41 @@ def _pow2(x: float, floor: int = 1) -> int:
     return 1 << max(0, math.ceil(math.log2(max(x, floor, 1))))
 
 
-def grow_budgets(config: GraphConfig, stats: GraphStats, num_nodes: int) -> GraphConfig:
-    """A GraphConfig whose budgets cover `stats` (host-side; powers of two for few recompiles)."""
+def grow_budgets(
+    config: GraphConfig, stats: GraphStats, num_nodes: int, *, saturate_candidates: bool = False
+) -> GraphConfig:
+    """A GraphConfig whose budgets cover `stats` (host-side; powers of two for few recompiles).
+
+    `saturate_candidates`: an overflowing candidate budget goes straight to its bound
+    (`GraphConfig.candidate_bound`) instead of to this run's need. For a re-run that does not
+    repeat the run that overflowed: a sampler trajectory changes with its budgets (reduction
+    order), and its most degenerate cell, which sets the need, changes with it.
+    """
 
     def grown(budget: int, needed: int, floor: int = 1) -> int:
         return budget if needed <= budget else _pow2(needed, floor)
 
     per_atom = math.ceil(2 * int(stats.half_edges_needed) / max(num_nodes, 1))
-    return dataclasses.replace(
+    config = dataclasses.replace(
         config,
         max_atoms_per_crystal=max(config.max_atoms_per_crystal, int(stats.atoms_needed)),
-        candidates_per_atom=grown(config.candidates_per_atom, int(stats.candidates_needed)),
         edges_per_atom=grown(config.edges_per_atom, per_atom, 2),
         max_in_degree=grown(config.max_in_degree, int(stats.in_degree_needed)),
     )
+    need = int(stats.candidates_needed)
+    if saturate_candidates and need > config.candidates_per_atom:
+        need = config.candidate_bound
+    return dataclasses.replace(config, candidates_per_atom=grown(config.candidates_per_atom, need))
 
 
-def doubled_budgets(config: GraphConfig) -> GraphConfig:
-    """Every static budget of `config` doubled: the growth rule where no `GraphStats` reach the
-    host (a guide loss's graph inside the sampler's gradient, jaxdos.pipeline.guided)."""
+def blind_growth(config: GraphConfig) -> GraphConfig:
+    """Budgets grown where no `GraphStats` reach the host (a guide loss's graph inside the
+    sampler's gradient, jaxdos.pipeline.guided): candidates at their bound, which no cell can
+    exceed, the edge and in-degree budgets doubled. The atom budget stays: the caller sizes it
+    from the atom counts (`presize_budgets`)."""
     return dataclasses.replace(
         config,
-        max_atoms_per_crystal=2 * config.max_atoms_per_crystal,
-        candidates_per_atom=2 * config.candidates_per_atom,
+        candidates_per_atom=max(config.candidates_per_atom, _pow2(config.candidate_bound)),
         edges_per_atom=2 * config.edges_per_atom,
         max_in_degree=2 * config.max_in_degree,
     )
@@ -467,6 +485,7 @@ def retry_on_overflow(
     run: Callable[[GraphConfig], tuple[R, Array, GraphStats, int]],
     config: GraphConfig,
     max_tries: int = 4,
+    grow: Callable[[GraphConfig, GraphStats, int], GraphConfig] = grow_budgets,
 ) -> tuple[R, GraphConfig]:
     """Host-side: `run(config)`, growing the budgets and re-running until nothing overflows.
 
@@ -479,6 +498,7 @@ def retry_on_overflow(
             budgets are sized for.
         config: the starting budgets.
         max_tries: budget increases before giving up.
+        grow: `grow(config, stats, num_nodes)`, the budgets of the next try.
 
     Returns:
         (the result of the first call that did not overflow, the budgets it used).
@@ -490,7 +510,7 @@ def retry_on_overflow(
         result, overflow, stats, num_nodes = run(config)
         if not bool(overflow):
             return result, config
-        config = grow_budgets(config, jax.device_get(stats), num_nodes)
+        config = grow(config, jax.device_get(stats), num_nodes)
     raise RuntimeError(f"periodic graph still overflows after {max_tries} budget increases")
 
 

@@ -292,7 +292,9 @@ def generate_with_model(
             config = dataclasses.replace(config, guidance=_grown_guide(config.guidance))
         return (gen, m), gen.overflow, gen.stats, nodes
 
-    result, _ = retry_on_overflow(run, model.config.graph, max_tries)
+    # A re-run is another trajectory, whose most degenerate cell differs: candidates saturate.
+    grow = functools.partial(grow_budgets, saturate_candidates=True)
+    result, _ = retry_on_overflow(run, model.config.graph, max_tries, grow)
     return result
 
 

@@ -42,6 +42,7 @@ from jaxdos.pipeline.guided import (
     check_windows,
     predictor_guidance,
     predictor_property_guidance,
+    presized_guidance,
 )
 from jaxdos.pipeline.models import as_model
 from jaxdos.predictor.checkpoint import KIND as DOS_PREDICTOR
@@ -184,6 +185,8 @@ def generate_crystals(
     graph = presize_budgets(base.config.graph, num_atoms, model.diffusion.cell.limit_density)
     if graph != base.config.graph:
         base = base.clone(config=dataclasses.replace(base.config, graph=graph))
+    guidance = presized_guidance(config.guidance, num_atoms, model.diffusion.cell.limit_density)
+    config = dataclasses.replace(config, guidance=guidance)
     parts = []
     for b, (start, rows) in enumerate(zip(starts, rows_of, strict=True)):
         kwargs = {"dos": cond[rows]} if cond is not None else {}

@@ -26,7 +26,7 @@ from jaxdos.crystal.diffusion.guidance import (
 )
 from jaxdos.kernels import filters, properties
 from jaxdos.kernels.grid import check_dos
-from jaxdos.neighbors import doubled_budgets
+from jaxdos.neighbors import blind_growth, presize_budgets
 from jaxdos.predictor.checkpoint import DOSPredictorModel
 from jaxdos.predictor.config import PredictorConfig
 from jaxdos.predictor.model import forward
@@ -41,6 +41,7 @@ __all__ = [
     "PredictorPropertyLoss",
     "predictor_guidance",
     "predictor_property_guidance",
+    "presized_guidance",
 ]
 
 _UNGUIDED = NoGuidance()
@@ -66,14 +67,27 @@ class PredictorDosLoss:
         return jnp.mean((dos - guide_targets) ** 2, axis=-1), overflow
 
     def grown(self) -> "PredictorDosLoss":
-        return _with_doubled_graph(self)
+        return _with_grown_graph(self)
 
 
-def _with_doubled_graph(loss):
-    """The loss with its predictor's graph budgets doubled (`GuideLoss.grown`: the sampler sees
-    only the predictor's overflow flag, not what its graph needed)."""
-    graph = doubled_budgets(loss.config.graph)
+def _with_grown_graph(loss):
+    """The loss with its predictor's graph budgets grown (`GuideLoss.grown`: the sampler sees
+    only the predictor's overflow flag, not what its graph needed; `neighbors.blind_growth`)."""
+    return _with_graph(loss, blind_growth(loss.config.graph))
+
+
+def _with_graph(loss, graph):
     return dataclasses.replace(loss, config=dataclasses.replace(loss.config, graph=graph))
+
+
+def presized_guidance(guidance, num_atoms, limit_density: float):
+    """`guidance` with its predictor loss's graph budgets sized for these atom counts
+    (`neighbors.presize_budgets`, as the network's are); other guidance unchanged."""
+    loss = getattr(guidance, "loss", None)
+    if not isinstance(loss, PredictorDosLoss | PredictorPropertyLoss):
+        return guidance
+    graph = presize_budgets(loss.config.graph, num_atoms, limit_density)
+    return dataclasses.replace(guidance, loss=_with_graph(loss, graph))
 
 
 def _predicted_dos(config, guide_params, est: DenoisedEstimate):
@@ -117,7 +131,7 @@ class PredictorPropertyLoss:
         return loss, overflow
 
     def grown(self) -> "PredictorPropertyLoss":
-        return _with_doubled_graph(self)
+        return _with_grown_graph(self)
 
 
 # Typical magnitudes in the world (eV, states/eV/atom, states/atom): the units of the window loss.

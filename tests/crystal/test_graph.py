@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from periodic_reference import brute_force_edges, candidates_needed, pad_batch, random_crystal
 
-from jaxdos.crystal.graph import GraphConfig, build_graph_checked, build_graph_jit
+from jaxdos.crystal.graph import GraphConfig, build_graph_checked, build_graph_jit, grow_budgets
+from jaxdos.neighbors import GraphStats, blind_growth
 
 
 def _edges_of(graph, batch):
@@ -162,6 +163,26 @@ def test_overflow_detected_and_padding_inert():
     assert np.all(gg.dist[~gg.edge_mask] == 4.0)
     assert not np.any(gg.trip_mask[~gg.edge_mask])
     assert int(gg.num_edges[0]) == int(gg.edge_mask.sum()) and int(gg.num_edges[1]) == 0
+
+
+def test_saturated_growth_covers_any_cell_of_the_atom_budget():
+    """A sampler's re-run is another trajectory: its candidate budget goes to the bound, which
+    the most degenerate cell (every direction at the image cap) needs and no cell exceeds."""
+    cfg = GraphConfig(cutoff=4.0, max_atoms_per_crystal=4, candidates_per_atom=256)
+    stats = GraphStats(np.int32(300), np.int32(8), np.int32(3), np.int32(6))  # 6 atoms > 4
+    exact = grow_budgets(cfg, stats, 8)
+    assert exact.candidates_per_atom == 512 and exact.max_atoms_per_crystal == 6
+    saturated = grow_budgets(cfg, stats, 8, saturate_candidates=True)
+    assert saturated.max_atoms_per_crystal == 6
+    tiny_cell = candidates_needed([np.eye(3) * 0.1], [6], 4.0, 5)
+    assert saturated.candidate_bound == 6 * 11**3 == tiny_cell
+    assert saturated.candidates_per_atom == 8192  # the power of two above 7986
+    fits = GraphStats(np.int32(200), np.int32(8), np.int32(3), np.int32(4))
+    assert grow_budgets(cfg, fits, 8, saturate_candidates=True) == cfg  # nothing overflowed
+    blind = blind_growth(cfg)  # no stats: candidates to the bound, edges and in-degree doubled
+    assert blind.candidates_per_atom == 8192 >= cfg.candidate_bound
+    assert (blind.edges_per_atom, blind.max_in_degree) == (128, 128)
+    assert blind.max_atoms_per_crystal == cfg.max_atoms_per_crystal
 
 
 def test_graph_json_of_older_versions_loads():

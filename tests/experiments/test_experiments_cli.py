@@ -37,6 +37,21 @@ def test_bad_flags_exit_with_a_named_error(module, argv, message, tmp_path, caps
     assert not (tmp_path / "run").exists()  # nothing was started
 
 
+def test_large_screen_sets_its_preset_and_explicit_flags_win(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(tcm_screen, "run", lambda cfg, out, **kw: seen.append(cfg) or {"table": ""})
+    monkeypatch.setattr(tcm_screen.tqdm, "write", lambda *a: None)
+    tcm_screen.main(["--large", "--out", str(tmp_path / "a")])
+    tcm_screen.main(["--large", "--accept", "8", "--out", str(tmp_path / "b")])
+    tcm_screen.main(["--out", str(tmp_path / "c")])
+    large, mine, default = seen
+    assert large == tcm_screen.ScreenConfig.large()
+    sizes = (large.accept, large.proposals, large.uncond, large.crystals_per_dos)
+    assert sizes == (64, 4096, 256, 4)
+    assert mine == tcm_screen.ScreenConfig.large(accept=8)
+    assert default == tcm_screen.ScreenConfig()
+
+
 def test_refuses_another_runs_folder(tmp_path, capsys):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "notes.txt").write_text("mine")
