@@ -2,7 +2,7 @@
 
     python -m experiments.eval_crystal --model default --out runs/eval_crystal [--samples 96]
         [--pairs 64] [--tcm-dos N] [--tcm-dos-per 4] [--steps 100] [--seed 0] [--gamma 2.0]
-        [--representatives 2] [--world FILE] [--quick]
+        [--type-temperature 1.0] [--representatives 2] [--world FILE] [--quick]
 
 Goal 0: valid fraction, framework match (pymatgen fit_anonymous against world training
 representatives; the world's test split as the reference rate), metal fraction and band-gap
@@ -30,6 +30,7 @@ _FLAGS = {
     "steps": (int, "CDOSGen sampler steps (MatterGen: 1000)"),
     "seed": (int, "run seed"),
     "cfg_scale": (float, "classifier-free guidance strength"),
+    "type_temperature": (float, "atom types drawn from softmax(logits / T) (1: MatterGen)"),
     "representatives": (int, "world training crystals per (family, atom count)"),
     "world": (str, "world file (default: the packaged subset)"),
 }

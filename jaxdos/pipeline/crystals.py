@@ -76,6 +76,7 @@ def generate_crystals(
     guide_windows: dict | None = None,
     guide_tcm: int | None = None,
     across_processes: bool = False,
+    type_temperature: float = 1.0,
 ) -> tuple[Crystals, np.ndarray]:
     """Generate crystals conditioned on each DOS, or unconditionally.
 
@@ -110,6 +111,9 @@ def generate_crystals(
             its own). True: every device of every process (`sharding.training_mesh`); every
             process must make the same call, and each returns all the crystals, equal to a
             single-process run with the same seed. The same as False in a single-process run.
+        type_temperature: T > 0: each unmasked atom's type is drawn from the network's type
+            distribution sharpened to softmax(logits / T) (`CrystalSamplingConfig`); 1 is
+            MatterGen's sampler, T < 1 gives fewer stray elements per crystal.
 
     Returns:
         (`Crystals` padded to 20 atoms, `[M']` index of the conditioning DOS of each crystal, -1
@@ -167,7 +171,12 @@ def generate_crystals(
         )
     # Checks corrector_steps (and the rest of the sampler settings) before the model loads.
     # The default allowed_elements (MatterGen's 76) lie inside ALLOWED_Z, which the oracle scores.
-    config = CrystalSamplingConfig(steps=steps, guidance=guidance, corrector_steps=corrector_steps)
+    config = CrystalSamplingConfig(
+        steps=steps,
+        guidance=guidance,
+        corrector_steps=corrector_steps,
+        type_temperature=float(type_temperature),
+    )
     mesh = sharding.training_mesh(devices) if across_processes else sharding.local_mesh(devices)
     model = as_model(model, KIND)
     # The model's own forward processes (a converted MatterGen model brings its own).

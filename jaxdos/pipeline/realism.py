@@ -10,6 +10,9 @@ Goal 0, CDOSGen makes the world's crystals (`samples` unconditional crystals):
   reference rate is the same check on the world's test split.
 - metal fraction (oracle band gap == 0) and band-gap quantiles 10 / 50 / 90 % (metals count as 0
   eV), valid generated crystals against the world's training split.
+- too many elements: crystals with more distinct elements than any world training crystal has,
+  over the valid crystals, against the same count on the test split (a composition no
+  decoration rule of the world makes, whatever the geometry).
 
 Goal 1, CDOSGen follows its DOS:
 - cosine between the oracle DOS of a crystal generated from one of the first `pairs` world
@@ -47,6 +50,7 @@ __all__ = [
     "RealismConfig",
     "world_representatives",
     "framework_match",
+    "species_counts",
     "evaluate",
     "summary_json",
     "report_markdown",
@@ -67,6 +71,7 @@ class RealismConfig:
         tcm_dos_per: crystals per TCM-like DOS (>= 1).
         steps: CDOSGen predictor-corrector steps (>= 2).
         cfg_scale: classifier-free guidance strength (finite, >= 0).
+        type_temperature: `CrystalSamplingConfig.type_temperature` (1: MatterGen's sampler).
         seed: run seed.
         representatives: world training crystals per (family, atom count) for the framework check.
         world: a world file (default: the packaged subset).
@@ -78,6 +83,7 @@ class RealismConfig:
     tcm_dos_per: int = 4
     steps: int = DEFAULT_STEPS
     cfg_scale: float = 2.0
+    type_temperature: float = 1.0
     seed: int = 0
     representatives: int = 2
     world: str | None = None
@@ -92,6 +98,8 @@ class RealismConfig:
             raise ValueError(f"tcm_dos: expected >= 1 (or all), got {self.tcm_dos}")
         if not math.isfinite(self.cfg_scale) or self.cfg_scale < 0:
             raise ValueError(f"cfg_scale: expected a finite value >= 0, got {self.cfg_scale}")
+        if not (math.isfinite(self.type_temperature) and self.type_temperature > 0):
+            raise ValueError(f"type_temperature: expected > 0, got {self.type_temperature}")
         if self.world is not None and not Path(self.world).is_file():
             raise ValueError(f"world: no such file {self.world}")
 
@@ -101,6 +109,12 @@ class RealismConfig:
         return cls(
             **{"samples": 4, "pairs": 4, "tcm_dos": 1, "tcm_dos_per": 4, "steps": 3, **overrides}
         )
+
+
+def species_counts(crystals) -> np.ndarray:
+    """`[M]` distinct elements of each crystal."""
+    z, n = np.asarray(crystals.atomic_numbers), np.asarray(crystals.num_atoms)
+    return np.array([np.unique(z[i, : n[i]]).size for i in range(n.size)], np.int64)
 
 
 def world_representatives(
@@ -172,7 +186,7 @@ def evaluate(
     tcm_rows = tcm_rows[: cfg.tcm_dos]
     n_tcm = tcm_rows.size * cfg.tcm_dos_per
     seconds, t0 = {}, time.perf_counter()
-    gen = dict(steps=cfg.steps, model=model)
+    gen = dict(steps=cfg.steps, model=model, type_temperature=cfg.type_temperature)
 
     def lap(name: str) -> None:
         nonlocal t0
@@ -205,6 +219,9 @@ def evaluate(
 
     gap = pool_scores.properties["band_gap"][: cfg.samples][valid]
     world_gap = world.band_gap[train]
+    most = species_counts(world.take(train).crystals).max()
+    many = species_counts(pool.take(np.flatnonzero(valid))) > most
+    world_many = species_counts(world.take(test).crystals) > most
     goal0 = {
         "valid": (stats.rate(valid.sum(), valid.size), None),
         "framework_match": (
@@ -216,6 +233,10 @@ def evaluate(
             stats.rate((world_gap == 0).sum(), world_gap.size),
         ),
         **_gap_rows(gap, world_gap),
+        "too_many_elements": (
+            stats.rate(many.sum(), many.size),
+            stats.rate(world_many.sum(), world_many.size),
+        ),
     }
     ok = pair_scores.valid
     cosine = conditioning_estimates(pair_dos[ok], pair_scores.dos[ok], seed=cfg.seed)["cosine"]

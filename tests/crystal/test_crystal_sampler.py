@@ -188,6 +188,37 @@ def test_element_mask_blocks_disallowed_elements():
     assert bias[7] == 0 and bias[25] == 0 and bias[100] == -1e10 and np.sum(bias == 0) == 2
 
 
+def two_element_score(params, batch, t, cond, key):
+    """The toy geometry score with type logits O : S = 1 : 0 for every atom at every t."""
+    out = toy_score(params, batch, t, cond, key)
+    logits = jnp.zeros_like(out.type_logits).at[:, 7].set(1.0)
+    return ScoreOutput(out.frac, out.lattice, logits)
+
+
+def test_type_temperature_sharpens_the_drawn_types():
+    """At T = 1 an atom unmasked before the last step is S with probability 1 / (1 + e) = 0.27;
+    at T = 0.1 with 1 / (1 + e^10) = 5e-5. The atoms still masked at the last step take the
+    arg-max, O, at any T, so at T = 1 the S fraction lies below 0.27."""
+    g = 16
+
+    def s_fraction(temperature):
+        cfg = CrystalSamplingConfig(
+            steps=20, allowed_elements=(8, 16), type_temperature=temperature
+        )
+        out = generate(
+            two_element_score, toy_params(g), key=jax.random.key(3), num_atoms=np.full(g, 4),
+            config=cfg,
+        ).batch  # fmt: skip
+        z = out.atomic_numbers[out.node_mask]
+        assert set(z.tolist()) <= {8, 16}
+        return np.mean(z == 16)
+
+    assert 0.05 < s_fraction(1.0) < 0.27
+    assert s_fraction(0.1) == 0.0
+    with pytest.raises(ValueError, match="type_temperature"):
+        CrystalSamplingConfig(type_temperature=0.0)
+
+
 def test_num_atoms_sampled_from_distribution():
     out = generate(
         toy_score,

@@ -15,7 +15,7 @@ from jaxdos.structures import to_structures
 
 PLAIN = ("rocksalt", "perovskite", "rutile", "fluorite", "zincblende", "spinel")
 GOAL0 = ["valid", "framework_match", "metal_fraction"]
-GOAL0 += [f"band_gap_q{q}_eV" for q in (10, 50, 90)]
+GOAL0 += [f"band_gap_q{q}_eV" for q in (10, 50, 90)] + ["too_many_elements"]
 GOAL1 = ["dos_cosine", "tcm_yield", "tcm_lift"]
 
 
@@ -83,6 +83,14 @@ def test_world_crystals_as_generated_score_as_the_world(world, monkeypatch, tmp_
     # The first training crystals are their groups' representatives: they match themselves.
     assert goal0["framework_match"]["generated"]["value"] == 1.0
     assert goal0["metal_fraction"]["world"]["n"] == (split == "t").sum()
+    # World crystals never have more elements than the world's most varied training crystal.
+    assert goal0["too_many_elements"]["generated"]["value"] == 0.0
+    assert goal0["too_many_elements"]["world"] == {
+        "value": 0.0,
+        "lo": 0.0,
+        "hi": pytest.approx(0.037, abs=1e-3),
+        "n": 100,
+    }
     matched, shuffled = goal1["dos_cosine"]["conditioned"], goal1["dos_cosine"]["baseline"]
     assert matched["n"] == shuffled["n"] == 4
     assert matched["value"] == pytest.approx(1.0, abs=1e-5) and shuffled["hi"] < 0.99
@@ -90,6 +98,17 @@ def test_world_crystals_as_generated_score_as_the_world(world, monkeypatch, tmp_
     # 4 TCM-conditioned crystals against the whole unconditional pool of 5
     assert goal1["tcm_yield"]["conditioned"]["n"] == 4 and goal1["tcm_yield"]["baseline"]["n"] == 5
     assert (out / "report.md").read_text() in capsys.readouterr().out
+
+
+def test_species_counts_against_numpy():
+    from jaxdos.structures import Crystals
+
+    z = np.array([[8, 8, 30, 0], [1, 2, 3, 4], [5, 0, 0, 0]], np.int32)
+    c = Crystals(
+        z, np.zeros((3, 4, 3), np.float32), np.tile(np.eye(3), (3, 1, 1)), np.array([3, 4, 1])
+    )
+    want = [len(set(row[:n].tolist())) for row, n in zip(z, c.num_atoms, strict=True)]
+    assert realism.species_counts(c).tolist() == want == [2, 4, 1]
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ tolerance (the sum order differs).
 
 import dataclasses
 import functools
+import math
 from typing import NamedTuple
 
 import jax
@@ -77,6 +78,8 @@ class CrystalSamplingConfig:
             (its parameters and per-crystal targets go to the sampler's `guide_params` and
             `guide_targets`).
         allowed_elements: Z values the type logits may produce (others and the mask get -1e10).
+        type_temperature: T > 0, the predicted type distribution sharpened to softmax(logits / T)
+            before the D3PM posterior draws an unmasked atom's type (1: MatterGen's sampler).
         diffusion: the forward processes (only pos and cell settings are used here).
     """
 
@@ -88,6 +91,7 @@ class CrystalSamplingConfig:
     corrector_steps: int = 1
     guidance: Guidance = NoGuidance()
     allowed_elements: tuple[int, ...] = SELECTED_ATOMIC_NUMBERS
+    type_temperature: float = 1.0
     diffusion: DiffusionConfig = DiffusionConfig()
 
     def __post_init__(self):
@@ -101,6 +105,10 @@ class CrystalSamplingConfig:
             raise ValueError(f"corrector_steps: expected 0..10, got {self.corrector_steps}")
         if not self.allowed_elements or any(not 1 <= z <= MAX_Z for z in self.allowed_elements):
             raise ValueError(f"allowed_elements: expected a non-empty tuple of Z in 1..{MAX_Z}")
+        if not (math.isfinite(self.type_temperature) and self.type_temperature > 0):
+            raise ValueError(
+                f"type_temperature: expected a finite value > 0, got {self.type_temperature}"
+            )
         if not isinstance(self.guidance, Guidance):
             raise ValueError(
                 "guidance: expected NoGuidance, ClassifierFree or GradientGuidance, got "
@@ -324,7 +332,7 @@ def _step(
     cell = mean_cell + noise_cell[:, None, None] * _cell_noise(crystal_keys(kp_cell, b, offset)[1])
 
     k_disc = jnp.full((b.num_nodes,), s_total - 1 - i, jnp.int32)
-    probs = jax.nn.softmax(logits + bias, axis=-1)
+    probs = jax.nn.softmax((logits + bias) / config.type_temperature, axis=-1)
     x_cur = jnp.maximum(b.atomic_numbers - 1, 0)
     post = d3pm.posterior_logits(probs, x_cur, k_disc, s_total)
     type_keys = crystal_keys(kp_types, b, offset)[0]
