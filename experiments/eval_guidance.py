@@ -3,7 +3,7 @@
     python -m experiments.eval_guidance --out runs/eval_guidance [--crystals 32] [--steps 50]
         [--guidance 2.0] [--guide-strength 1.0] [--guide-predictor DIR] [--crystal-model DIR]
         [--tcm-type 1] [--band-gap 2.0] [--crystal-batch 32] [--corrector-steps 1] [--seed 0]
-        [--quick] [--resume | --force]
+        [--tcm-arms ARM ...] [--band-gap-arms [ARM ...]] [--quick] [--resume | --force]
 
 TCM yield at equal crystals and steps for: unconditional CDOSGen; classifier-free guidance on the
 world's TCM-like DOS (as tcm_screen conditions); predictor guidance only (the TCM surrogate on
@@ -11,8 +11,9 @@ unconditional sampling, or each TCM-like DOS as the predictor's target); and bot
 in-window rate for a --band-gap target (the paper's +-10 % window): unconditional, CFG on world
 DOS with that gap, window guidance only, and both. Every rate prints as `value [lo, hi] (n=...)`
 with its 95 % Wilson interval (MAEs: bootstrap); the guide (default: the embedded predictor) is
-not the scorer (the oracle). --quick: 4 crystals per arm, 3 steps, no corrector (flags given
-explicitly still win).
+not the scorer (the oracle). --tcm-arms / --band-gap-arms run a subset of the arms (the
+unconditional baseline always runs; --band-gap-arms alone skips the band-gap arms). --quick: 4
+crystals per arm, 3 steps, no corrector (flags given explicitly still win).
 
 Outputs in --out: tcm.md / .csv, band_gap.md / .csv, summary.json, run.json, stages/ (resumable).
 """
@@ -20,7 +21,7 @@ Outputs in --out: tcm.md / .csv, band_gap.md / .csv, summary.json, run.json, sta
 import argparse
 
 from experiments import cli
-from jaxdos.pipeline.jobs.eval_guidance import EvalGuidanceConfig, run
+from jaxdos.pipeline.jobs.eval_guidance import BAND_GAP_ARMS, TCM_ARMS, EvalGuidanceConfig, run
 
 __all__ = ["main"]
 
@@ -50,9 +51,19 @@ def main(argv=None) -> None:
         p.add_argument(
             flag, dest=name, type=kind, default=None, help=f"{text} ({shown})", **dict(*more)
         )
+    p.add_argument("--tcm-arms", nargs="+", default=None, help=f"TCM arms ({' '.join(TCM_ARMS)})")
+    p.add_argument(
+        "--band-gap-arms",
+        nargs="*",
+        default=None,
+        help=f"band-gap arms ({' '.join(BAND_GAP_ARMS)})",
+    )
     cli.add_run_flags(p, out="runs/eval_guidance")
     a = p.parse_args(argv)
     given = {k: getattr(a, k) for k in _FLAGS if getattr(a, k) is not None}
+    for name in ("tcm_arms", "band_gap_arms"):
+        if getattr(a, name) is not None:
+            given[name] = tuple(getattr(a, name))
     given["seed"] = a.seed
     try:
         cfg = EvalGuidanceConfig.quick(**given) if a.quick else EvalGuidanceConfig(**given)

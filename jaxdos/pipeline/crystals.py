@@ -77,6 +77,7 @@ def generate_crystals(
     guide_tcm: int | None = None,
     across_processes: bool = False,
     type_temperature: float = 1.0,
+    type_corrector_rounds: int = 0,
 ) -> tuple[Crystals, np.ndarray]:
     """Generate crystals conditioned on each DOS, or unconditionally.
 
@@ -114,6 +115,8 @@ def generate_crystals(
         type_temperature: T > 0: each unmasked atom's type is drawn from the network's type
             distribution sharpened to softmax(logits / T) (`CrystalSamplingConfig`); 1 is
             MatterGen's sampler, T < 1 gives fewer stray elements per crystal.
+        type_corrector_rounds: rounds of re-drawing a fifth of the atom types at the end, the
+            geometry fixed (`CrystalSamplingConfig.type_corrector_rounds`; 0: MatterGen's sampler).
 
     Returns:
         (`Crystals` padded to 20 atoms, `[M']` index of the conditioning DOS of each crystal, -1
@@ -176,6 +179,7 @@ def generate_crystals(
         guidance=guidance,
         corrector_steps=corrector_steps,
         type_temperature=float(type_temperature),
+        type_corrector_rounds=int(type_corrector_rounds),
     )
     mesh = sharding.training_mesh(devices) if across_processes else sharding.local_mesh(devices)
     model = as_model(model, KIND)

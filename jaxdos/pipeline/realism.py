@@ -13,6 +13,10 @@ Goal 0, CDOSGen makes the world's crystals (`samples` unconditional crystals):
 - too many elements: crystals with more distinct elements than any world training crystal has,
   over the valid crystals, against the same count on the test split (a composition no
   decoration rule of the world makes, whatever the geometry).
+- odd electron count: crystals whose cell holds an odd number of valence electrons (the oracle's
+  element table), over the valid crystals, against the training split. The oracle's bands are
+  spin-degenerate, so such a cell always has a part-filled band: it is a metal whatever its
+  geometry.
 
 Goal 1, CDOSGen follows its DOS:
 - cosine between the oracle DOS of a crystal generated from one of the first `pairs` world
@@ -41,6 +45,7 @@ from jaxdos.crystal.checkpoint import CDOSGenModel
 from jaxdos.data.world import SPLITS, load_world_tagged
 from jaxdos.kernels import stats
 from jaxdos.kernels.filters import screen_tcm
+from jaxdos.kernels.oracle_params import element_table
 from jaxdos.kernels.pairing import conditioning_estimates
 from jaxdos.pipeline.crystals import DEFAULT_STEPS, generate_crystals
 from jaxdos.pipeline.score import score
@@ -51,6 +56,7 @@ __all__ = [
     "world_representatives",
     "framework_match",
     "species_counts",
+    "electron_counts",
     "evaluate",
     "summary_json",
     "report_markdown",
@@ -72,6 +78,7 @@ class RealismConfig:
         steps: CDOSGen predictor-corrector steps (>= 2).
         cfg_scale: classifier-free guidance strength (finite, >= 0).
         type_temperature: `CrystalSamplingConfig.type_temperature` (1: MatterGen's sampler).
+        type_corrector_rounds: `CrystalSamplingConfig.type_corrector_rounds` (0: MatterGen's).
         seed: run seed.
         representatives: world training crystals per (family, atom count) for the framework check.
         world: a world file (default: the packaged subset).
@@ -84,6 +91,7 @@ class RealismConfig:
     steps: int = DEFAULT_STEPS
     cfg_scale: float = 2.0
     type_temperature: float = 1.0
+    type_corrector_rounds: int = 0
     seed: int = 0
     representatives: int = 2
     world: str | None = None
@@ -100,6 +108,10 @@ class RealismConfig:
             raise ValueError(f"cfg_scale: expected a finite value >= 0, got {self.cfg_scale}")
         if not (math.isfinite(self.type_temperature) and self.type_temperature > 0):
             raise ValueError(f"type_temperature: expected > 0, got {self.type_temperature}")
+        if not 0 <= self.type_corrector_rounds <= 10_000:
+            raise ValueError(
+                f"type_corrector_rounds: expected 0..10000, got {self.type_corrector_rounds}"
+            )
         if self.world is not None and not Path(self.world).is_file():
             raise ValueError(f"world: no such file {self.world}")
 
@@ -115,6 +127,13 @@ def species_counts(crystals) -> np.ndarray:
     """`[M]` distinct elements of each crystal."""
     z, n = np.asarray(crystals.atomic_numbers), np.asarray(crystals.num_atoms)
     return np.array([np.unique(z[i, : n[i]]).size for i in range(n.size)], np.int64)
+
+
+def electron_counts(crystals) -> np.ndarray:
+    """`[M]` valence electrons per cell of each crystal (the oracle's element table)."""
+    z, n = np.asarray(crystals.atomic_numbers), np.asarray(crystals.num_atoms)
+    valence = element_table().valence
+    return np.array([valence[z[i, : n[i]]].sum() for i in range(n.size)]).round().astype(np.int64)
 
 
 def world_representatives(
@@ -186,7 +205,12 @@ def evaluate(
     tcm_rows = tcm_rows[: cfg.tcm_dos]
     n_tcm = tcm_rows.size * cfg.tcm_dos_per
     seconds, t0 = {}, time.perf_counter()
-    gen = dict(steps=cfg.steps, model=model, type_temperature=cfg.type_temperature)
+    gen = dict(
+        steps=cfg.steps,
+        model=model,
+        type_temperature=cfg.type_temperature,
+        type_corrector_rounds=cfg.type_corrector_rounds,
+    )
 
     def lap(name: str) -> None:
         nonlocal t0
@@ -222,6 +246,8 @@ def evaluate(
     most = species_counts(world.take(train).crystals).max()
     many = species_counts(pool.take(np.flatnonzero(valid))) > most
     world_many = species_counts(world.take(test).crystals) > most
+    odd = electron_counts(pool.take(np.flatnonzero(valid))) % 2 == 1
+    world_odd = electron_counts(world.take(train).crystals) % 2 == 1
     goal0 = {
         "valid": (stats.rate(valid.sum(), valid.size), None),
         "framework_match": (
@@ -236,6 +262,10 @@ def evaluate(
         "too_many_elements": (
             stats.rate(many.sum(), many.size),
             stats.rate(world_many.sum(), world_many.size),
+        ),
+        "odd_electrons": (
+            stats.rate(odd.sum(), odd.size),
+            stats.rate(world_odd.sum(), world_odd.size),
         ),
     }
     ok = pair_scores.valid

@@ -19,6 +19,8 @@ from jaxdos.sampler.checkpoint import DEFAULT_DIR as SAMPLER_DIR
         (["--band-gap", "-1"], "--band-gap: expected a finite value > 0"),
         (["--guide-strength", "nan"], "--guide-strength: expected a finite value > 0"),
         (["--tcm-type", "3"], "--tcm-type: invalid choice"),
+        (["--tcm-arms", "cfg", "cfg+guide"], "--tcm-arms: expected names from unconditional, cfg"),
+        (["--band-gap-arms", "guide_tcm"], "--band-gap-arms: expected names from unconditional"),
         (["--guide-predictor", str(SAMPLER_DIR)], "--guide-predictor: "),
     ],
 )
@@ -58,3 +60,17 @@ def test_every_arm_runs_and_is_reported_with_its_interval(tmp_path, capsys):
     # A resumed run reads every arm back from its chunks: the same summary.
     eval_guidance.main([*argv, "--resume"])
     assert json.loads((out / "summary.json").read_text()) == summary
+
+
+def test_a_subset_of_arms_runs_only_those_and_the_baseline(tmp_path):
+    from pipeline.untrained import untrained_model
+
+    untrained_model(8, np.array([2, 3])).save(tmp_path / "cdosgen")
+    out = tmp_path / "run"
+    argv = ["--quick", "--crystals", "2", "--steps", "2", "--crystal-batch", "2"]
+    argv += ["--crystal-model", str(tmp_path / "cdosgen"), "--out", str(out)]
+    eval_guidance.main([*argv, "--tcm-arms", "cfg", "--band-gap-arms"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["tcm"]) == ["unconditional", "cfg"]
+    assert list(summary["band_gap"]) == ["unconditional"]
+    assert sorted(p.name for p in (out / "stages").iterdir()) == ["tcm_cfg", "tcm_unconditional"]

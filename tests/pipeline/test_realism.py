@@ -15,7 +15,7 @@ from jaxdos.structures import to_structures
 
 PLAIN = ("rocksalt", "perovskite", "rutile", "fluorite", "zincblende", "spinel")
 GOAL0 = ["valid", "framework_match", "metal_fraction"]
-GOAL0 += [f"band_gap_q{q}_eV" for q in (10, 50, 90)] + ["too_many_elements"]
+GOAL0 += [f"band_gap_q{q}_eV" for q in (10, 50, 90)] + ["too_many_elements", "odd_electrons"]
 GOAL1 = ["dos_cosine", "tcm_yield", "tcm_lift"]
 
 
@@ -109,6 +109,17 @@ def test_species_counts_against_numpy():
     )
     want = [len(set(row[:n].tolist())) for row, n in zip(z, c.num_atoms, strict=True)]
     assert realism.species_counts(c).tolist() == want == [2, 4, 1]
+
+
+def test_electron_counts_by_hand():
+    from jaxdos.structures import Crystals
+
+    # NaCl (1 + 7), Na (1), SiO2 (4 + 2 x 6), Fe (8: group 8, s + d), ZnO (12 + 6)
+    z = np.array([[11, 17, 0], [11, 0, 0], [14, 8, 8], [26, 0, 0], [30, 8, 0]], np.int32)
+    c = Crystals(
+        z, np.zeros((5, 3, 3), np.float32), np.tile(np.eye(3), (5, 1, 1)), np.array([2, 1, 3, 1, 2])
+    )
+    assert realism.electron_counts(c).tolist() == [8, 1, 16, 8, 18]
 
 
 @pytest.mark.parametrize(

@@ -74,6 +74,8 @@ class EvalGuidanceConfig:
         tcm_type: 1 or 2: the TCM type of the conditioning DOS and of the surrogate loss.
         band_gap: E_BG target in eV (> 0); its window is the paper's +-10 %.
         seed: the run seed.
+        tcm_arms, band_gap_arms: the arms of each table to run (names from `TCM_ARMS` /
+            `BAND_GAP_ARMS`, in their order); "unconditional", both tables' baseline, always runs.
     """
 
     crystals: int = 32
@@ -87,8 +89,16 @@ class EvalGuidanceConfig:
     tcm_type: int = 1
     band_gap: float = 2.0
     seed: int = 0
+    tcm_arms: tuple[str, ...] = tuple(TCM_ARMS)
+    band_gap_arms: tuple[str, ...] = tuple(BAND_GAP_ARMS)
 
     def __post_init__(self):
+        for name, known in (("tcm_arms", TCM_ARMS), ("band_gap_arms", BAND_GAP_ARMS)):
+            unknown = [arm for arm in getattr(self, name) if arm not in known]
+            if unknown:
+                raise ValueError(
+                    f"{name}: expected names from {', '.join(known)}, got {', '.join(unknown)}"
+                )
         for name in ("crystals", "crystal_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
@@ -189,10 +199,11 @@ def run(cfg: EvalGuidanceConfig, out, *, resume: bool = False, force: bool = Fal
     tcm = {
         name: _arm_stage(rd, f"tcm_{name}", spec, cond=tcm_dos, **common)
         for name, spec in TCM_ARMS.items()
+        if name == "unconditional" or name in cfg.tcm_arms
     }
     gap = {"unconditional": tcm["unconditional"]}
     for name, spec in BAND_GAP_ARMS.items():
-        if name not in gap:
+        if name not in gap and name in cfg.band_gap_arms:
             gap[name] = _arm_stage(rd, f"band_gap_{name}", spec, cond=gap_dos, **common)
 
     summary: dict = {
