@@ -2,7 +2,8 @@
 
     add_run_flags(parser, out="runs/name")   # --out, --resume, --force, --seed
     add_crystal_flags(parser, settings)      # --crystals-per-dos, --guidance, --steps,
-                                             # --corrector-steps, --crystal-batch, --scorer,
+                                             # --corrector-steps, --type-temperature,
+                                             # --crystal-batch, --scorer,
                                              # --guide-predictor, --guide-strength,
                                              # --guide-band-gap, --guide-dos-at-fermi,
                                              # --guide-integrated-dos (LO HI each),
@@ -59,6 +60,11 @@ _CRYSTAL_FLAGS = {
         "--corrector-steps",
         int,
         "Langevin corrector iterations per CDOSGen step (MatterGen: 1)",
+    ),
+    "type_temperature": (
+        "--type-temperature",
+        float,
+        "CDOSGen atom types drawn from softmax(logits / T) (MatterGen: 1)",
     ),
     "crystal_batch": ("--crystal-batch", int, "crystals per jitted CDOSGen batch"),
     "scorer": (

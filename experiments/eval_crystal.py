@@ -2,8 +2,7 @@
 
     python -m experiments.eval_crystal --model default --out runs/eval_crystal [--samples 96]
         [--pairs 64] [--tcm-dos N] [--tcm-dos-per 4] [--steps 100] [--seed 0] [--gamma 2.0]
-        [--type-temperature 1.0] [--type-corrector 0] [--representatives 2] [--world FILE]
-        [--quick]
+        [--type-temperature 0.3] [--representatives 2] [--world FILE] [--quick]
 
 Goal 0: valid fraction, framework match (pymatgen fit_anonymous against world training
 representatives; the world's test split as the reference rate), metal fraction and band-gap
@@ -32,10 +31,6 @@ _FLAGS = {
     "seed": (int, "run seed"),
     "cfg_scale": (float, "classifier-free guidance strength"),
     "type_temperature": (float, "atom types drawn from softmax(logits / T) (1: MatterGen)"),
-    "type_corrector_rounds": (
-        int,
-        "rounds re-drawing a fifth of the types at the end (0: MatterGen)",
-    ),
     "representatives": (int, "world training crystals per (family, atom count)"),
     "world": (str, "world file (default: the packaged subset)"),
 }
@@ -43,7 +38,7 @@ _FLAGS = {
 
 # The flag kept its name when RealismConfig's field became `cfg_scale` (stage 1's `gamma` is the
 # classifier-guidance strength, a different knob).
-_FLAG_NAMES = {"cfg_scale": "--gamma", "type_corrector_rounds": "--type-corrector"}
+_FLAG_NAMES = {"cfg_scale": "--gamma"}
 
 
 def main(argv=None) -> None:

@@ -47,7 +47,7 @@ from jaxdos.kernels import stats
 from jaxdos.kernels.filters import screen_tcm
 from jaxdos.kernels.oracle_params import element_table
 from jaxdos.kernels.pairing import conditioning_estimates
-from jaxdos.pipeline.crystals import DEFAULT_STEPS, generate_crystals
+from jaxdos.pipeline.crystals import DEFAULT_STEPS, DEFAULT_TYPE_TEMPERATURE, generate_crystals
 from jaxdos.pipeline.score import score
 from jaxdos.structures import to_structures
 
@@ -77,8 +77,8 @@ class RealismConfig:
         tcm_dos_per: crystals per TCM-like DOS (>= 1).
         steps: CDOSGen predictor-corrector steps (>= 2).
         cfg_scale: classifier-free guidance strength (finite, >= 0).
-        type_temperature: `CrystalSamplingConfig.type_temperature` (1: MatterGen's sampler).
-        type_corrector_rounds: `CrystalSamplingConfig.type_corrector_rounds` (0: MatterGen's).
+        type_temperature: `CrystalSamplingConfig.type_temperature` (1: MatterGen's sampler;
+            default the pipeline's, `DEFAULT_TYPE_TEMPERATURE`).
         seed: run seed.
         representatives: world training crystals per (family, atom count) for the framework check.
         world: a world file (default: the packaged subset).
@@ -90,8 +90,7 @@ class RealismConfig:
     tcm_dos_per: int = 4
     steps: int = DEFAULT_STEPS
     cfg_scale: float = 2.0
-    type_temperature: float = 1.0
-    type_corrector_rounds: int = 0
+    type_temperature: float = DEFAULT_TYPE_TEMPERATURE
     seed: int = 0
     representatives: int = 2
     world: str | None = None
@@ -108,10 +107,6 @@ class RealismConfig:
             raise ValueError(f"cfg_scale: expected a finite value >= 0, got {self.cfg_scale}")
         if not (math.isfinite(self.type_temperature) and self.type_temperature > 0):
             raise ValueError(f"type_temperature: expected > 0, got {self.type_temperature}")
-        if not 0 <= self.type_corrector_rounds <= 10_000:
-            raise ValueError(
-                f"type_corrector_rounds: expected 0..10000, got {self.type_corrector_rounds}"
-            )
         if self.world is not None and not Path(self.world).is_file():
             raise ValueError(f"world: no such file {self.world}")
 
@@ -205,12 +200,7 @@ def evaluate(
     tcm_rows = tcm_rows[: cfg.tcm_dos]
     n_tcm = tcm_rows.size * cfg.tcm_dos_per
     seconds, t0 = {}, time.perf_counter()
-    gen = dict(
-        steps=cfg.steps,
-        model=model,
-        type_temperature=cfg.type_temperature,
-        type_corrector_rounds=cfg.type_corrector_rounds,
-    )
+    gen = dict(steps=cfg.steps, model=model, type_temperature=cfg.type_temperature)
 
     def lap(name: str) -> None:
         nonlocal t0

@@ -25,6 +25,7 @@ from jaxdos.kernels.properties import PROPERTY_NAMES
 from jaxdos.pipeline.crystals import (
     DEFAULT_CORRECTOR_STEPS,
     DEFAULT_STEPS,
+    DEFAULT_TYPE_TEMPERATURE,
     generate_crystals,
 )
 from jaxdos.pipeline.guided import check_tcm, check_window
@@ -61,6 +62,8 @@ class CrystalSettings:
         cfg_scale: classifier-free guidance strength (>= 0; MatterGen/paper 2.0).
         steps: CDOSGen sampler steps (>= 2; MatterGen 1000).
         corrector_steps: Langevin corrector iterations per step (0..10; MatterGen 1).
+        type_temperature: atom types drawn from softmax(logits / T) (> 0; MatterGen 1, the
+            pipeline's default `DEFAULT_TYPE_TEMPERATURE`).
         crystal_batch: crystals per jitted CDOSGen batch (>= 1).
         crystal_model: a "cdosgen" model directory (None: the embedded default); loaded and
             checked by `check_crystal_model` before a run folder is claimed.
@@ -87,6 +90,7 @@ class CrystalSettings:
     cfg_scale: float = 2.0
     steps: int = DEFAULT_STEPS
     corrector_steps: int = DEFAULT_CORRECTOR_STEPS
+    type_temperature: float = DEFAULT_TYPE_TEMPERATURE
     crystal_batch: int = 32
     crystal_model: str | None = None
     scorer: str | None = None
@@ -105,6 +109,10 @@ class CrystalSettings:
             raise ValueError(f"steps: expected >= 2, got {self.steps}")
         if not 0 <= self.corrector_steps <= 10:
             raise ValueError(f"corrector_steps: expected 0..10, got {self.corrector_steps}")
+        if not np.isfinite(self.type_temperature) or self.type_temperature <= 0:
+            raise ValueError(
+                f"type_temperature: expected a finite value > 0, got {self.type_temperature}"
+            )
         if not np.isfinite(self.cfg_scale) or self.cfg_scale < 0:
             raise ValueError(f"cfg_scale: expected a finite value >= 0, got {self.cfg_scale}")
         if not np.isfinite(self.guide_strength) or self.guide_strength < 0:
@@ -203,6 +211,7 @@ def crystal_stage(
                 cfg_scale=cfg.cfg_scale,
                 steps=cfg.steps,
                 corrector_steps=cfg.corrector_steps,
+                type_temperature=cfg.type_temperature,
                 seed=seed * 100003 + i,
                 batch_size=cfg.crystal_batch,
                 model=model,
@@ -218,6 +227,7 @@ def crystal_stage(
                 num_samples=rows.size,
                 steps=cfg.steps,
                 corrector_steps=cfg.corrector_steps,
+                type_temperature=cfg.type_temperature,
                 seed=seed * 100003 + i,
                 batch_size=cfg.crystal_batch,
                 model=model,

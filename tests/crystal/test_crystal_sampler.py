@@ -219,46 +219,6 @@ def test_type_temperature_sharpens_the_drawn_types():
         CrystalSamplingConfig(type_temperature=0.0)
 
 
-def corrector_time_score(params, batch, t, cond, key):
-    """The toy geometry score; type logits all on S, except at t = 0.25 (the type corrector's
-    time below), where they are all on O."""
-    out = toy_score(params, batch, t, cond, key)
-    at_p = jnp.isclose(t[jnp.clip(batch.batch, 0, t.shape[0] - 1)], 0.25)[:, None]
-    on = jnp.where(at_p, 7, 15) == jnp.arange(out.type_logits.shape[-1])
-    return ScoreOutput(out.frac, out.lattice, jnp.where(on, 0.0, -1e9))
-
-
-def test_type_corrector_redraws_a_fraction_of_the_types_at_its_time_and_keeps_the_geometry():
-    """Every atom leaves the trajectory as S; each corrector round re-draws a random quarter of
-    them from the network at t = 0.25, where it says O. After R rounds an atom is O with
-    probability 1 - 0.75^R (0.25, 0.68, 0.9999 for R = 1, 4, 32); the coordinates and cells are
-    the trajectory's, bit for bit."""
-    g = 64
-
-    def run(rounds):
-        cfg = CrystalSamplingConfig(
-            steps=10, allowed_elements=(8, 16), type_corrector_rounds=rounds,
-            type_corrector_fraction=0.25,
-        )  # fmt: skip
-        return generate(
-            corrector_time_score, toy_params(g), key=jax.random.key(5), num_atoms=np.full(g, 4),
-            config=cfg,
-        ).batch  # fmt: skip
-
-    plain = run(0)
-    assert np.all(plain.atomic_numbers[plain.node_mask] == 16)
-    for rounds, want in ((1, 0.25), (4, 1 - 0.75**4), (32, 1.0)):
-        out = run(rounds)
-        np.testing.assert_array_equal(out.frac_coords, plain.frac_coords)
-        np.testing.assert_array_equal(out.lattice, plain.lattice)
-        o = np.mean(out.atomic_numbers[out.node_mask] == 8)  # 256 atoms: binomial sd <= 0.03
-        assert abs(o - want) < 0.1, (rounds, o)
-    with pytest.raises(ValueError, match="type_corrector_fraction"):
-        CrystalSamplingConfig(type_corrector_fraction=0.0)
-    with pytest.raises(ValueError, match="type_corrector_rounds"):
-        CrystalSamplingConfig(type_corrector_rounds=-1)
-
-
 def test_num_atoms_sampled_from_distribution():
     out = generate(
         toy_score,

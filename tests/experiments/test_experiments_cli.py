@@ -17,6 +17,11 @@ from experiments import multi_property, tcm_screen, te_translation
         (tcm_screen, ["--proposals", "2", "--accept", "4"], "--proposals: expected >= accept"),
         (tcm_screen, ["--guidance", "-1"], "--guidance: expected a finite value >= 0"),
         (tcm_screen, ["--steps", "1"], "--steps: expected >= 2"),
+        (
+            tcm_screen,
+            ["--type-temperature", "0"],
+            "--type-temperature: expected a finite value > 0",
+        ),
         (tcm_screen, ["--noise-length", "-1"], "--noise-length: expected finite >= 0"),
         (tcm_screen, ["--type2-min-width", "3"], "--type2-min-width: expected 0 <="),
         (tcm_screen, ["--bogus-flag"], "unrecognized arguments"),

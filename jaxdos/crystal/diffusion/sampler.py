@@ -11,12 +11,6 @@ Two guided network evaluations per step. The whole trajectory is ONE jitted `lax
 donated `SamplerState`; step keys are `fold_in(state.key, step)`. The returned types are the argmax
 of the last posterior (MatterGen's `mean_batch`); pos and cell equal the sample (zero noise at s=0).
 
-Type corrector (off by default, not MatterGen's). `type_corrector_rounds` rounds after the last
-step, with the geometry fixed: each masks a random fraction p of every crystal's atoms and re-draws
-them from the network at t = p, given every other atom. The absorbing sampler fixes an atom's type
-once and for all, often while the rest of the crystal is noise; re-masking lets the finished
-crystal revise them together, as the DOSSampler's re-masking corrector does for DOS bins.
-
 Devices. The state holds `D` independent sub-batches (leading axis of every batch leaf, one per
 device of the `data` mesh axis, each with its own static atom / graph / edge budgets); the step is
 vmapped over them with the axis name `sharding.DATA_AXIS`, so with the leading axis sharded the
@@ -37,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdos.crystal.batch import MASK_Z, NUM_TYPE_CLASSES, DosCondition
+from jaxdos.crystal.batch import NUM_TYPE_CLASSES, DosCondition
 from jaxdos.crystal.diffusion import d3pm, lattice, wrapped_normal
 from jaxdos.crystal.diffusion.corruption import DiffusionConfig
 from jaxdos.crystal.diffusion.guidance import (
@@ -85,10 +79,7 @@ class CrystalSamplingConfig:
             `guide_targets`).
         allowed_elements: Z values the type logits may produce (others and the mask get -1e10).
         type_temperature: T > 0, the predicted type distribution sharpened to softmax(logits / T)
-            before the D3PM posterior draws an unmasked atom's type (1: MatterGen's sampler);
-            the type corrector draws from the same sharpened distribution.
-        type_corrector_rounds: type-corrector rounds after the last step (0: none, MatterGen).
-        type_corrector_fraction: p, the fraction of atoms each round re-masks, and its time t.
+            before the D3PM posterior draws an unmasked atom's type (1: MatterGen's sampler).
         diffusion: the forward processes (only pos and cell settings are used here).
     """
 
@@ -101,8 +92,6 @@ class CrystalSamplingConfig:
     guidance: Guidance = NoGuidance()
     allowed_elements: tuple[int, ...] = SELECTED_ATOMIC_NUMBERS
     type_temperature: float = 1.0
-    type_corrector_rounds: int = 0
-    type_corrector_fraction: float = 0.2
     diffusion: DiffusionConfig = DiffusionConfig()
 
     def __post_init__(self):
@@ -119,14 +108,6 @@ class CrystalSamplingConfig:
         if not (math.isfinite(self.type_temperature) and self.type_temperature > 0):
             raise ValueError(
                 f"type_temperature: expected a finite value > 0, got {self.type_temperature}"
-            )
-        if not 0 <= self.type_corrector_rounds <= 10_000:
-            raise ValueError(
-                f"type_corrector_rounds: expected 0..10000, got {self.type_corrector_rounds}"
-            )
-        if not 0 < self.type_corrector_fraction <= 1:
-            raise ValueError(
-                f"type_corrector_fraction: expected in (0, 1], got {self.type_corrector_fraction}"
             )
         if not isinstance(self.guidance, Guidance):
             raise ValueError(
@@ -369,27 +350,6 @@ def _step(
     return SamplerState(b, state.key, i + 1, diag[0], diag[1])
 
 
-def _retype(score_fn, config, bias, params, cond, state: SamplerState, axis_name=None):
-    """One type-corrector round of one sub-batch: re-mask a fraction p of the atoms, re-draw
-    them from the (classifier-free guided) network at t = p; geometry unchanged."""
-    b = state.batch
-    p = config.type_corrector_fraction
-    k_sel, k_net, k_draw = jax.random.split(jax.random.fold_in(state.key, state.step), 3)
-    offset = 0 if axis_name is None else jax.lax.axis_index(axis_name) * b.num_graphs
-    u = jax.vmap(jax.random.uniform)(crystal_keys(k_sel, b, offset)[0])
-    sel = (u < p) & b.node_mask
-    masked = b._replace(atomic_numbers=jnp.where(sel, MASK_Z, b.atomic_numbers))
-    t = jnp.full((b.num_graphs,), p)
-    raw = guided_score(score_fn, params, masked, t, cond, k_net, config.guidance)
-    out, overflow, stats = split_diagnostics(raw)
-    logits = (out.type_logits + bias) / config.type_temperature
-    drawn = jax.vmap(jax.random.categorical)(crystal_keys(k_draw, b, offset)[0], logits) + 1
-    types = jnp.where(sel, drawn, b.atomic_numbers).astype(jnp.int32)
-    stats = state.stats if stats is None else jax.tree.map(jnp.maximum, state.stats, stats)
-    b = b._replace(atomic_numbers=types)
-    return SamplerState(b, state.key, state.step + 1, state.overflow | overflow, stats)
-
-
 # vmap axes of the loop state: sub-batch leaves on axis 0, the key and the step shared.
 _STATE_AXES = SamplerState(batch=0, key=None, step=None, overflow=0, stats=0)
 
@@ -436,16 +396,6 @@ def make_sampler(score_fn: ScoreFn, config: CrystalSamplingConfig):
             return step(st, cond, guide_targets), None
 
         state, _ = jax.lax.scan(body, state, None, length=config.steps)
-        if config.type_corrector_rounds:
-
-            def retype(st, c):
-                return _retype(score_fn, config, bias, params, c, st, DATA_AXIS)
-
-            retype = jax.vmap(retype, (_STATE_AXES, 0), _STATE_AXES, axis_name=DATA_AXIS)
-            state, _ = jax.lax.scan(
-                lambda st, _: (retype(st, cond), None), state, None,
-                length=config.type_corrector_rounds,
-            )  # fmt: skip
         return state
 
     return jax.jit(run, donate_argnums=1)
