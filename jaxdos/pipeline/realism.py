@@ -125,10 +125,10 @@ def species_counts(crystals) -> np.ndarray:
 
 
 def electron_counts(crystals) -> np.ndarray:
-    """`[M]` valence electrons per cell of each crystal (the oracle's element table)."""
-    z, n = np.asarray(crystals.atomic_numbers), np.asarray(crystals.num_atoms)
-    valence = element_table().valence
-    return np.array([valence[z[i, : n[i]]].sum() for i in range(n.size)]).round().astype(np.int64)
+    """`[M]` valence electrons per cell of each crystal (the oracle's element table; padding
+    atoms are Z = 0, which has none)."""
+    valence = element_table().valence[np.asarray(crystals.atomic_numbers)]
+    return np.rint(valence.sum(axis=1)).astype(np.int64)
 
 
 def world_representatives(
@@ -222,22 +222,24 @@ def evaluate(
     lap("conditioned crystals")
 
     valid = pool_scores.valid[: cfg.samples]
-    generated = to_structures(pool.take(np.flatnonzero(valid)))
-    train_structures = to_structures(world.take(train).crystals)
+    kept = pool.take(np.flatnonzero(valid))
+    train_crystals, test_crystals = world.take(train).crystals, world.take(test).crystals
+    generated = to_structures(kept)
+    train_structures = to_structures(train_crystals)
     reps = world_representatives(
         train_structures, None if family is None else family[train], cfg.representatives
     )
     match = framework_match(generated, reps)
-    world_match = framework_match(to_structures(world.take(test).crystals), reps)
+    world_match = framework_match(to_structures(test_crystals), reps)
     lap("framework check")
 
     gap = pool_scores.properties["band_gap"][: cfg.samples][valid]
     world_gap = world.band_gap[train]
-    most = species_counts(world.take(train).crystals).max()
-    many = species_counts(pool.take(np.flatnonzero(valid))) > most
-    world_many = species_counts(world.take(test).crystals) > most
-    odd = electron_counts(pool.take(np.flatnonzero(valid))) % 2 == 1
-    world_odd = electron_counts(world.take(train).crystals) % 2 == 1
+    most = species_counts(train_crystals).max()
+    many = species_counts(kept) > most
+    world_many = species_counts(test_crystals) > most
+    odd = electron_counts(kept) % 2 == 1
+    world_odd = electron_counts(train_crystals) % 2 == 1
     goal0 = {
         "valid": (stats.rate(valid.sum(), valid.size), None),
         "framework_match": (
